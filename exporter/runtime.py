@@ -20,8 +20,9 @@ from exporter.config import Settings
 from exporter.counts import Buckets
 from exporter.exposition import MetricsPage
 from exporter.health import HealthBoard
+from exporter.ingest import Ingestor, TrackingRules
 from exporter.sources.fetch import FetchLimits
-from exporter.sources.scrape import Scraper, ScrapeTarget, TrackingRules
+from exporter.sources.scrape import Scraper, ScrapeTarget
 from exporter.store import Store, open_store
 from exporter.tracker import LabelGuard
 
@@ -39,21 +40,24 @@ class Runtime:
             for source in settings.sources
         ]
         self.health = HealthBoard([target.name for target in targets])
-        self.rules = TrackingRules(
-            guard=LabelGuard(settings.max_series_per_source),
-            buckets=Buckets(settings.buckets),
-            retention_ms=settings.retention_days * 24 * 3600 * 1000,
+        self.ingestor = Ingestor(
+            self.store,
+            TrackingRules(
+                guard=LabelGuard(settings.max_series_per_source),
+                buckets=Buckets(settings.buckets),
+                retention_ms=settings.retention_days * 24 * 3600 * 1000,
+            ),
         )
         limits = FetchLimits(
             read_timeout=settings.scrape_timeout,
             total_timeout=max(settings.scrape_timeout * 3, 30.0),
             max_bytes=settings.max_response_bytes,
         )
-        self.scraper = Scraper(
-            self.store, targets, self.clock, self.health, rules=self.rules, limits=limits
-        )
+        self.scraper = Scraper(self.ingestor, targets, self.clock, self.health, limits=limits)
         self.registry = CollectorRegistry(auto_describe=False)
-        self.collector = JobCollector(self.store, self.health, self.rules.buckets, __version__)
+        self.collector = JobCollector(
+            self.store, self.health, self.ingestor.rules.buckets, __version__
+        )
         self.registry.register(self.collector)
         self.metrics_page = MetricsPage(self.registry, self.collector.cache_key)
         self._scheduler: BackgroundScheduler | None = None

@@ -10,22 +10,19 @@ import logging
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import requests
 
 from exporter.clock import Clock
-from exporter.counts import INVALID_JOBS, SCRAPE_ERRORS, Buckets
-from exporter.decode import Decoded, InvalidDocument, decode_jobs
+from exporter.counts import SCRAPE_ERRORS
+from exporter.decode import InvalidDocument, decode_jobs
 from exporter.health import HealthBoard
-from exporter.records import SourceIndex
+from exporter.ingest import Ingestor
 from exporter.sources.fetch import FetchError, FetchLimits, fetch
-from exporter.store import Prune, StaleIndex, Store, StoreError
-from exporter.tracker import LabelGuard, dedupe, plan_changes
+from exporter.store import StoreError
 
 log = logging.getLogger(__name__)
-
-PRUNE_EVERY_MS = 60_000
 
 
 @dataclass(frozen=True)
@@ -33,15 +30,6 @@ class ScrapeTarget:
     name: str
     url: str
     interval_s: float
-
-
-@dataclass(frozen=True)
-class TrackingRules:
-    """How observed jobs become counts: cardinality cap, buckets, retention."""
-
-    guard: LabelGuard = field(default_factory=LabelGuard)
-    buckets: Buckets = field(default_factory=Buckets)
-    retention_ms: float = 7 * 24 * 3600 * 1000
 
 
 @dataclass(frozen=True)
@@ -57,24 +45,20 @@ class Scraper:
 
     def __init__(
         self,
-        store: Store,
+        ingestor: Ingestor,
         targets: list[ScrapeTarget],
         clock: Clock,
         health: HealthBoard,
         *,
-        rules: TrackingRules | None = None,
         limits: FetchLimits | None = None,
     ) -> None:
-        self.store = store
+        self.ingestor = ingestor
         self.targets = {target.name: target for target in targets}
         self.clock = clock
         self.health = health
-        self.rules = rules or TrackingRules()
         self.limits = limits or FetchLimits()
         self._session = requests.Session()
         self._locks = {name: threading.Lock() for name in self.targets}
-        self._indexes: dict[str, SourceIndex] = {}
-        self._last_prune_ms: dict[str, float] = {}
 
     def scrape(self, name: str) -> ScrapeResult:
         """Scrape one target now; never raises for upstream faults."""
@@ -90,7 +74,10 @@ class Scraper:
             except InvalidDocument as error:
                 return self._failed(name, "invalid_json", str(error), started)
             try:
-                self._record(name, decoded, now_ms)
+                self.ingestor.ingest(
+                    name, decoded.jobs, now_ms,
+                    complete_list=True, invalid_by_field=decoded.invalid_by_field(),
+                )  # fmt: skip
             except StoreError as error:
                 self.health.record_store_error()
                 log.error("source %s: scraped but could not store the result: %s", name, error)
@@ -105,43 +92,8 @@ class Scraper:
                 )  # fmt: skip
             return ScrapeResult(True, None, len(decoded.jobs), len(decoded.errors))
 
-    def tracked(self) -> dict[str, int]:
-        """Jobs each source's index holds (those scraped by this process so far)."""
-        return {name: index.tracked for name, index in self._indexes.items()}
-
     def close(self) -> None:
         self._session.close()
-
-    def _record(self, name: str, decoded: Decoded, now_ms: float) -> None:
-        observed = dedupe(decoded.jobs)
-        invalid = Counter(
-            {("", "", INVALID_JOBS, f): n for f, n in decoded.invalid_by_field().items()}
-        )
-        prune = self._due_prune(name, observed, now_ms)
-        for _ in range(3):
-            index = self._indexes.get(name) or self.store.load_index(name)
-            self._indexes[name] = index
-            plan = plan_changes(
-                index, observed, now_ms,
-                complete_list=True, guard=self.rules.guard, buckets=self.rules.buckets,
-            )  # fmt: skip
-            plan.counts.update(invalid)
-            if plan.empty and prune is None:
-                return
-            try:
-                self.store.apply(index, plan, prune)
-            except StaleIndex:
-                del self._indexes[name]  # another writer moved on: reload and plan again
-                continue
-            if prune is not None:
-                self._last_prune_ms[name] = now_ms
-            return
-        raise StoreError(f"source {name!r} kept changing under this scrape")
-
-    def _due_prune(self, name: str, observed: dict[str, object], now_ms: float) -> Prune | None:
-        if now_ms - self._last_prune_ms.get(name, 0) < PRUNE_EVERY_MS:
-            return None
-        return Prune(before_ms=now_ms - self.rules.retention_ms, still_listed=observed)
 
     def _failed(self, name: str, reason: str, detail: str, started: float) -> ScrapeResult:
         """Count the fault; a failed scrape changes no job counts."""
@@ -149,7 +101,7 @@ class Scraper:
         if changed:
             log.warning("source %s: scrape failed (%s): %s", name, reason, detail)
         try:
-            self.store.add_counts(name, Counter({("", "", SCRAPE_ERRORS, reason): 1}))
+            self.ingestor.store.add_counts(name, Counter({("", "", SCRAPE_ERRORS, reason): 1}))
         except StoreError as error:
             self.health.record_store_error()
             log.error("source %s: could not count a scrape error: %s", name, error)
