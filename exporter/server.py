@@ -47,18 +47,24 @@ def serve(sock: socket.socket, build_app: Callable[[], Flask], threads: int = 8)
     runtime = runtime_of(app)
     server = create_server(app, sockets=[sock], threads=threads, ident="job-exporter")
 
-    def stop(signum: int, _frame: object) -> None:
-        log.info("received %s, shutting down", signal.Signals(signum).name)
-        raise SystemExit(0)
+    stopping = False
 
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    def stop(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        log.info("received %s, %s", signal.Signals(signum).name,
+                 "already shutting down" if stopping else "shutting down")  # fmt: skip
+        if not stopping:
+            stopping = True
+            raise SystemExit(0)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, stop)
     try:
         runtime.start()
         log.info("job-exporter listening on %s", local_url(sock))
         server.run()
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        stopping = True  # a further signal during cleanup must not cut it short
         server.close()
         runtime.stop()
         log.info("job-exporter stopped")
