@@ -52,7 +52,15 @@ class UnknownJob(LookupError):
 
 
 class JobConflict(Exception):
-    """The job is not in a state that allows this step, or the worker holds no lease (409)."""
+    """The job is not in a state that allows this step, or the worker holds no lease (409).
+
+    `field` names the request field at fault: `status` for the job's state, `worker` for a
+    lease the worker does not hold.
+    """
+
+    def __init__(self, message: str, field: str = "status") -> None:
+        super().__init__(message)
+        self.field = field
 
 
 @dataclass(frozen=True)
@@ -107,9 +115,9 @@ def check_lease(job: QueueJob, worker: str, now_ms: float) -> None:
     if job.status != RUNNING:
         raise JobConflict(f"job {job.id} is {job.status}, not running")
     if job.worker != worker:
-        raise JobConflict(f"job {job.id} is leased to another worker, not {worker!r}")
+        raise JobConflict(f"job {job.id} is leased to another worker, not {worker!r}", "worker")
     if job.lease_expires_ms is not None and job.lease_expires_ms < now_ms:
-        raise JobConflict(f"the lease of {worker!r} on job {job.id} has expired")
+        raise JobConflict(f"the lease of {worker!r} on job {job.id} has expired", "worker")
 
 
 def extend_lease(job: QueueJob, worker: str, now_ms: float, lease_s: float) -> QueueChange:
