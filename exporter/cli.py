@@ -86,7 +86,12 @@ def main() -> None:
     """Prometheus metrics for an app's background jobs."""
 
 
-@main.command()
+# Each command sets the prefix itself: inherited from the group, click would read
+# JOB_EXPORTER_SERVE_<OPTION>, not the JOB_EXPORTER_<OPTION> of CONTRACT section 5.
+COMMAND_SETTINGS = {"auto_envvar_prefix": ENV_PREFIX}
+
+
+@main.command(context_settings=COMMAND_SETTINGS)
 @_common_options
 @click.option(
     "--listen", default=DEFAULT_LISTEN, help="HOST:PORT to serve /metrics and the API on."
@@ -152,7 +157,7 @@ def serve(ctx: click.Context, **options: Any) -> None:
     _run(settings, lambda url: settings)
 
 
-@main.command()
+@main.command(context_settings=COMMAND_SETTINGS)
 @_common_options
 @click.option("--listen", default="127.0.0.1:9188", help="HOST:PORT to serve on.")
 @click.option(
