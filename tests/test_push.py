@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from exporter.config import SourceSettings
-from tests.api_helpers import START_MS, TOKEN, live_server, job_info
+from tests.api_helpers import START_MS, TOKEN, job_info, live_server
 
 PUSH = "/api/v1/push"
 
