@@ -40,6 +40,7 @@ class Reply:
     headers: dict[str, str] = field(default_factory=lambda: {"Content-Type": "application/json"})
     hang: threading.Event | None = None  # wait on this before answering
     chunked: bool = False  # send without Content-Length
+    trickle_s: float | None = None  # pause between single bytes of the body
 
 
 class JobSource:
@@ -61,7 +62,17 @@ class JobSource:
                 self.send_response(reply.status)
                 for name, value in reply.headers.items():
                     self.send_header(name, value)
-                if reply.chunked:
+                if reply.trickle_s is not None:
+                    self.send_header("Content-Length", str(len(reply.body)))
+                    self.end_headers()
+                    try:
+                        for byte in reply.body:
+                            self.wfile.write(bytes([byte]))
+                            self.wfile.flush()
+                            time.sleep(reply.trickle_s)
+                    except OSError:
+                        pass  # the exporter gave up on us, as it should
+                elif reply.chunked:
                     self.send_header("Transfer-Encoding", "chunked")
                     self.end_headers()
                     for start in range(0, len(reply.body), 65536):
