@@ -213,8 +213,9 @@ def _alert(
 def job_alert_rules(cfg: Config = DEFAULT) -> list[Rule]:
     """Alerts about the jobs themselves."""
     job = "{{ $labels.type }} job {{ $labels.name }} on source {{ $labels.source }}"
-    finished_in = f"increase(background_jobs_finished_total[{cfg.failure_window}])"
-    failed_in = f'increase(background_jobs_finished_total{{outcome="failed"}}[{cfg.failure_window}])'
+    window = cfg.failure_window
+    finished_in = f"increase(background_jobs_finished_total[{window}])"
+    failed_in = f'increase(background_jobs_finished_total{{outcome="failed"}}[{window}])'
     lost = 'background_jobs_finished_total{outcome="lost"}'
     return [
         _alert(
@@ -252,7 +253,8 @@ def job_alert_rules(cfg: Config = DEFAULT) -> list[Rule]:
             f"# exporter was already scraped then (not after a restart of Prometheus)\n"
             f"sum by ({STN}) (\n"
             f"  {lost} unless {lost} offset {cfg.lost_window}\n"
-            f"  and on (job, instance) up{{{cfg.exporter_selector}}} offset {cfg.lost_window} == 1\n"
+            f"  and on (job, instance)"
+            f" up{{{cfg.exporter_selector}}} offset {cfg.lost_window} == 1\n"
             f") > {cfg.lost_threshold}\n",
             None,
             "warning",
