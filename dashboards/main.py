@@ -5,11 +5,18 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from dashboards import rules
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+
+from dashboards import by_name, by_type, rules, summary
 
 ROOT = Path(__file__).resolve().parent.parent
-RULES_DIR = ROOT / "prometheus" / "rules"
-DASHBOARDS_DIR = ROOT / "grafana" / "dashboards"
+
+# File name under grafana/dashboards/ -> the module whose build() makes it.
+DASHBOARDS = {
+    "summary.json": summary,
+    "by-type.json": by_type,
+    "by-name.json": by_name,
+}
 
 
 def generated() -> dict[Path, str]:
@@ -17,6 +24,14 @@ def generated() -> dict[Path, str]:
     files: dict[Path, str] = {}
     for filename, groups in rules.rule_files().items():
         files[Path("prometheus/rules") / filename] = rules.render(groups)
+    encoder = JSONEncoder(sort_keys=True, indent=2)
+    for filename, module in DASHBOARDS.items():
+        board = module.build().build()
+        # Grafana keys panel state (links, edits, view mode) by id: give each a stable one.
+        for panel_id, panel in enumerate(board.panels or [], start=1):
+            panel.id_val = panel_id
+        text = encoder.encode(board) + "\n"
+        files[Path("grafana/dashboards") / filename] = text
     return files
 
 

@@ -153,20 +153,25 @@ def recording_rules(cfg: Config = DEFAULT) -> list[Rule]:
     return rules
 
 
-def stuck_age_expr(cfg: Config = DEFAULT) -> str:
+def stuck_age_expr(cfg: Config = DEFAULT, selector: str = "") -> str:
     """Age of the oldest running job of each series, kept only where it counts as stuck.
 
-    Shared by the alert and the Summary dashboard's stuck count, so both agree.
+    Shared by the alert and the dashboards' stuck counts (which pass a `selector` such as
+    `source=~"$source"`), so both agree on what stuck means.
     """
     baseline = quantile(DURATION, "source_type_name", cfg.stuck_baseline_window, cfg)
+    oldest = "background_jobs_oldest_start_timestamp_seconds" + (
+        f"{{{selector}}}" if selector else ""
+    )
+    baseline_selector = f'{{{selector + ", " if selector else ""}quantile="0.95"}}'
     return (
-        f"(time() - max by ({STN}) (background_jobs_oldest_start_timestamp_seconds))\n"
+        f"(time() - max by ({STN}) ({oldest}))\n"
         f"> on ({STN})\n"
         f"(\n"
         f"  clamp_min({cfg.stuck_factor:g} * max by ({STN}) "
-        f'({baseline}{{quantile="0.95"}}), {cfg.stuck_min_seconds})\n'
+        f"({baseline}{baseline_selector}), {cfg.stuck_min_seconds})\n"
         f"    or\n"
-        f"  0 * max by ({STN}) (background_jobs_oldest_start_timestamp_seconds)"
+        f"  0 * max by ({STN}) ({oldest})"
         f" + {cfg.stuck_fallback_seconds}\n"
         f")\n"
     )
