@@ -1,0 +1,1 @@
+"""HTTP endpoints as Flask blueprints: thin, each delegating to the runtime's components."""

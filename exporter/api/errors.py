@@ -1,0 +1,32 @@
+"""Every error answers JSON in the contract's shape: `{"error": ..., "errors": [...]}`."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, jsonify
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger(__name__)
+
+
+def error_response(status: int, message: str, errors: list[dict[str, Any]] | None = None):
+    response = jsonify({"error": message, "errors": errors or []})
+    response.status_code = status
+    return response
+
+
+def init_app(app: Flask) -> None:
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException):
+        response = error_response(error.code or 500, error.description or error.name)
+        for header, value in error.get_headers():
+            if header.lower() not in ("content-type", "content-length"):
+                response.headers[header] = value
+        return response
+
+    @app.errorhandler(Exception)
+    def unexpected_error(error: Exception):
+        log.exception("unexpected error while serving a request")
+        return error_response(500, "internal error; the exporter's log has the details")

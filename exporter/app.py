@@ -1,0 +1,30 @@
+"""The Flask app factory: wiring only (the tutorial's `create_app`, with a settings object)."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from exporter.api import demo, errors, metrics
+from exporter.clock import Clock
+from exporter.config import Settings
+from exporter.runtime import EXTENSION, Runtime
+from exporter.store import Store
+
+
+def create_app(
+    settings: Settings | None = None, *, clock: Clock | None = None, store: Store | None = None
+) -> Flask:
+    """An app serving the exporter's endpoints; call `runtime_of(app).start()` to scrape."""
+    settings = settings or Settings()
+    app = Flask(__name__)
+    app.config["JSON_SORT_KEYS"] = False
+    runtime = app.extensions[EXTENSION] = Runtime(settings, clock=clock, store=store)
+    errors.init_app(app)
+    app.register_blueprint(metrics.blueprint)
+    if settings.mock_source:
+        demo.init_app(app, runtime.clock)
+    return app
+
+
+def runtime_of(app: Flask) -> Runtime:
+    return app.extensions[EXTENSION]

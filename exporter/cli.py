@@ -1,0 +1,221 @@
+"""`job-exporter serve` and `job-exporter demo` (CONTRACT section 5).
+
+Every option reads `JOB_EXPORTER_<OPTION>` too, and `--config FILE` a YAML file with the same
+keys. Precedence: command line, then environment, then the file, then the defaults shown
+in `--help`.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import click
+
+from exporter import __version__
+from exporter.config import (
+    DEFAULT_LISTEN,
+    DEFAULT_SCRAPE_INTERVAL,
+    DEFAULT_STORE,
+    ConfigError,
+    Settings,
+    SourceSettings,
+    load_yaml,
+    make_source,
+    parse_listen,
+    parse_source,
+    sources_from_yaml,
+)
+
+ENV_PREFIX = "JOB_EXPORTER"
+DEMO_SCRAPE_INTERVAL = 1.0
+
+
+def _load_config(ctx: click.Context, _param: click.Parameter, path: str | None) -> str | None:
+    """Read the YAML file first, so its values become the defaults of the other options."""
+    if not path:
+        return path
+    try:
+        values = load_yaml(path)
+        ctx.meta["config_sources"] = sources_from_yaml(values.pop("source", None))
+    except ConfigError as error:
+        raise click.BadParameter(str(error), ctx=ctx, param=_param) from error
+    known = {p.name for p in ctx.command.params if p.name}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise click.BadParameter(f"unknown keys in {path}: {', '.join(unknown)}", ctx=ctx)
+    ctx.default_map = {**(ctx.default_map or {}), **values}
+    return path
+
+
+def _common_options(func):
+    options = [
+        click.option(
+            "--config",
+            type=click.Path(exists=True, dir_okay=False),
+            is_eager=True,
+            expose_value=False,
+            callback=_load_config,
+            help="YAML file whose keys are these options' names.",
+        ),
+        click.option(
+            "--log-level",
+            type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+            default="info",
+            show_default=True,
+        ),
+        click.option(
+            "--threads",
+            type=click.IntRange(1, 256),
+            default=8,
+            show_default=True,
+            help="HTTP worker threads.",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+@click.group(context_settings={"auto_envvar_prefix": ENV_PREFIX, "show_default": True})
+@click.version_option(__version__, prog_name="job-exporter")
+def main() -> None:
+    """Prometheus metrics for an app's background jobs."""
+
+
+@main.command()
+@_common_options
+@click.option(
+    "--listen", default=DEFAULT_LISTEN, help="HOST:PORT to serve /metrics and the API on."
+)
+@click.option("--store", default=DEFAULT_STORE, help="sqlite:///path/file.db")
+@click.option(
+    "--source",
+    "sources",
+    multiple=True,
+    metavar="NAME=URL",
+    help="A JobInfoBase endpoint to scrape (repeat for several).",
+)
+@click.option(
+    "--scrape-interval",
+    type=click.FloatRange(min=0.1),
+    default=DEFAULT_SCRAPE_INTERVAL,
+    help="Seconds between scrapes of each source.",
+)
+@click.option(
+    "--scrape-timeout",
+    type=click.FloatRange(min=0.1),
+    default=10.0,
+    help="Seconds to wait for a source to answer.",
+)
+@click.option(
+    "--max-response-bytes",
+    type=click.IntRange(min=1024),
+    default=64 * 1024 * 1024,
+    help="Largest source response accepted.",
+)
+@click.option(
+    "--max-series-per-source",
+    type=click.IntRange(min=1),
+    default=500,
+    help="Distinct (type, name) pairs per source before names fold to __other__.",
+)
+@click.option(
+    "--retention-days",
+    type=click.FloatRange(min=0.001),
+    default=7.0,
+    help="Days a finished job is kept once its source stops listing it.",
+)
+@click.pass_context
+def serve(ctx: click.Context, **options: Any) -> None:
+    """Scrape the sources and serve /metrics."""
+    _configure_logging(options["log_level"])
+    sources = [*ctx.meta.get("config_sources", [])]
+    try:
+        sources = _merge_sources(sources, options.pop("sources"))
+        settings = Settings(
+            listen=options["listen"],
+            store=options["store"],
+            sources=tuple(sources),
+            scrape_interval=options["scrape_interval"],
+            scrape_timeout=options["scrape_timeout"],
+            max_response_bytes=options["max_response_bytes"],
+            max_series_per_source=options["max_series_per_source"],
+            retention_days=options["retention_days"],
+            threads=options["threads"],
+        )
+    except ConfigError as error:
+        raise click.UsageError(str(error)) from error
+    _run(settings, lambda url: settings)
+
+
+@main.command()
+@_common_options
+@click.option("--listen", default="127.0.0.1:9188", help="HOST:PORT to serve on.")
+@click.option(
+    "--store", default=None, help="Store URL [default: a new SQLite file in a temporary folder]"
+)
+@click.pass_context
+def demo(ctx: click.Context, **options: Any) -> None:
+    """Everything on one machine: embedded store, built-in mock source, its scrapes."""
+    _configure_logging(options["log_level"])
+    with tempfile.TemporaryDirectory(prefix="job-exporter-demo-") as folder:
+        store = options["store"] or f"sqlite:///{Path(folder, 'demo.db').as_posix()}"
+
+        def settings_for(url: str) -> Settings:
+            source = make_source("demo", f"{url}/demo/jobs", DEMO_SCRAPE_INTERVAL)
+            return Settings(
+                listen=options["listen"],
+                store=store,
+                sources=(source,),
+                scrape_interval=DEMO_SCRAPE_INTERVAL,
+                threads=options["threads"],
+                mock_source=True,
+            )
+
+        _run(Settings(listen=options["listen"], store=store), settings_for)
+
+
+def _run(initial: Settings, settings_for) -> None:
+    """Bind first, then build the app with settings that may need the bound address."""
+    from exporter.app import create_app
+    from exporter.server import bind, local_url, serve
+    from exporter.store import StoreError
+
+    host, port = parse_listen(initial.listen)
+    try:
+        sock = bind(host, port)
+    except OSError as error:
+        raise click.ClickException(f"cannot listen on {initial.listen}: {error}") from error
+    settings = settings_for(local_url(sock))
+    try:
+        serve(sock, lambda: create_app(settings), threads=settings.threads)
+    except (StoreError, ValueError) as error:
+        raise click.ClickException(str(error)) from error
+
+
+def _merge_sources(from_file: list[SourceSettings], given: tuple[str, ...]) -> list[SourceSettings]:
+    """Options and variables name NAME=URL; a name also in the file takes the new URL."""
+    merged = {source.name: source for source in from_file}
+    for text in given:
+        source = parse_source(text)
+        interval = merged[source.name].interval_s if source.name in merged else None
+        merged[source.name] = SourceSettings(source.name, source.url, interval)
+    return list(merged.values())
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

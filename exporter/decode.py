@@ -1,0 +1,119 @@
+"""Bytes to validated JobInfo items: one C pass when all is well, item by item when not.
+
+A source's response is decoded straight into typed structs; only when that fails are the
+items decoded one at a time, so a few bad items are skipped and counted by field while the
+rest still apply (CONTRACT section 2: invalid items never spoil a scrape).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+
+import msgspec
+
+from exporter.models import FIELD_WIRE_NAMES, ITEM_FIELD, MAX_FUTURE_MS, JobInfo
+
+_list_decoder = msgspec.json.Decoder(list[JobInfo])
+_raw_list_decoder = msgspec.json.Decoder(list[msgspec.Raw])
+_item_decoder = msgspec.json.Decoder(JobInfo)
+
+_PATH_FIELD = re.compile(r"`\$(?:\[\d+\])?\.(\w+)")
+_MISSING_FIELD = re.compile(r"missing required field `(\w+)`")
+_KNOWN_FIELDS = frozenset(FIELD_WIRE_NAMES.values())
+
+
+class InvalidDocument(ValueError):
+    """The body is not a JSON array at all: the whole scrape or push fails."""
+
+
+@dataclass(slots=True)
+class ItemError:
+    """Why one item was skipped: its position, the wire field at fault and the reason."""
+
+    index: int
+    field: str
+    message: str
+
+
+@dataclass(slots=True)
+class Decoded:
+    """The valid items in input order and the errors of the skipped ones."""
+
+    jobs: list[JobInfo]
+    errors: list[ItemError] = field(default_factory=list)
+
+    def invalid_by_field(self) -> Counter[str]:
+        return Counter(error.field for error in self.errors)
+
+
+def field_of(error: msgspec.ValidationError) -> str:
+    """The wire field a msgspec validation error is about (`item` when it names none)."""
+    text = str(error)
+    match = _MISSING_FIELD.search(text) or _PATH_FIELD.search(text)
+    if match and match.group(1) in _KNOWN_FIELDS:
+        return match.group(1)
+    return ITEM_FIELD
+
+
+def _message_of(error: msgspec.ValidationError) -> str:
+    return str(error).split(" - at ")[0]
+
+
+def _semantic_error(job: JobInfo, latest_start_ms: float) -> tuple[str, str] | None:
+    """Rules a static schema cannot state: not too far in the future, finish after start."""
+    if job.start_timestamp > latest_start_ms:
+        return "startTimestamp", "more than 24 h in the future"
+    if job.finish_timestamp is not None and job.finish_timestamp < job.start_timestamp:
+        return "finishTimestamp", "earlier than startTimestamp"
+    return None
+
+
+def decode_jobs(body: bytes, now_ms: float) -> Decoded:
+    """Decode a JSON array of JobInfoBase; raise InvalidDocument if it is not one."""
+    positions: list[int] | None = None  # None: jobs[i] is item i of the input
+    try:
+        jobs = _list_decoder.decode(body)
+        errors: list[ItemError] = []
+    except msgspec.ValidationError:
+        jobs, positions, errors = _decode_item_by_item(body)
+    except msgspec.DecodeError as error:
+        raise InvalidDocument(f"not valid JSON: {error}") from error
+    return _apply_semantic_rules(jobs, positions, errors, now_ms)
+
+
+def _decode_item_by_item(body: bytes) -> tuple[list[JobInfo], list[int], list[ItemError]]:
+    try:
+        raw_items = _raw_list_decoder.decode(body)
+    except (msgspec.ValidationError, msgspec.DecodeError) as error:
+        raise InvalidDocument(f"expected a JSON array of jobs: {_message_of(error)}") from error
+    jobs: list[JobInfo] = []
+    positions: list[int] = []
+    errors: list[ItemError] = []
+    for index, raw in enumerate(raw_items):
+        try:
+            jobs.append(_item_decoder.decode(raw))
+            positions.append(index)
+        except msgspec.ValidationError as error:
+            errors.append(ItemError(index, field_of(error), _message_of(error)))
+    return jobs, positions, errors
+
+
+def _apply_semantic_rules(
+    jobs: list[JobInfo], positions: list[int] | None, errors: list[ItemError], now_ms: float
+) -> Decoded:
+    latest_start_ms = now_ms + MAX_FUTURE_MS
+    # Fast check first: on a healthy response no item breaks a rule and nothing is copied.
+    if not any(_semantic_error(job, latest_start_ms) for job in jobs):
+        return Decoded(jobs, errors)
+    valid: list[JobInfo] = []
+    for offset, job in enumerate(jobs):
+        problem = _semantic_error(job, latest_start_ms)
+        if problem is None:
+            valid.append(job)
+        else:
+            index = positions[offset] if positions is not None else offset
+            errors.append(ItemError(index, problem[0], problem[1]))
+    errors.sort(key=lambda error: error.index)
+    return Decoded(valid, errors)

@@ -1,0 +1,44 @@
+"""`/metrics` bytes, rendered once per change and reused (gzip included) until the next.
+
+Prometheus scrapes far more often than most job lists change; between changes a scrape
+costs a dictionary lookup instead of a rendering of every series.
+"""
+
+from __future__ import annotations
+
+import gzip
+import threading
+from collections.abc import Callable, Hashable
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
+
+
+class MetricsPage:
+    def __init__(self, registry: CollectorRegistry, cache_key: Callable[[], Hashable | None]):
+        self.registry = registry
+        self._cache_key = cache_key
+        self._lock = threading.Lock()
+        self._key: Hashable | None = None
+        self._rendered: dict[tuple[str, bool], bytes] = {}
+
+    def render(self, accept: str | None, gzip_ok: bool) -> tuple[bytes, str]:
+        """The body (gzipped when `gzip_ok`) and its content type, chosen from `accept`."""
+        encoder, content_type = choose_encoder(accept or "")
+        key = self._cache_key()
+        slot = (content_type, gzip_ok)
+        with self._lock:
+            if key is None or key != self._key:
+                self._rendered.clear()
+                self._key = key
+            cached = self._rendered.get(slot)
+        if cached is not None:
+            return cached, content_type
+        body = encoder(self.registry)
+        if gzip_ok:
+            body = gzip.compress(body, compresslevel=5)
+        if key is not None:
+            with self._lock:
+                if self._key == key:
+                    self._rendered[slot] = body
+        return body, content_type

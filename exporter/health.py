@@ -1,0 +1,57 @@
+"""The exporter's own view of each source's last scrape: in memory, per process.
+
+Gauges (up, last duration, last success) describe this process's scrapes, so they are not
+stored; counters of faults are stored with the job counts so they survive restarts too.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, replace
+
+
+@dataclass(frozen=True)
+class SourceHealth:
+    up: bool | None = None  # None until the first scrape finished
+    reason: str | None = None  # the fault of the last failed scrape
+    last_duration_s: float | None = None
+    last_success_ms: float | None = None
+
+
+class HealthBoard:
+    """Thread-safe per-source health; `version` changes whenever anything here does."""
+
+    def __init__(self, sources: list[str]) -> None:
+        self._lock = threading.Lock()
+        self._sources = {name: SourceHealth() for name in sources}
+        self.version = 0
+        self.store_errors = 0
+
+    def sources(self) -> dict[str, SourceHealth]:
+        with self._lock:
+            return dict(self._sources)
+
+    def record_success(self, source: str, duration_s: float, now_ms: float) -> bool:
+        """Record a good scrape; True when the source was not up before (worth a log line)."""
+        return self._record(source, True, None, duration_s, now_ms)
+
+    def record_failure(self, source: str, reason: str, duration_s: float) -> bool:
+        """Record a failed scrape; True when this is a change of state or of reason."""
+        return self._record(source, False, reason, duration_s, None)
+
+    def record_store_error(self) -> None:
+        with self._lock:
+            self.store_errors += 1
+            self.version += 1
+
+    def _record(
+        self, source: str, up: bool, reason: str | None, duration_s: float, now_ms: float | None
+    ) -> bool:
+        with self._lock:
+            before = self._sources.get(source, SourceHealth())
+            after = replace(before, up=up, reason=reason, last_duration_s=duration_s)
+            if now_ms is not None:
+                after = replace(after, last_success_ms=now_ms)
+            self._sources[source] = after
+            self.version += 1
+            return (before.up, before.reason) != (up, reason)

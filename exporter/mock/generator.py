@@ -1,0 +1,162 @@
+"""A simulated app's background jobs, as its JobInfoBase endpoint would list them.
+
+Jobs of several types and names start at random (Poisson arrivals), run for a log-normal
+time, and complete or fail; a few get stuck for hours and a few vanish while running (so the
+`lost` rule shows). Most jobs carry the optional `finishTimestamp` and `status`; some are
+plain JobInfoBase. Time comes from the injected clock and randomness from a seed, so the
+same seed and clock give the same jobs.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from exporter.clock import Clock
+
+
+@dataclass(frozen=True)
+class JobKind:
+    type: str
+    name: str
+    per_minute: float
+    median_s: float
+    failure_ratio: float
+
+
+KINDS = (
+    JobKind("HTTP", "POST /webhooks/stripe", 30, 0.8, 0.03),
+    JobKind("HTTP", "callback.order_shipped", 20, 1.5, 0.05),
+    JobKind("HTTP", "GET /partners/sync", 6, 4.0, 0.12),
+    JobKind("TASK", "send_email", 40, 2.0, 0.02),
+    JobKind("TASK", "resize_image", 15, 6.0, 0.04),
+    JobKind("TASK", "generate_report", 3, 45.0, 0.08),
+    JobKind("CRON", "cleanup_sessions", 2, 20.0, 0.01),
+    JobKind("CRON", "nightly_backup", 0.5, 120.0, 0.05),
+)
+
+
+@dataclass(slots=True)
+class _Job:
+    id: str
+    kind: JobKind
+    start_ms: float
+    end_ms: float
+    failed: bool
+    vanish_ms: float | None
+    extended: bool  # sends finishTimestamp and status
+
+
+class MockJobSource:
+    """Thread-safe; each call to `jobs()` advances the simulation to the clock's now."""
+
+    def __init__(
+        self,
+        clock: Clock,
+        *,
+        seed: int = 1,
+        kinds: tuple[JobKind, ...] = KINDS,
+        keep_finished_s: float = 300,
+        stuck_ratio: float = 0.01,
+        vanish_ratio: float = 0.005,
+        plain_ratio: float = 0.2,
+        max_jobs: int = 5000,
+        history_s: float = 120,
+    ) -> None:
+        self.clock = clock
+        self.kinds = kinds
+        self.keep_finished_ms = keep_finished_s * 1000
+        self.stuck_ratio = stuck_ratio
+        self.vanish_ratio = vanish_ratio
+        self.plain_ratio = plain_ratio
+        self.max_jobs = max_jobs
+        self.max_catch_up_ms = history_s * 1000
+        self._random = random.Random(seed)
+        self._lock = threading.Lock()
+        self._jobs: list[_Job] = []
+        self._serial = 0
+        self._now_ms = clock.now_ms() - self.max_catch_up_ms
+        self._advance(clock.now_ms())
+
+    def jobs(self) -> list[dict[str, Any]]:
+        """The JobInfoBase list the simulated app serves now."""
+        with self._lock:
+            now_ms = self.clock.now_ms()
+            self._advance(now_ms)
+            return [self._render(job, now_ms) for job in self._jobs if self._listed(job, now_ms)]
+
+    def _advance(self, now_ms: float) -> None:
+        start_ms = max(self._now_ms, now_ms - self.max_catch_up_ms)
+        span_ms = now_ms - start_ms
+        if span_ms > 0:
+            for kind in self.kinds:
+                arrivals = self._poisson(kind.per_minute * span_ms / 60_000)
+                for _ in range(arrivals):
+                    if len(self._jobs) >= self.max_jobs:
+                        break
+                    self._jobs.append(
+                        self._new_job(kind, start_ms + self._random.random() * span_ms)
+                    )
+        self._now_ms = max(self._now_ms, now_ms)
+        self._jobs = [job for job in self._jobs if self._kept(job, now_ms)]
+
+    def _new_job(self, kind: JobKind, start_ms: float) -> _Job:
+        rng = self._random
+        self._serial += 1
+        seconds = rng.lognormvariate(math.log(kind.median_s), 0.6)
+        if rng.random() < self.stuck_ratio:
+            seconds = rng.uniform(3, 8) * 3600  # stuck: running for hours
+        vanish_ms = None
+        if rng.random() < self.vanish_ratio:
+            vanish_ms = start_ms + seconds * 1000 * rng.uniform(0.2, 0.8)
+        return _Job(
+            id=f"{kind.type.lower()}-{self._serial:07d}-{rng.getrandbits(32):08x}",
+            kind=kind,
+            start_ms=float(int(start_ms)),
+            end_ms=float(int(start_ms + seconds * 1000)),
+            failed=rng.random() < kind.failure_ratio,
+            vanish_ms=vanish_ms,
+            extended=rng.random() >= self.plain_ratio,
+        )
+
+    def _listed(self, job: _Job, now_ms: float) -> bool:
+        return job.start_ms <= now_ms and (job.vanish_ms is None or now_ms < job.vanish_ms)
+
+    def _kept(self, job: _Job, now_ms: float) -> bool:
+        if job.vanish_ms is not None and now_ms >= job.vanish_ms:
+            return False
+        return now_ms < job.end_ms + self.keep_finished_ms
+
+    @staticmethod
+    def _render(job: _Job, now_ms: float) -> dict[str, Any]:
+        finished = now_ms >= job.end_ms
+        item: dict[str, Any] = {
+            "id": job.id,
+            "name": job.kind.name,
+            "startTimestamp": job.start_ms,
+            "backgroundJobType": job.kind.type,
+            "isFinished": finished,
+        }
+        if job.extended:
+            if finished:
+                item["finishTimestamp"] = job.end_ms
+                item["status"] = "failed" if job.failed else "completed"
+            else:
+                item["status"] = "running"
+        return item
+
+    def _poisson(self, mean: float) -> int:
+        """Knuth's method for small means, a rounded normal beyond (fast enough for a demo)."""
+        if mean <= 0:
+            return 0
+        if mean > 50:
+            return max(0, round(self._random.gauss(mean, math.sqrt(mean))))
+        limit = math.exp(-mean)
+        count, product = 0, self._random.random()
+        while product > limit:
+            count += 1
+            product *= self._random.random()
+        return count

@@ -1,0 +1,117 @@
+"""Plain data shared by the tracker (which plans) and the store (which writes): no logic."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from exporter.counts import CountDeltas
+
+Series = tuple[str, str]  # (type, name) label values after folding
+
+
+class JobRow(NamedTuple):
+    """A tracked job as the store keeps it (column order of the store's jobs table)."""
+
+    source: str
+    id: str
+    type: str
+    name: str
+    label_type: str
+    label_name: str
+    start_ms: float
+    finish_ms: float | None
+    finished_at_ms: float | None  # when the exporter counted it finished; drives retention
+    outcome: str | None  # None while running
+    missing: int  # consecutive successful scrapes it was absent from
+    last_seen_ms: float
+
+
+class FinishRow(NamedTuple):
+    outcome: str
+    finish_ms: float | None
+    finished_at_ms: float
+    source: str
+    id: str
+
+
+class MissingRow(NamedTuple):
+    missing: int
+    source: str
+    id: str
+
+
+@dataclass
+class Plan:
+    """What one scrape or push changes: rows to write and counts to add."""
+
+    inserts: list[JobRow] = field(default_factory=list)
+    finishes: list[FinishRow] = field(default_factory=list)
+    missing: list[MissingRow] = field(default_factory=list)
+    counts: CountDeltas = field(default_factory=CountDeltas)
+    new_series: set[Series] = field(default_factory=set)
+    new_types: set[str] = field(default_factory=set)
+
+    def admit(self, series: Series) -> None:
+        self.new_series.add(series)
+        self.new_types.add(series[0])
+
+    @property
+    def empty(self) -> bool:
+        return not (self.inserts or self.finishes or self.missing or self.counts)
+
+
+@dataclass(slots=True)
+class RunningJob:
+    """The little the tracker needs of a running job to finish it later."""
+
+    series: Series
+    start_ms: float
+    missing: int = 0
+
+
+@dataclass
+class SourceIndex:
+    """The store's knowledge of one source, as of `generation` (bumped by every write).
+
+    Held in memory so that comparing a 100,000-job scrape with what is known costs no store
+    round trip; the generation lets a writer notice that someone else changed the source.
+    """
+
+    source: str
+    generation: int = 0
+    running: dict[str, RunningJob] = field(default_factory=dict)
+    finished: set[str] = field(default_factory=set)
+    series: set[Series] = field(default_factory=set)
+    types: set[str] = field(default_factory=set)
+
+    def admit(self, series: Iterable[Series]) -> None:
+        for pair in series:
+            self.series.add(pair)
+            self.types.add(pair[0])
+
+    def apply(self, plan: Plan, generation: int) -> None:
+        """Bring the index up to date after the store committed `plan`."""
+        for row in plan.inserts:
+            if row.outcome is None:
+                self.running[row.id] = RunningJob((row.label_type, row.label_name), row.start_ms)
+            else:
+                self.finished.add(row.id)
+        for finish in plan.finishes:
+            self.running.pop(finish.id, None)
+            self.finished.add(finish.id)
+        for missing in plan.missing:
+            job = self.running.get(missing.id)
+            if job is not None:
+                job.missing = missing.missing
+        self.admit(plan.new_series)
+        self.generation = generation
+
+    def forget(self, job_ids: Iterable[str]) -> None:
+        """Drop pruned finished jobs."""
+        self.finished.difference_update(job_ids)
+
+    @property
+    def tracked(self) -> int:
+        return len(self.running) + len(self.finished)

@@ -1,0 +1,99 @@
+"""The running parts of one exporter process, built from settings and started explicitly.
+
+Building opens the store and wires components; nothing runs until `start()`, so tests can
+build an app and drive scrapes themselves.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from flask import current_app
+from prometheus_client import CollectorRegistry
+
+from exporter import __version__
+from exporter.clock import Clock, SystemClock
+from exporter.collector import JobCollector
+from exporter.config import Settings
+from exporter.counts import Buckets
+from exporter.exposition import MetricsPage
+from exporter.health import HealthBoard
+from exporter.ingest import Ingestor, TrackingRules
+from exporter.sources.fetch import FetchLimits
+from exporter.sources.scrape import Scraper, ScrapeTarget
+from exporter.store import Store, open_store
+from exporter.tracker import LabelGuard
+
+log = logging.getLogger(__name__)
+EXTENSION = "job_exporter"
+
+
+class Runtime:
+    def __init__(self, settings: Settings, clock: Clock | None = None, store: Store | None = None):
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        self.store = store or open_store(settings.store)
+        targets = [
+            ScrapeTarget(source.name, source.url, settings.interval_of(source))
+            for source in settings.sources
+        ]
+        self.health = HealthBoard([target.name for target in targets])
+        self.ingestor = Ingestor(
+            self.store,
+            TrackingRules(
+                guard=LabelGuard(settings.max_series_per_source),
+                buckets=Buckets(settings.buckets),
+                retention_ms=settings.retention_days * 24 * 3600 * 1000,
+            ),
+        )
+        limits = FetchLimits(
+            read_timeout=settings.scrape_timeout,
+            total_timeout=max(settings.scrape_timeout * 3, 30.0),
+            max_bytes=settings.max_response_bytes,
+        )
+        self.scraper = Scraper(self.ingestor, targets, self.clock, self.health, limits=limits)
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.collector = JobCollector(
+            self.store, self.health, self.ingestor.rules.buckets, __version__
+        )
+        self.registry.register(self.collector)
+        self.metrics_page = MetricsPage(self.registry, self.collector.cache_key)
+        self._scheduler: BackgroundScheduler | None = None
+
+    def start(self) -> None:
+        """Scrape every source on its own interval, first right away."""
+        scheduler = BackgroundScheduler(
+            executors={
+                "default": {"type": "threadpool", "max_workers": 4 + len(self.scraper.targets)}
+            },
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+        )
+        for target in self.scraper.targets.values():
+            scheduler.add_job(
+                self.scraper.scrape,
+                "interval",
+                seconds=target.interval_s,
+                args=[target.name],
+                id=f"scrape:{target.name}",
+                next_run_time=_now(),
+            )
+        scheduler.start()
+        self._scheduler = scheduler
+
+    def stop(self) -> None:
+        """Let a scrape in progress finish, then release everything."""
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=True)
+            self._scheduler = None
+        self.scraper.close()
+        self.store.close()
+
+
+def current_runtime() -> Runtime:
+    return current_app.extensions[EXTENSION]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)

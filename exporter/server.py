@@ -1,0 +1,70 @@
+"""Serve an app with waitress until SIGTERM or SIGINT, then stop in order.
+
+The socket is bound before the app is built, so a demo listening on port 0 knows its real
+address (to scrape its own mock source) and so the log line names the actual port. On a
+signal waitress stops accepting and gives in-flight requests time to finish; then the
+scheduler lets a running scrape finish and the store closes.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+from collections.abc import Callable
+
+from flask import Flask
+from waitress.server import create_server
+
+from exporter.app import runtime_of
+
+log = logging.getLogger(__name__)
+
+
+def bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    return sock
+
+
+def local_url(sock: socket.socket) -> str:
+    """An http:// URL this machine can reach the socket at (0.0.0.0 becomes 127.0.0.1)."""
+    host, port = sock.getsockname()[:2]
+    if host in ("0.0.0.0", ""):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+def serve(sock: socket.socket, build_app: Callable[[], Flask], threads: int = 8) -> None:
+    """Run until a signal; every part is stopped even when building or serving fails."""
+    app = build_app()
+    runtime = runtime_of(app)
+    server = create_server(app, sockets=[sock], threads=threads, ident="job-exporter")
+
+    stopping = False
+
+    def stop(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        log.info("received %s, %s", signal.Signals(signum).name,
+                 "already shutting down" if stopping else "shutting down")  # fmt: skip
+        if not stopping:
+            stopping = True
+            raise SystemExit(0)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, stop)
+    try:
+        runtime.start()
+        log.info("job-exporter listening on %s", local_url(sock))
+        server.run()
+    finally:
+        stopping = True  # a further signal during cleanup must not cut it short
+        server.close()
+        runtime.stop()
+        log.info("job-exporter stopped")

@@ -1,0 +1,1 @@
+"""Where jobs come from: HTTP sources scraped on a schedule."""

@@ -1,0 +1,90 @@
+"""One bounded HTTP GET of a source's jobs endpoint, with faults named by reason.
+
+`requests` read timeouts bound each socket read, not the whole body, so a source that
+trickles a byte at a time is also cut off by a total deadline; the body is read in chunks and
+abandoned as soon as it passes the size cap (after gzip decoding, so a small bomb cannot slip
+through).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import requests
+from urllib3.exceptions import ProtocolError, ReadTimeoutError
+
+CHUNK_BYTES = 1 << 20
+
+
+class FetchError(Exception):
+    """A failed scrape; `reason` is one of CONTRACT section 3's scrape error reasons."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class FetchLimits:
+    connect_timeout: float = 3.0
+    read_timeout: float = 10.0
+    total_timeout: float = 30.0
+    max_bytes: int = 64 * 1024 * 1024
+
+
+def fetch(session: requests.Session, url: str, limits: FetchLimits) -> bytes:
+    """The response body, or FetchError with reason connection, timeout, http_status or
+    too_large. Decoding the body (and `invalid_json`) is the caller's business."""
+    deadline = time.monotonic() + limits.total_timeout
+    try:
+        with session.get(
+            url,
+            timeout=(limits.connect_timeout, limits.read_timeout),
+            stream=True,
+            headers={"Accept": "application/json"},
+        ) as response:
+            if not 200 <= response.status_code < 300:
+                raise FetchError("http_status", f"HTTP {response.status_code} from {url}")
+            declared = response.headers.get("Content-Length", "")
+            if declared.isdigit() and int(declared) > limits.max_bytes:
+                raise FetchError("too_large", f"{declared} bytes declared, cap {limits.max_bytes}")
+            return _read_body(response, limits.max_bytes, deadline)
+    except FetchError:
+        raise
+    except requests.Timeout as error:
+        raise FetchError("timeout", str(error)) from error
+    except requests.ConnectionError as error:
+        # A read timeout while streaming the body surfaces as a ConnectionError.
+        if _is_read_timeout(error):
+            raise FetchError("timeout", str(error)) from error
+        raise FetchError("connection", str(error)) from error
+    except (requests.RequestException, ProtocolError) as error:
+        raise FetchError("connection", str(error)) from error
+
+
+def _read_body(response: requests.Response, max_bytes: int, deadline: float) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in response.iter_content(CHUNK_BYTES):
+        size += len(chunk)
+        if size > max_bytes:
+            raise FetchError("too_large", f"body passed the cap of {max_bytes} bytes")
+        if time.monotonic() > deadline:
+            raise FetchError("timeout", "body not complete within the total timeout")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _is_read_timeout(error: BaseException) -> bool:
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ReadTimeoutError | TimeoutError):
+            return True
+        if any(isinstance(arg, ReadTimeoutError) for arg in current.args):
+            return True
+        current = current.__cause__ or current.__context__
+    return False

@@ -1,0 +1,108 @@
+"""Scrape one source: fetch, decode, plan against the known state, write in one transaction.
+
+Faults upstream (down, slow, garbage) are counted by reason and logged once per change of
+state; they never raise out of `scrape`, so the scheduler and `/metrics` keep going.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+import requests
+
+from exporter.clock import Clock
+from exporter.counts import SCRAPE_ERRORS
+from exporter.decode import InvalidDocument, decode_jobs
+from exporter.health import HealthBoard
+from exporter.ingest import Ingestor
+from exporter.sources.fetch import FetchError, FetchLimits, fetch
+from exporter.store import StoreError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ScrapeTarget:
+    name: str
+    url: str
+    interval_s: float
+
+
+@dataclass(frozen=True)
+class ScrapeResult:
+    ok: bool
+    reason: str | None = None
+    jobs: int = 0
+    invalid: int = 0
+
+
+class Scraper:
+    """Scrapes the configured targets; safe to call from scheduler threads."""
+
+    def __init__(
+        self,
+        ingestor: Ingestor,
+        targets: list[ScrapeTarget],
+        clock: Clock,
+        health: HealthBoard,
+        *,
+        limits: FetchLimits | None = None,
+    ) -> None:
+        self.ingestor = ingestor
+        self.targets = {target.name: target for target in targets}
+        self.clock = clock
+        self.health = health
+        self.limits = limits or FetchLimits()
+        self._session = requests.Session()
+        self._locks = {name: threading.Lock() for name in self.targets}
+
+    def scrape(self, name: str) -> ScrapeResult:
+        """Scrape one target now; never raises for upstream faults."""
+        target = self.targets[name]
+        with self._locks[name]:
+            started = time.monotonic()
+            try:
+                body = fetch(self._session, target.url, self.limits)
+                now_ms = self.clock.now_ms()
+                decoded = decode_jobs(body, now_ms)
+            except FetchError as error:
+                return self._failed(name, error.reason, error.detail, started)
+            except InvalidDocument as error:
+                return self._failed(name, "invalid_json", str(error), started)
+            try:
+                self.ingestor.ingest(
+                    name, decoded.jobs, now_ms,
+                    complete_list=True, invalid_by_field=decoded.invalid_by_field(),
+                )  # fmt: skip
+            except StoreError as error:
+                self.health.record_store_error()
+                log.error("source %s: scraped but could not store the result: %s", name, error)
+                return ScrapeResult(False, "store", len(decoded.jobs), len(decoded.errors))
+            if self.health.record_success(name, time.monotonic() - started, now_ms):
+                log.info("source %s: scrape succeeded (%d jobs)", name, len(decoded.jobs))
+            if decoded.errors:
+                first = decoded.errors[0]
+                log.debug(
+                    "source %s: skipped %d invalid items (item %d, %s: %s)",
+                    name, len(decoded.errors), first.index, first.field, first.message,
+                )  # fmt: skip
+            return ScrapeResult(True, None, len(decoded.jobs), len(decoded.errors))
+
+    def close(self) -> None:
+        self._session.close()
+
+    def _failed(self, name: str, reason: str, detail: str, started: float) -> ScrapeResult:
+        """Count the fault; a failed scrape changes no job counts."""
+        changed = self.health.record_failure(name, reason, time.monotonic() - started)
+        if changed:
+            log.warning("source %s: scrape failed (%s): %s", name, reason, detail)
+        try:
+            self.ingestor.store.add_counts(name, Counter({("", "", SCRAPE_ERRORS, reason): 1}))
+        except StoreError as error:
+            self.health.record_store_error()
+            log.error("source %s: could not count a scrape error: %s", name, error)
+        return ScrapeResult(False, reason)

@@ -1,0 +1,277 @@
+"""The SQLite store: one file in WAL mode, one writer connection, one reader connection.
+
+Writes go through a single connection under a lock (SQLite has one writer anyway) in
+`BEGIN IMMEDIATE` transactions; snapshots use a separate reader connection, whose
+`PRAGMA data_version` tells cheaply whether anything was committed since the last snapshot.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from exporter.counts import STARTED, CountDeltas
+from exporter.records import Plan, RunningJob, SourceIndex
+from exporter.store.base import Prune, RunningStats, Snapshot, StaleIndex, StoreError
+
+# Each entry migrates the schema from version N to N + 1; PRAGMA user_version holds N.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE jobs (
+        source TEXT NOT NULL,
+        id TEXT NOT NULL,
+        type TEXT NOT NULL,
+        name TEXT NOT NULL,
+        label_type TEXT NOT NULL,
+        label_name TEXT NOT NULL,
+        start_ms REAL NOT NULL,
+        finish_ms REAL,
+        finished_at_ms REAL,
+        outcome TEXT,
+        missing INTEGER NOT NULL DEFAULT 0,
+        last_seen_ms REAL NOT NULL,
+        PRIMARY KEY (source, id)
+    ) WITHOUT ROWID;
+    CREATE INDEX jobs_running ON jobs (source, label_type, label_name, start_ms)
+        WHERE outcome IS NULL;
+    CREATE INDEX jobs_finished_at ON jobs (source, finished_at_ms) WHERE outcome IS NOT NULL;
+    CREATE TABLE counts (
+        source TEXT NOT NULL,
+        type TEXT NOT NULL,
+        name TEXT NOT NULL,
+        family TEXT NOT NULL,
+        label TEXT NOT NULL,
+        value REAL NOT NULL,
+        PRIMARY KEY (source, type, name, family, label)
+    ) WITHOUT ROWID;
+    CREATE TABLE sources (
+        source TEXT PRIMARY KEY,
+        generation INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    """,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+_INSERT_JOB = "INSERT INTO jobs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_FINISH_JOB = (
+    "UPDATE jobs SET outcome = ?, finish_ms = ?, finished_at_ms = ?, missing = 0"
+    " WHERE source = ? AND id = ?"
+)
+_SET_MISSING = "UPDATE jobs SET missing = ? WHERE source = ? AND id = ?"
+_ADD_COUNT = (
+    "INSERT INTO counts VALUES (?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (source, type, name, family, label) DO UPDATE SET value = value + excluded.value"
+)
+
+
+def sqlite_path(url: str) -> str:
+    """`sqlite:///relative.db` or `sqlite:////absolute/file.db` to a file path."""
+    parts = urlsplit(url)
+    path = unquote(parts.netloc + parts.path)
+    if path.startswith("/") and not parts.path.startswith("//") and not parts.netloc:
+        path = path[1:]  # three slashes: a path relative to the working directory
+    if not path:
+        raise ValueError(f"store URL {url!r} names no file")
+    return path
+
+
+class SqliteStore:
+    """The Store protocol on one SQLite file."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._write_lock = threading.Lock()
+        self._read_lock = threading.Lock()
+        self._writer = self._connect()
+        self._migrate()
+        self._reader = self._connect()
+        self._cached: Snapshot | None = None
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            connection = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=10
+            )
+            connection.execute("PRAGMA journal_mode = WAL")
+            # WAL with synchronous=NORMAL survives a killed process; only power loss can
+            # drop the last commits, and those are counted again from the source.
+            connection.execute("PRAGMA synchronous = NORMAL")
+        except sqlite3.Error as error:
+            raise StoreError(f"cannot open SQLite store {self.path}: {error}") from error
+        return connection
+
+    def _migrate(self) -> None:
+        with self._transaction() as connection:
+            version = connection.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise StoreError(
+                    f"{self.path} has schema version {version}, newer than this release "
+                    f"understands ({SCHEMA_VERSION}); upgrade job-exporter"
+                )
+            for number in range(version, SCHEMA_VERSION):
+                for statement in _statements(MIGRATIONS[number]):
+                    connection.execute(statement)
+            connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._write_lock:
+            connection = self._writer
+            try:
+                connection.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as error:
+                raise StoreError(f"cannot write to {self.path}: {error}") from error
+            try:
+                yield connection
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+            try:
+                connection.execute("COMMIT")
+            except sqlite3.Error as error:
+                connection.execute("ROLLBACK")
+                raise StoreError(f"commit failed on {self.path}: {error}") from error
+
+    def load_index(self, source: str) -> SourceIndex:
+        with self._read_lock:
+            reader = self._reader
+            reader.execute("BEGIN")
+            try:
+                row = reader.execute(
+                    "SELECT generation FROM sources WHERE source = ?", (source,)
+                ).fetchone()
+                index = SourceIndex(source, generation=row[0] if row else 0)
+                running = index.running
+                finished = index.finished
+                for job_id, label_type, label_name, start_ms, missing, outcome in reader.execute(
+                    "SELECT id, label_type, label_name, start_ms, missing, outcome"
+                    " FROM jobs WHERE source = ?",
+                    (source,),
+                ):
+                    if outcome is None:
+                        running[job_id] = RunningJob((label_type, label_name), start_ms, missing)
+                    else:
+                        finished.add(job_id)
+                index.admit(
+                    reader.execute(
+                        "SELECT type, name FROM counts WHERE source = ? AND family = ?",
+                        (source, STARTED),
+                    ).fetchall()
+                )
+            finally:
+                reader.execute("COMMIT")
+        return index
+
+    def apply(self, index: SourceIndex, plan: Plan, prune: Prune | None = None) -> list[str]:
+        source = index.source
+        try:
+            with self._transaction() as db:
+                row = db.execute(
+                    "SELECT generation FROM sources WHERE source = ?", (source,)
+                ).fetchone()
+                if (row[0] if row else 0) != index.generation:
+                    raise StaleIndex(f"source {source!r} changed since its index was loaded")
+                db.executemany(_INSERT_JOB, plan.inserts)
+                db.executemany(_FINISH_JOB, plan.finishes)
+                db.executemany(_SET_MISSING, plan.missing)
+                db.executemany(_ADD_COUNT, _count_rows(source, plan.counts))
+                pruned = self._prune(db, source, prune) if prune else []
+                generation = index.generation + 1
+                db.execute(
+                    "INSERT INTO sources VALUES (?, ?)"
+                    " ON CONFLICT (source) DO UPDATE SET generation = excluded.generation",
+                    (source, generation),
+                )
+        except sqlite3.Error as error:
+            raise StoreError(f"writing source {source!r} failed: {error}") from error
+        index.apply(plan, generation)
+        index.forget(pruned)
+        return pruned
+
+    @staticmethod
+    def _prune(db: sqlite3.Connection, source: str, prune: Prune) -> list[str]:
+        candidates = db.execute(
+            "SELECT id FROM jobs WHERE source = ? AND outcome IS NOT NULL AND finished_at_ms < ?",
+            (source, prune.before_ms),
+        ).fetchall()
+        doomed = [job_id for (job_id,) in candidates if job_id not in prune.still_listed]
+        db.executemany(
+            "DELETE FROM jobs WHERE source = ? AND id = ?", [(source, i) for i in doomed]
+        )
+        return doomed
+
+    def add_counts(self, source: str, deltas: CountDeltas) -> None:
+        if not deltas:
+            return
+        try:
+            with self._transaction() as db:
+                db.executemany(_ADD_COUNT, _count_rows(source, deltas))
+        except sqlite3.Error as error:
+            raise StoreError(f"adding counts for {source!r} failed: {error}") from error
+
+    def snapshot(self) -> Snapshot:
+        with self._read_lock:
+            try:
+                version = self._reader.execute("PRAGMA data_version").fetchone()[0]
+                if self._cached is not None and self._cached.version == version:
+                    return self._cached
+                self._cached = self._read_snapshot(version)
+            except sqlite3.Error as error:
+                raise StoreError(f"reading counts failed: {error}") from error
+            return self._cached
+
+    def _read_snapshot(self, version: int) -> Snapshot:
+        reader = self._reader
+        series: dict[tuple[str, str, str], dict[tuple[str, str], float]] = defaultdict(dict)
+        health: dict[str, dict[tuple[str, str], float]] = defaultdict(dict)
+        reader.execute("BEGIN")
+        try:
+            for source, job_type, name, family, label, value in reader.execute(
+                "SELECT source, type, name, family, label, value FROM counts"
+            ):
+                if job_type or name:
+                    series[(source, job_type, name)][(family, label)] = value
+                else:
+                    health[source][(family, label)] = value
+            running = {
+                (source, job_type, name): RunningStats(count, oldest)
+                for source, job_type, name, count, oldest in reader.execute(
+                    "SELECT source, label_type, label_name, COUNT(*), MIN(start_ms) FROM jobs"
+                    " WHERE outcome IS NULL GROUP BY source, label_type, label_name"
+                )
+            }
+            tracked = dict(
+                reader.execute("SELECT source, COUNT(*) FROM jobs GROUP BY source").fetchall()
+            )
+        finally:
+            reader.execute("COMMIT")
+        return Snapshot(version, dict(series), dict(health), running, tracked)
+
+    def ping(self) -> None:
+        with self._read_lock:
+            try:
+                self._reader.execute("SELECT 1").fetchone()
+            except sqlite3.Error as error:
+                raise StoreError(f"SQLite store {self.path} does not answer: {error}") from error
+
+    def close(self) -> None:
+        with self._write_lock, self._read_lock:
+            self._reader.close()
+            self._writer.close()
+
+
+def _count_rows(source: str, deltas: CountDeltas) -> Iterator[tuple]:
+    for (job_type, name, family, label), value in deltas.items():
+        if value:
+            yield (source, job_type, name, family, label, value)
+
+
+def _statements(script: str) -> list[str]:
+    return [statement.strip() for statement in script.split(";") if statement.strip()]
