@@ -178,17 +178,18 @@ def stuck_age_expr(cfg: Config = DEFAULT, selector: str = "") -> str:
 
 
 def _name_link(cfg: Config) -> str:
-    """Dashboard link for an alert labelled with source, type and name."""
+    """Dashboard link for an alert labelled with source, type and name (URL-escaped: job
+    names such as `POST /webhooks/stripe` hold spaces and slashes)."""
     return (
-        f"{cfg.dashboard_url(cfg.by_name_uid)}?var-source={{{{ $labels.source }}}}"
-        f"&var-type={{{{ $labels.type }}}}&var-name={{{{ $labels.name }}}}"
+        f"{cfg.dashboard_url(cfg.by_name_uid)}?var-source={{{{ $labels.source | urlquery }}}}"
+        f"&var-type={{{{ $labels.type | urlquery }}}}&var-name={{{{ $labels.name | urlquery }}}}"
     )
 
 
 def _summary_link(cfg: Config, with_source: bool) -> str:
     """Summary dashboard link, filtered to the alert's source when it has one."""
     url = cfg.dashboard_url(cfg.summary_uid)
-    return url + ("?var-source={{ $labels.source }}" if with_source else "")
+    return url + ("?var-source={{ $labels.source | urlquery }}" if with_source else "")
 
 
 def _alert(
