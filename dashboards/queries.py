@@ -103,6 +103,17 @@ def metric_names(expr: str) -> set[str]:
     }
 
 
+_REGEX_SPECIAL = re.compile(r"[$^*{}\[\]'+?.()|]")
+
+
+def grafana_regex_escape(value: str) -> str:
+    """A variable value as Grafana writes it into a Prometheus query for a multi-value
+    variable: regex metacharacters escaped, with the backslash doubled for the PromQL string
+    (so `a.b` becomes `a\\\\.b` in the query text)."""
+    value = value.replace("\\", "\\\\\\\\")
+    return _REGEX_SPECIAL.sub(lambda m: "\\\\" + m.group(0), value)
+
+
 def expand(expr: str, variables: dict[str, str], rate_interval: str) -> str:
     """The query Grafana would send: variables substituted, interval macros replaced.
 

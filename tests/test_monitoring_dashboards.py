@@ -137,3 +137,11 @@ def test_metric_names_ignore_strings_and_comments() -> None:
         'sum(background_jobs_running{name="job_exporter_fake"}) # background_jobs_nope\n/ a:b:c'
     )
     assert names == {"background_jobs_running", "a:b:c"}
+
+
+def test_grafana_regex_escape_matches_grafana() -> None:
+    """Values are escaped the way Grafana's Prometheus datasource does for `=~`: regex
+    metacharacters get a backslash, doubled inside the PromQL string; spaces and slashes stay."""
+    assert queries.grafana_regex_escape("callback.order_shipped") == "callback\\\\.order_shipped"
+    assert queries.grafana_regex_escape("POST /webhooks/stripe") == "POST /webhooks/stripe"
+    assert queries.grafana_regex_escape("a(b)|c") == "a\\\\(b\\\\)\\\\|c"
