@@ -170,7 +170,9 @@ def datasource_variable() -> dashboard.DatasourceVariable:
     return dashboard.DatasourceVariable("datasource").label("Data source").type("prometheus")
 
 
-def label_variable(name: str, label: str, selector: str, include_all: bool = True):
+def label_variable(
+    name: str, label: str, selector: str, include_all: bool = True
+) -> dashboard.QueryVariable:
     """A variable listing one label's values among the series the selector matches."""
     series = "background_jobs_started_total" + (f"{{{selector}}}" if selector else "")
     variable = (

@@ -99,6 +99,23 @@ def test_amtool_check_config() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.parametrize(("severity", "receiver"), [("critical", "pager"), ("warning", "default")])
+def test_alertmanager_routes_by_severity(severity: str, receiver: str) -> None:
+    """Every alert's severity reaches the receiver alertmanager.yml means for it."""
+    severities = {rule["labels"]["severity"] for rule in queries.rules() if "alert" in rule}
+    assert severity in severities
+    result = run(
+        tool("amtool"),
+        "config",
+        "routes",
+        "test",
+        "--config.file=prometheus/alertmanager.yml",
+        f"severity={severity}",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == receiver
+
+
 def _test_files() -> dict[str, dict[str, Any]]:
     """Each promtool test file's parsed YAML, by file name."""
     return {
