@@ -159,6 +159,8 @@ def distribution(title: str, description: str, expr: str, span: int = 12) -> hea
         .height(8)
         .span(span)
         .calculate(False)
+        .show_tooltip()
+        .show_y_histogram()
         .y_axis(heatmap.YAxisConfig().unit("s"))
         .cell_values(heatmap.CellValues().unit("short"))
         .with_target(heatmap_query(expr))
