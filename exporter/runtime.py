@@ -62,7 +62,7 @@ class Runtime:
             self.store, self.health, self.ingestor.rules.buckets, __version__
         )
         self.registry.register(self.collector)
-        self.metrics_page = MetricsPage(self.registry, self.collector.cache_key)
+        self.metrics_page = MetricsPage(self.collector.view, self.collector.cache_key)
         self._scheduler: BackgroundScheduler | None = None
 
     def start(self) -> None:
