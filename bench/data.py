@@ -46,11 +46,17 @@ def many_jobs(count: int = 100_000, pairs: int = 2000, seed: int = 1) -> list[di
     return jobs
 
 
-def finish_some(jobs: list[dict[str, Any]], share: float, round_: int) -> None:
-    """Mark `share` of the jobs (a different slice each round) finished, in place."""
-    step = max(1, int(1 / share))
-    for n in range(round_ % step, len(jobs), step):
-        jobs[n]["isFinished"] = True
+def finish_some(jobs: list[dict[str, Any]], share: float) -> int:
+    """Finish `share` of the jobs (counted over all of them) among those still running."""
+    wanted = int(len(jobs) * share)
+    done = 0
+    for item in jobs:
+        if done == wanted:
+            break
+        if not item["isFinished"]:
+            item["isFinished"] = True
+            done += 1
+    return done
 
 
 def encode(jobs: list[dict[str, Any]]) -> bytes:
