@@ -38,12 +38,17 @@ from exporter.config import (
     sources_from_yaml,
 )
 
-ENV_PREFIX = "JOB_EXPORTER"
 DEMO_SCRAPE_INTERVAL = 1.0
 DEMO_WORKERS = 3
 
 
-def _load_config(ctx: click.Context, _param: click.Parameter, path: str | None) -> str | None:
+def option(flag: str, *names: str, **kwargs: Any):
+    """A click option that also reads JOB_EXPORTER_<OPTION> (CONTRACT section 5)."""
+    variable = "JOB_EXPORTER_" + flag.lstrip("-").upper().replace("-", "_")
+    return click.option(flag, *names, envvar=variable, show_envvar=True, **kwargs)
+
+
+def _load_config(ctx: click.Context, param: click.Parameter, path: str | None) -> str | None:
     """Read the YAML file first, so its values become the defaults of the other options."""
     if not path:
         return path
@@ -51,7 +56,7 @@ def _load_config(ctx: click.Context, _param: click.Parameter, path: str | None) 
         values = load_yaml(path)
         ctx.meta["config_sources"] = sources_from_yaml(values.pop("source", None))
     except ConfigError as error:
-        raise click.BadParameter(str(error), ctx=ctx, param=_param) from error
+        raise click.BadParameter(str(error), ctx=ctx, param=param) from error
     known = {p.name for p in ctx.command.params if p.name}
     unknown = sorted(set(values) - known)
     if unknown:
@@ -62,7 +67,7 @@ def _load_config(ctx: click.Context, _param: click.Parameter, path: str | None) 
 
 def _common_options(func):
     options = [
-        click.option(
+        option(
             "--config",
             type=click.Path(exists=True, dir_okay=False),
             is_eager=True,
@@ -70,83 +75,77 @@ def _common_options(func):
             callback=_load_config,
             help="YAML file whose keys are these options' names.",
         ),
-        click.option(
+        option(
             "--log-level",
             type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
             default="info",
-            show_default=True,
         ),
-        click.option(
-            "--threads",
-            type=click.IntRange(1, 256),
-            default=8,
-            show_default=True,
-            help="HTTP worker threads.",
-        ),
+        option("--threads", type=click.IntRange(1, 256), default=8, help="HTTP worker threads."),
     ]
-    for option in reversed(options):
-        func = option(func)
+    for decorate in reversed(options):
+        func = decorate(func)
     return func
 
 
 def _api_options(func):
     """The push and job API's options (CONTRACT section 4), shared by serve and demo."""
     options = [
-        click.option(
+        option(
             "--api-token",
             default=None,
             help="Bearer token every write under /api/ must send (none: open).",
         ),
-        click.option(
-            "--api-token-reads/--no-api-token-reads",
+        option(
+            "--api-token-reads",
+            is_flag=True,
             default=False,
             help="Require the token for reads under /api/ too (/metrics stays open).",
         ),
-        click.option(
+        option(
             "--max-body-bytes",
             type=click.IntRange(min=1024),
             default=DEFAULT_MAX_BODY_BYTES,
             help="Largest request body under /api/ (413 beyond).",
         ),
-        click.option(
+        option(
             "--max-payload-bytes",
             type=click.IntRange(min=1),
             default=DEFAULT_MAX_PAYLOAD_BYTES,
             help="Largest job payload or result, as JSON (413 beyond).",
         ),
-        click.option(
+        option(
             "--max-attempts",
             type=click.IntRange(1, MAX_ATTEMPTS_LIMIT),
             default=DEFAULT_MAX_ATTEMPTS,
             help="Runs a job gets when it is created without maxAttempts.",
         ),
-        click.option(
+        option(
             "--backoff-base",
             type=click.FloatRange(min=0.001),
             default=DEFAULT_BACKOFF_BASE,
             help="Seconds before the first automatic retry; doubles per attempt, jittered.",
         ),
-        click.option(
+        option(
             "--backoff-cap",
             type=click.FloatRange(min=0.001),
             default=DEFAULT_BACKOFF_CAP,
             help="Longest wait between automatic retries, in seconds.",
         ),
-        click.option(
+        option(
             "--lease-seconds",
             type=click.FloatRange(min=0.001),
             default=DEFAULT_LEASE_SECONDS,
             help="Lease length when a worker asks for none.",
         ),
-        click.option(
+        option(
             "--push-lost-after",
             type=click.FloatRange(min=1),
             default=DEFAULT_PUSH_LOST_AFTER,
             help="Seconds a pushed job may run before it counts as lost.",
         ),
     ]
-    for option in reversed(options):
-        func = option(func)
+    for decorate in reversed(options):
+        func = decorate(func)
     return func
 
 
@@ -164,56 +163,49 @@ def _api_settings(options: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-@click.group(context_settings={"auto_envvar_prefix": ENV_PREFIX, "show_default": True})
+@click.group(context_settings={"show_default": True})
 @click.version_option(__version__, prog_name="job-exporter")
 def main() -> None:
     """Prometheus metrics for an app's background jobs."""
 
 
-# Each command sets the prefix itself: inherited from the group, click would read
-# JOB_EXPORTER_SERVE_<OPTION>, not the JOB_EXPORTER_<OPTION> of CONTRACT section 5.
-COMMAND_SETTINGS = {"auto_envvar_prefix": ENV_PREFIX}
-
-
-@main.command(context_settings=COMMAND_SETTINGS)
+@main.command()
 @_common_options
-@click.option(
-    "--listen", default=DEFAULT_LISTEN, help="HOST:PORT to serve /metrics and the API on."
-)
-@click.option("--store", default=DEFAULT_STORE, help="sqlite:///path/file.db")
-@click.option(
+@option("--listen", default=DEFAULT_LISTEN, help="HOST:PORT to serve /metrics and the API on.")
+@option("--store", default=DEFAULT_STORE, help="sqlite:///path/file.db")
+@option(
     "--source",
     "sources",
     multiple=True,
     metavar="NAME=URL",
     help="A JobInfoBase endpoint to scrape (repeat for several).",
 )
-@click.option(
+@option(
     "--scrape-interval",
     type=click.FloatRange(min=0.1),
     default=DEFAULT_SCRAPE_INTERVAL,
     help="Seconds between scrapes of each source.",
 )
-@click.option(
+@option(
     "--scrape-timeout",
     type=click.FloatRange(min=0.1),
     default=10.0,
     help="Seconds to wait for a source to answer.",
 )
-@click.option(
+@option(
     "--max-response-bytes",
     type=click.IntRange(min=1024),
     default=64 * 1024 * 1024,
     help="Largest source response accepted.",
 )
-@click.option(
+@option(
     "--max-series-per-source",
     type=click.IntRange(min=1),
     default=500,
     help="Distinct (type, name) pairs per source before names fold to __other__.",
 )
 @_api_options
-@click.option(
+@option(
     "--retention-days",
     type=click.FloatRange(min=0.001),
     default=7.0,
@@ -243,13 +235,11 @@ def serve(ctx: click.Context, **options: Any) -> None:
     _run(settings, lambda url: settings)
 
 
-@main.command(context_settings=COMMAND_SETTINGS)
+@main.command()
 @_common_options
-@click.option("--listen", default="127.0.0.1:9188", help="HOST:PORT to serve on.")
-@click.option(
-    "--store", default=None, help="Store URL [default: a new SQLite file in a temporary folder]"
-)
-@click.option(
+@option("--listen", default="127.0.0.1:9188", help="HOST:PORT to serve on.")
+@option("--store", default=None, help="Store URL  [default: a file in a temporary folder]")
+@option(
     "--workers",
     type=click.IntRange(0, 64),
     default=DEMO_WORKERS,

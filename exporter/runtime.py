@@ -61,9 +61,12 @@ class Runtime:
                 retention_ms=settings.retention_days * 24 * 3600 * 1000,
             ),
         )
+        # The scrape timeout bounds the whole scrape, as Prometheus's own does: a source
+        # trickling one byte at a time is cut off as surely as one that never answers.
         limits = FetchLimits(
+            connect_timeout=min(3.0, settings.scrape_timeout),
             read_timeout=settings.scrape_timeout,
-            total_timeout=max(settings.scrape_timeout * 3, 30.0),
+            total_timeout=settings.scrape_timeout,
             max_bytes=settings.max_response_bytes,
         )
         self.scraper = Scraper(self.ingestor, targets, self.clock, self.health, limits=limits)
@@ -72,7 +75,7 @@ class Runtime:
             self.store, self.health, self.ingestor.rules.buckets, __version__
         )
         self.registry.register(self.collector)
-        self.metrics_page = MetricsPage(self.registry, self.collector.cache_key)
+        self.metrics_page = MetricsPage(self.collector.view, self.collector.cache_key)
         self.queue = JobQueue(
             self.store,
             self.clock,

@@ -13,7 +13,7 @@ from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
 from exporter.counts import STARTED, CountDeltas
 from exporter.queue_records import API_SOURCE, QueueChange, QueueJob, QueueQuery, Transition
@@ -73,14 +73,12 @@ _ADD_COUNT = (
 
 
 def sqlite_path(url: str) -> str:
-    """`sqlite:///relative.db` or `sqlite:////absolute/file.db` to a file path."""
-    parts = urlsplit(url)
-    path = unquote(parts.netloc + parts.path)
-    if path.startswith("/") and not parts.path.startswith("//") and not parts.netloc:
-        path = path[1:]  # three slashes: a path relative to the working directory
-    if not path:
-        raise ValueError(f"store URL {url!r} names no file")
-    return path
+    """The file of a store URL, as SQLAlchemy reads them: what follows `sqlite:///` is the
+    path, so `sqlite:///rel.db` is relative and `sqlite:////abs/file.db` absolute."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix) or not url[len(prefix) :]:
+        raise ValueError(f"store URL {url!r} must be sqlite:///path/file.db")
+    return unquote(url[len(prefix) :])
 
 
 class SqliteStore:

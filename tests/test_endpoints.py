@@ -1,0 +1,84 @@
+"""/metrics content negotiation and caching, /healthz, /readyz, and JSON errors."""
+
+from __future__ import annotations
+
+import gzip
+
+import requests
+
+from tests.fixtures import Exporter, JobSource, Metrics, job
+
+OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+
+
+def test_metrics_text_openmetrics_and_gzip(exporter: Exporter, job_source: JobSource):
+    job_source.serve_jobs([job("a")])
+    exporter.scrape()
+    plain = requests.get(f"{exporter.url}/metrics", timeout=5)
+    assert plain.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    assert Metrics(plain.text).job("background_jobs_started_total") == 1
+
+    open_metrics = requests.get(
+        f"{exporter.url}/metrics", headers={"Accept": OPENMETRICS}, timeout=5
+    )
+    assert open_metrics.headers["Content-Type"].startswith("application/openmetrics-text")
+    assert open_metrics.text.endswith("# EOF\n")
+
+    raw = requests.get(
+        f"{exporter.url}/metrics", headers={"Accept-Encoding": "gzip"}, timeout=5, stream=True
+    )
+    assert raw.headers["Content-Encoding"] == "gzip"
+    assert gzip.decompress(raw.raw.read()).decode() == plain.text
+
+
+def test_metrics_bytes_are_reused_until_something_changes(exporter: Exporter, job_source):
+    job_source.serve_jobs([job("a")])
+    exporter.scrape()
+    page = exporter.runtime.metrics_page
+    first, _ = page.render(None, False)
+    again, _ = page.render(None, False)
+    assert again is first  # the very same bytes: nothing was rendered again
+    job_source.serve_jobs([job("a"), job("b")])
+    exporter.scrape()
+    changed, _ = page.render(None, False)
+    assert changed is not first
+    assert Metrics(changed.decode()).job("background_jobs_started_total") == 2
+
+
+def test_healthz_and_readyz(exporter: Exporter):
+    assert requests.get(f"{exporter.url}/healthz", timeout=5).json() == {"status": "ok"}
+    assert requests.get(f"{exporter.url}/readyz", timeout=5).status_code == 200
+
+
+def test_a_broken_store_is_not_ready_but_metrics_still_answer(exporter: Exporter, job_source):
+    job_source.serve_jobs([job("a")])
+    exporter.scrape()
+    exporter.runtime.store.close()  # every store call now fails
+    ready = requests.get(f"{exporter.url}/readyz", timeout=5)
+    assert ready.status_code == 503
+    assert "store unavailable" in ready.json()["error"]
+    metrics = exporter.metrics()  # health families still come
+    assert metrics.value("job_exporter_build_info", version=metrics_version(metrics)) == 1
+    assert metrics.job("background_jobs_started_total") is None
+    job_source.serve_jobs([job("a"), job("b")])
+    result = exporter.scrape()  # a scrape that cannot be stored is reported, not raised
+    assert not result.ok and result.reason == "store"
+    assert exporter.metrics().value("job_exporter_store_errors_total") == 1
+
+
+def metrics_version(metrics: Metrics) -> str:
+    (version,) = [
+        dict(labels)["version"]
+        for name, labels in metrics.samples
+        if name == "job_exporter_build_info"
+    ]
+    return version
+
+
+def test_unknown_routes_and_methods_answer_json(exporter: Exporter):
+    missing = requests.get(f"{exporter.url}/nothing-here", timeout=5)
+    assert missing.status_code == 404
+    assert missing.json()["error"] and missing.json()["errors"] == []
+    wrong = requests.post(f"{exporter.url}/metrics", timeout=5)
+    assert wrong.status_code == 405
+    assert "error" in wrong.json()
