@@ -370,6 +370,8 @@ def test_every_write_route_answers_401_without_the_token(tmp_path):
         assert server.runtime.store.snapshot().series == {}  # nothing was written
         good = {"Authorization": f"Bearer {TOKEN}"}
         assert server.post(JOBS, {"type": "T", "name": "n"}, headers=good).status_code == 201
+        lower = {"Authorization": f"bearer {TOKEN}"}  # the scheme is case-insensitive
+        assert server.post(JOBS, {"type": "T", "name": "n"}, headers=lower).status_code == 201
         assert server.get(JOBS).status_code == 200  # reads stay open
         assert server.get("/metrics").status_code == 200
 
