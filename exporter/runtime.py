@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 EXTENSION = "job_exporter"
 
 
-PUSH_SWEEP_MAX_INTERVAL_S = 60.0
+PUSH_SWEEP_MAX_INTERVAL_S = 60.0  # also the pace of pruning finished API jobs
 
 
 class Runtime:
@@ -95,6 +95,7 @@ class Runtime:
             self.health,
             scraped=self.scraper.targets.keys(),
             push_lost_after_s=settings.push_lost_after,
+            retention_ms=self.ingestor.rules.retention_ms,
         )
         self.demo_crew = (
             DemoCrew(self.queue, settings.demo_workers) if settings.demo_workers else None
@@ -129,6 +130,12 @@ class Runtime:
             "interval",
             seconds=min(PUSH_SWEEP_MAX_INTERVAL_S, self.settings.push_lost_after),
             id="sweep:pushed",
+        )
+        scheduler.add_job(
+            self.sweeper.finished_api_jobs,
+            "interval",
+            seconds=PUSH_SWEEP_MAX_INTERVAL_S,
+            id="sweep:api-retention",
         )
         scheduler.start()
         self._scheduler = scheduler

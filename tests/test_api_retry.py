@@ -219,3 +219,20 @@ def test_counts_and_jobs_survive_a_restart(tmp_path):
 )
 def test_backoff_doubles_with_jitter_up_to_the_cap(attempt, jitter, expected_ms):
     assert Backoff(base_s=1.0, cap_s=300.0).delay_ms(attempt, jitter) == expected_ms
+
+
+def test_finished_jobs_are_forgotten_after_retention_but_stay_counted(tmp_path):
+    with live_server(tmp_path, retention_days=1) as server:
+        done = server.create("TASK", "charge")
+        server.lease("w1")
+        server.step(done["id"], "complete", {"worker": "w1"})
+        waiting = server.create("TASK", "charge")
+        server.clock.advance(24 * 3600)
+        assert server.runtime.sweeper.finished_api_jobs() == 0  # kept for the whole day
+        server.clock.advance(1)
+        assert server.runtime.sweeper.finished_api_jobs() == 1
+        assert server.get(f"{JOBS}/{done['id']}").status_code == 404
+        assert server.get(f"{JOBS}/{waiting['id']}").json()["status"] == "pending"
+        metrics = server.metrics()
+        assert metrics.job("background_jobs_finished_total", *LABELS, outcome="completed") == 1
+        assert metrics.job("background_jobs_pending", *LABELS) == 1

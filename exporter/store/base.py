@@ -111,6 +111,11 @@ class Store(Protocol):
         """Apply `transition` to up to `limit` running jobs whose lease ended before now."""
         ...
 
+    def queue_prune(self, finished_before_ms: float) -> int:
+        """Delete completed and failed jobs that finished before the cutoff; their counts
+        stay. Returns how many were deleted."""
+        ...
+
     def ping(self) -> None:
         """Raise StoreError unless the store answers a trivial query."""
         ...

@@ -314,6 +314,11 @@ class SqliteStore:
 
         return self._write("expiring leases", expire)
 
+    def queue_prune(self, finished_before_ms: float) -> int:
+        return self._write(
+            "pruning finished jobs", lambda db: sqlite_queue.prune(db, finished_before_ms)
+        )
+
     @staticmethod
     def _apply_change(db: sqlite3.Connection, change: QueueChange) -> QueueJob:
         sqlite_queue.update(db, change.job)

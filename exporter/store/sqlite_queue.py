@@ -36,6 +36,8 @@ CREATE TABLE queue_jobs (
 CREATE INDEX queue_jobs_due ON queue_jobs (next_attempt_ms, seq) WHERE status = 'pending';
 CREATE INDEX queue_jobs_leases ON queue_jobs (lease_expires_ms) WHERE status = 'running';
 CREATE INDEX queue_jobs_status ON queue_jobs (status, seq);
+CREATE INDEX queue_jobs_finished ON queue_jobs (finished_ms)
+    WHERE status IN ('completed', 'failed');
 """
 
 _COLUMNS = (
@@ -112,6 +114,14 @@ def page(db: sqlite3.Connection, query: QueueQuery) -> list[QueueJob]:
             params.append(value)
     params.append(query.limit)
     return [row_to_job(row) for row in db.execute(f"{sql} ORDER BY seq LIMIT ?", params)]
+
+
+def prune(db: sqlite3.Connection, finished_before_ms: float) -> int:
+    cursor = db.execute(
+        "DELETE FROM queue_jobs WHERE status IN ('completed', 'failed') AND finished_ms < ?",
+        (finished_before_ms,),
+    )
+    return cursor.rowcount
 
 
 def series(db: sqlite3.Connection, source: str) -> set[tuple[str, str]]:
