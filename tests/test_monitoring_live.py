@@ -168,9 +168,13 @@ def chosen(prometheus: str) -> dict[str, str]:
     """A real source, type and name from the data, as a person would pick them in Grafana.
 
     Picks a job function whose duration quantiles are already recorded, so By name shows a
-    real job function with finished runs.
+    real job function with finished runs. It picks from the scraped source `demo`: the demo
+    also runs job-API jobs (source `api`), which have no scrape health to show.
     """
-    expr = 'source_type_name:background_jobs_duration_seconds:quantile_rate5m{quantile="0.5"}'
+    expr = (
+        "source_type_name:background_jobs_duration_seconds:quantile_rate5m"
+        '{quantile="0.5", source="demo"}'
+    )
     end = time.monotonic() + DATA_DEADLINE
     found = run_query(prometheus, expr, instant=True)
     while not found and time.monotonic() < end:
