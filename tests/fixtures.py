@@ -27,6 +27,7 @@ from exporter.app import create_app, runtime_of
 from exporter.clock import ManualClock
 from exporter.config import Settings, SourceSettings
 from exporter.sources.scrape import ScrapeResult
+from tests.postgres_cluster import PostgresCluster
 
 START_MS = 1_700_000_000_000.0
 
@@ -237,3 +238,19 @@ def promtool_check_metrics(text: str) -> subprocess.CompletedProcess[str]:
         [require_tool("promtool"), "check", "metrics"],
         input=text, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[PostgresCluster]:
+    """One throwaway PostgreSQL cluster for the session; each test takes a new database."""
+    cluster = PostgresCluster()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh store of each kind: a SQLite file, and a database on a real PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.db'}"
+    return request.getfixturevalue("postgres_cluster").new_database()

@@ -34,7 +34,7 @@ class FetchLimits:
     max_bytes: int = 64 * 1024 * 1024
 
 
-def fetch(session: requests.Session, url: str, limits: FetchLimits) -> bytes:
+def fetch(session: requests.Session, url: str, limits: FetchLimits) -> bytearray:
     """The response body, or FetchError with reason connection, timeout, http_status or
     too_large. Decoding the body (and `invalid_json`) is the caller's business."""
     deadline = time.monotonic() + limits.total_timeout
@@ -66,19 +66,18 @@ def fetch(session: requests.Session, url: str, limits: FetchLimits) -> bytes:
         raise FetchError("connection", str(error)) from error
 
 
-def _read_body(response: requests.Response, max_bytes: int, deadline: float) -> bytes:
+def _read_body(response: requests.Response, max_bytes: int, deadline: float) -> bytearray:
     """Read what has arrived, piece by piece (`read1`), so the deadline and the cap are
-    checked as data comes in rather than after a 1 MiB buffer finally fills."""
-    chunks: list[bytes] = []
-    size = 0
+    checked as data comes in rather than after a 1 MiB buffer finally fills. The pieces go
+    into one growing buffer, so a large body is never held twice (pieces and their join)."""
+    body = bytearray()
     while chunk := response.raw.read1(CHUNK_BYTES, decode_content=True):
-        size += len(chunk)
-        if size > max_bytes:
+        if len(body) + len(chunk) > max_bytes:
             raise FetchError("too_large", f"body passed the cap of {max_bytes} bytes")
         if time.monotonic() > deadline:
             raise FetchError("timeout", "body not complete within the total timeout")
-        chunks.append(chunk)
-    return b"".join(chunks)
+        body += chunk
+    return body
 
 
 def _is_read_timeout(error: BaseException) -> bool:

@@ -6,7 +6,7 @@ state means (the tracker does) and never speak HTTP.
 
 from __future__ import annotations
 
-from collections.abc import Container
+from collections.abc import Container, Hashable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -44,7 +44,7 @@ class RunningStats:
 class Snapshot:
     """Every stored count, grouped for the collector; `version` changes with any write."""
 
-    version: int
+    version: Hashable
     series: dict[SeriesKey, dict[CountName, float]] = field(default_factory=dict)
     health: dict[str, dict[CountName, float]] = field(default_factory=dict)
     running: dict[SeriesKey, RunningStats] = field(default_factory=dict)

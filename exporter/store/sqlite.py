@@ -157,7 +157,8 @@ class SqliteStore:
                     (source,),
                 ):
                     if outcome is None:
-                        running[job_id] = RunningJob((label_type, label_name), start_ms, missing)
+                        series = index.canonical((label_type, label_name))
+                        running[job_id] = RunningJob(series, start_ms, missing)
                     else:
                         finished.add(job_id)
                 index.admit(
