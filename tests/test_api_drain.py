@@ -19,8 +19,11 @@ WORKERS = 8
 JOB_COUNT = 1000
 
 
-def test_eight_workers_drain_a_thousand_jobs_each_exactly_once(tmp_path, record_property):
-    with live_server(tmp_path, clock=SystemClock()) as server:
+def test_eight_workers_drain_a_thousand_jobs_each_exactly_once(
+    tmp_path, store_url, record_property
+):
+    """On SQLite and on PostgreSQL (store_url runs this test on each)."""
+    with live_server(tmp_path, clock=SystemClock(), store=store_url) as server:
         created = [
             server.create("TASK", f"job{n % 5}", payload={"n": n})["id"] for n in range(JOB_COUNT)
         ]
@@ -58,7 +61,8 @@ def test_eight_workers_drain_a_thousand_jobs_each_exactly_once(tmp_path, record_
             thread.join(120)
         seconds = time.perf_counter() - began
         record_property("drain_seconds", round(seconds, 3))
-        print(f"\n{WORKERS} workers drained {JOB_COUNT} jobs in {seconds:.2f} s")
+        backend = store_url.partition(":")[0]
+        print(f"\n{WORKERS} workers drained {JOB_COUNT} jobs in {seconds:.2f} s on {backend}")
 
         assert not errors
         assert not any(thread.is_alive() for thread in threads)

@@ -19,7 +19,9 @@ import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from exporter.counts import STARTED, CountDeltas
-from exporter.records import Plan, RunningJob, SourceIndex
+from exporter.queue_records import API_SOURCE, QueueChange, QueueJob, QueueQuery, Transition
+from exporter.records import JobRow, Plan, RunningJob, SourceIndex
+from exporter.store import postgres_queue
 from exporter.store.base import Prune, RunningStats, Snapshot, StaleIndex, StoreError
 
 MIGRATION_LOCK = 7_317_001  # pg_advisory_xact_lock key: one replica migrates at a time
@@ -58,6 +60,7 @@ MIGRATIONS: tuple[str, ...] = (
         generation BIGINT NOT NULL
     );
     """,
+    postgres_queue.SCHEMA,  # 2: the job API's jobs
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 COPY_FROM = 500  # inserts beyond this many rows go through COPY
@@ -214,12 +217,70 @@ class PostgresStore:
                 self._cached = _read_snapshot(db, version)
             return self._cached
 
+    def tracked_jobs(self, source: str | None = None) -> list[JobRow]:
+        sql = f"SELECT {_JOB_COLUMNS} FROM jobs"
+        params: tuple = ()
+        if source is not None:
+            sql, params = f"{sql} WHERE source = %s", (source,)
+        with self._transaction("listing tracked jobs") as db:
+            return [JobRow(*row) for row in db.execute(sql, params)]
+
+    # --- the job queue: each method one transaction -----------------------------------
+
+    def queue_insert(self, change: QueueChange) -> QueueJob:
+        with self._transaction("creating a job") as db:
+            job = postgres_queue.insert(db, change.job)
+            _add_counts(db, API_SOURCE, change.counts)
+        return job
+
+    def queue_get(self, job_id: str) -> QueueJob | None:
+        with self._transaction("reading a job") as db:
+            return postgres_queue.get(db, job_id)
+
+    def queue_list(self, query: QueueQuery) -> list[QueueJob]:
+        with self._transaction("listing jobs") as db:
+            return postgres_queue.page(db, query)
+
+    def queue_series(self) -> set[tuple[str, str]]:
+        with self._transaction("reading job labels") as db:
+            return postgres_queue.series(db, API_SOURCE)
+
+    def queue_update(self, job_id: str, transition: Transition) -> QueueJob | None:
+        with self._transaction(f"updating job {job_id}") as db:
+            job = postgres_queue.get(db, job_id, lock=True)
+            return None if job is None else _apply_change(db, transition(job))
+
+    def queue_lease(
+        self, types: list[str] | None, now_ms: float, transition: Transition
+    ) -> QueueJob | None:
+        """SELECT ... FOR UPDATE SKIP LOCKED: concurrent leases each take a different job."""
+        with self._transaction("leasing a job") as db:
+            job = postgres_queue.next_due(db, types, now_ms)
+            return None if job is None else _apply_change(db, transition(job))
+
+    def queue_expire(self, now_ms: float, transition: Transition, limit: int) -> list[QueueJob]:
+        with self._transaction("expiring leases") as db:
+            return [
+                _apply_change(db, transition(job))
+                for job in postgres_queue.expired(db, now_ms, limit)
+            ]
+
+    def queue_prune(self, finished_before_ms: float) -> int:
+        with self._transaction("pruning finished jobs") as db:
+            return postgres_queue.prune(db, finished_before_ms)
+
     def ping(self) -> None:
         with self._transaction("a ping") as db:
             db.execute("SELECT 1").fetchone()
 
     def close(self) -> None:
         self._pool.close()
+
+
+def _apply_change(db: psycopg.Connection, change: QueueChange) -> QueueJob:
+    postgres_queue.update(db, change.job)
+    _add_counts(db, API_SOURCE, change.counts)
+    return change.job
 
 
 def _add_counts(db: psycopg.Connection, source: str, deltas: CountDeltas) -> None:
@@ -251,7 +312,12 @@ def _read_snapshot(db: psycopg.Connection, version: str) -> Snapshot:
             " WHERE outcome IS NULL GROUP BY source, label_type, label_name"
         )
     }
+    for job_type, name, count, oldest in postgres_queue.running_stats(db):
+        running[(API_SOURCE, job_type, name)] = RunningStats(count, oldest)
     tracked = dict(db.execute("SELECT source, COUNT(*) FROM jobs GROUP BY source").fetchall())
+    queued = postgres_queue.count(db)
+    if queued:
+        tracked[API_SOURCE] = queued
     return Snapshot(version, dict(series), dict(health), running, tracked)
 
 
