@@ -91,7 +91,8 @@ def test_a_body_over_the_cap_is_a_413(tmp_path):
     with live_server(tmp_path, max_body_bytes=2048, max_payload_bytes=1024) as server:
         response = server.post(JOBS, {"type": "T", "name": "n", "payload": "x" * 4000})
         assert response.status_code == 413
-        assert fields_of(response) == []
+        assert fields_of(response) == ["body"]
+        assert "2048" in response.json()["error"]
 
 
 # --- get and list -------------------------------------------------------------------------

@@ -130,7 +130,7 @@ def test_a_body_over_the_cap_is_a_413(tmp_path):
         jobs = [job_info(f"j{n}", START_MS) for n in range(100)]
         response = server.post(PUSH, jobs)
         assert response.status_code == 413
-        assert response.json()["error"]
+        assert response.json()["errors"][0]["field"] == "body"
         assert server.runtime.store.tracked_jobs() == []
 
 
