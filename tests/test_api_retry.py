@@ -14,9 +14,12 @@ LABELS = ("TASK", "charge")
 
 
 @pytest.fixture
-def server(tmp_path):
-    # Jitter 0.5: attempt n waits 0.75 * min(cap, base * 2**(n-1)) exactly.
-    with live_server(tmp_path, rng=FixedRandom(0.5), backoff_base=2.0, backoff_cap=6.0) as live:
+def server(tmp_path, store_url):
+    """On SQLite and on PostgreSQL. Jitter 0.5: attempt n waits exactly
+    0.75 * min(cap, base * 2**(n-1))."""
+    with live_server(
+        tmp_path, rng=FixedRandom(0.5), backoff_base=2.0, backoff_cap=6.0, store=store_url
+    ) as live:
         yield live
 
 
