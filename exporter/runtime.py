@@ -103,7 +103,10 @@ class Runtime:
         self._scheduler: BackgroundScheduler | None = None
 
     def start(self) -> None:
-        """Scrape every source on its own interval, first right away."""
+        """Scrape every source on its own interval, first right away; sweep expired leases
+        (every `lease_sweep_interval`), overdue pushed jobs and old API jobs; start the demo
+        crew when asked. Sweeps are safe with several replicas: each one's writes check the
+        state they change, in the same transaction."""
         scheduler = BackgroundScheduler(
             executors={
                 "default": {"type": "threadpool", "max_workers": 4 + len(self.scraper.targets)}
