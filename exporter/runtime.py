@@ -7,6 +7,7 @@ build an app and drive scrapes themselves.
 from __future__ import annotations
 
 import logging
+import random
 from datetime import UTC, datetime
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -18,20 +19,32 @@ from exporter.clock import Clock, SystemClock
 from exporter.collector import JobCollector
 from exporter.config import Settings
 from exporter.counts import Buckets
+from exporter.demo_workers import DemoCrew
 from exporter.exposition import MetricsPage
 from exporter.health import HealthBoard
 from exporter.ingest import Ingestor, TrackingRules
+from exporter.queue import Backoff, JobQueue, QueuePolicy
 from exporter.sources.fetch import FetchLimits
 from exporter.sources.scrape import Scraper, ScrapeTarget
 from exporter.store import Store, open_store
+from exporter.sweeps import Sweeper
 from exporter.tracker import LabelGuard
 
 log = logging.getLogger(__name__)
 EXTENSION = "job_exporter"
 
 
+PUSH_SWEEP_MAX_INTERVAL_S = 60.0  # also the pace of pruning finished API jobs
+
+
 class Runtime:
-    def __init__(self, settings: Settings, clock: Clock | None = None, store: Store | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        clock: Clock | None = None,
+        store: Store | None = None,
+        rng: random.Random | None = None,
+    ):
         self.settings = settings
         self.clock = clock or SystemClock()
         self.store = store or open_store(settings.store)
@@ -48,9 +61,12 @@ class Runtime:
                 retention_ms=settings.retention_days * 24 * 3600 * 1000,
             ),
         )
+        # The scrape timeout bounds the whole scrape, as Prometheus's own does: a source
+        # trickling one byte at a time is cut off as surely as one that never answers.
         limits = FetchLimits(
+            connect_timeout=min(3.0, settings.scrape_timeout),
             read_timeout=settings.scrape_timeout,
-            total_timeout=max(settings.scrape_timeout * 3, 30.0),
+            total_timeout=settings.scrape_timeout,
             max_bytes=settings.max_response_bytes,
         )
         self.scraper = Scraper(self.ingestor, targets, self.clock, self.health, limits=limits)
@@ -59,11 +75,38 @@ class Runtime:
             self.store, self.health, self.ingestor.rules.buckets, __version__
         )
         self.registry.register(self.collector)
-        self.metrics_page = MetricsPage(self.registry, self.collector.cache_key)
+        self.metrics_page = MetricsPage(self.collector.view, self.collector.cache_key)
+        self.queue = JobQueue(
+            self.store,
+            self.clock,
+            QueuePolicy(
+                backoff=Backoff(settings.backoff_base, settings.backoff_cap),
+                default_max_attempts=settings.default_max_attempts,
+                default_lease_s=settings.default_lease_seconds,
+                buckets=self.ingestor.rules.buckets,
+            ),
+            guard=self.ingestor.rules.guard,
+            rng=rng,
+        )
+        self.sweeper = Sweeper(
+            self.queue,
+            self.ingestor,
+            self.clock,
+            self.health,
+            scraped=self.scraper.targets.keys(),
+            push_lost_after_s=settings.push_lost_after,
+            retention_ms=self.ingestor.rules.retention_ms,
+        )
+        self.demo_crew = (
+            DemoCrew(self.queue, settings.demo_workers) if settings.demo_workers else None
+        )
         self._scheduler: BackgroundScheduler | None = None
 
     def start(self) -> None:
-        """Scrape every source on its own interval, first right away."""
+        """Scrape every source on its own interval, first right away; sweep expired leases
+        (every `lease_sweep_interval`), overdue pushed jobs and old API jobs; start the demo
+        crew when asked. Sweeps are safe with several replicas: each one's writes check the
+        state they change, in the same transaction."""
         scheduler = BackgroundScheduler(
             executors={
                 "default": {"type": "threadpool", "max_workers": 4 + len(self.scraper.targets)}
@@ -79,11 +122,34 @@ class Runtime:
                 id=f"scrape:{target.name}",
                 next_run_time=_now(),
             )
+        scheduler.add_job(
+            self.sweeper.leases,
+            "interval",
+            seconds=self.settings.lease_sweep_interval,
+            id="sweep:leases",
+        )
+        scheduler.add_job(
+            self.sweeper.pushed,
+            "interval",
+            seconds=min(PUSH_SWEEP_MAX_INTERVAL_S, self.settings.push_lost_after),
+            id="sweep:pushed",
+        )
+        scheduler.add_job(
+            self.sweeper.finished_api_jobs,
+            "interval",
+            seconds=PUSH_SWEEP_MAX_INTERVAL_S,
+            id="sweep:api-retention",
+        )
         scheduler.start()
         self._scheduler = scheduler
+        if self.demo_crew is not None:
+            self.demo_crew.start()
 
     def stop(self) -> None:
-        """Let a scrape in progress finish, then release everything."""
+        """Stop the demo crew, let a scrape or sweep in progress finish, then release
+        everything."""
+        if self.demo_crew is not None:
+            self.demo_crew.stop()
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=True)
             self._scheduler = None
