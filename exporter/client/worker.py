@@ -81,21 +81,27 @@ class Worker:
 
     def run_once(self) -> bool:
         """Lease one job and run it; False when none was due."""
-        response = self._post(
-            "/lease",
-            {
-                "worker": self.name,
-                "types": sorted(self.handlers),
-                "leaseSeconds": self.lease_seconds,
-            },
-        )
-        if response.status_code == 204:
+        job = self.lease()
+        if job is None:
             return False
-        response.raise_for_status()
-        self._run(response.json())
+        self.run_job(job)
         return True
 
-    def _run(self, job: dict[str, Any]) -> None:
+    def lease(self) -> dict[str, Any] | None:
+        """Lease the next due job of this worker's types (None when none is due)."""
+        body = {
+            "worker": self.name,
+            "types": sorted(self.handlers),
+            "leaseSeconds": self.lease_seconds,
+        }
+        response = self._post("/lease", body)
+        if response.status_code == 204:
+            return None
+        response.raise_for_status()
+        return response.json()
+
+    def run_job(self, job: dict[str, Any]) -> None:
+        """Run a leased job's handler, keeping the lease alive, then complete or fail it."""
         outcome: dict[str, Any] = {}
         handler = self.handlers[job["type"]]
 
