@@ -6,7 +6,7 @@ import random
 
 from flask import Flask
 
-from exporter.api import auth, bodies, demo, errors, jobs, metrics, openapi, push
+from exporter.api import auth, bodies, demo, errors, jobs, metrics, openapi, push, schedules
 from exporter.clock import Clock
 from exporter.config import Settings
 from exporter.runtime import EXTENSION, Runtime
@@ -35,6 +35,7 @@ def create_app(
     app.register_blueprint(metrics.blueprint)
     app.register_blueprint(push.blueprint)
     app.register_blueprint(jobs.blueprint)
+    app.register_blueprint(schedules.blueprint)
     app.register_blueprint(openapi.blueprint)
     if settings.mock_source:
         demo.init_app(app, runtime.clock)

@@ -24,6 +24,8 @@ from exporter.config import (
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_MAX_BODY_BYTES,
     DEFAULT_MAX_PAYLOAD_BYTES,
+    DEFAULT_MAX_SCHEDULES,
+    DEFAULT_MISFIRE_GRACE,
     DEFAULT_PUSH_LOST_AFTER,
     DEFAULT_SCRAPE_INTERVAL,
     DEFAULT_STORE,
@@ -143,6 +145,19 @@ def _api_options(func):
             default=DEFAULT_PUSH_LOST_AFTER,
             help="Seconds a pushed job may run before it counts as lost.",
         ),
+        option(
+            "--max-schedules",
+            type=click.IntRange(min=1),
+            default=DEFAULT_MAX_SCHEDULES,
+            help="Most schedules (recurring jobs) the API accepts (409 beyond).",
+        ),
+        option(
+            "--schedule-misfire-grace",
+            type=click.FloatRange(min=1),
+            default=DEFAULT_MISFIRE_GRACE,
+            help="Seconds late a schedule's fire still runs on time; older fires were missed "
+            "and follow the schedule's misfire policy.",
+        ),
     ]
     for decorate in reversed(options):
         func = decorate(func)
@@ -160,6 +175,8 @@ def _api_settings(options: dict[str, Any]) -> dict[str, Any]:
         "backoff_cap": options["backoff_cap"],
         "default_lease_seconds": options["lease_seconds"],
         "push_lost_after": options["push_lost_after"],
+        "max_schedules": options["max_schedules"],
+        "schedule_misfire_grace": options["schedule_misfire_grace"],
     }
 
 

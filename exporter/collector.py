@@ -32,6 +32,11 @@ from exporter.metrics_view import (
     QUEUE_WAIT,
     RETRIES_SCHEDULED,
     RUNNING,
+    SCHEDULE_FIRES,
+    SCHEDULE_LAST_FIRE,
+    SCHEDULE_LAST_SUCCESS,
+    SCHEDULE_NEXT_FIRE,
+    SCHEDULE_PAUSED,
     SCRAPE_DURATION,
     SCRAPE_ERROR_COUNT,
     SOURCE_UP,
@@ -43,6 +48,7 @@ from exporter.metrics_view import (
     MetricsView,
     build_view,
 )
+from exporter.schedule_records import FIRE_RESULTS
 from exporter.store import Store, StoreError
 
 log = logging.getLogger(__name__)
@@ -111,13 +117,26 @@ class JobCollector:
             families[TRACKED].add_metric([source], count)
         families[STORE_ERRORS].add_metric([], view.store_errors)
         families[BUILD_INFO].add_metric([view.version], 1)
+        for row in view.schedules:
+            labels = list(row.labels)
+            for result, value in zip(FIRE_RESULTS, row.fires, strict=True):
+                families[SCHEDULE_FIRES].add_metric([*labels, result], value)
+            for family, value in (
+                (SCHEDULE_LAST_FIRE, row.last_fire_s),
+                (SCHEDULE_NEXT_FIRE, row.next_fire_s),
+                (SCHEDULE_LAST_SUCCESS, row.last_success_s),
+                (SCHEDULE_PAUSED, row.paused),
+            ):
+                if value is not None:
+                    families[family].add_metric(labels, value)
         yield from families.values()
 
 
 _ORDER = (
     RUNNING, PENDING_JOBS, OLDEST, STARTED_JOBS, FINISHED_JOBS, RETRIES_SCHEDULED, DURATION,
     QUEUE_WAIT, SOURCE_UP, SCRAPE_DURATION, LAST_SUCCESS, SCRAPE_ERROR_COUNT, INVALID, FOLDED,
-    TRACKED, STORE_ERRORS, BUILD_INFO,
+    TRACKED, STORE_ERRORS, BUILD_INFO, SCHEDULE_FIRES, SCHEDULE_LAST_FIRE, SCHEDULE_NEXT_FIRE,
+    SCHEDULE_LAST_SUCCESS, SCHEDULE_PAUSED,
 )  # fmt: skip
 
 

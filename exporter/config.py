@@ -28,6 +28,8 @@ DEFAULT_BACKOFF_CAP = 300.0
 DEFAULT_LEASE_SECONDS = 30.0
 DEFAULT_PUSH_LOST_AFTER = 24 * 3600.0
 MAX_ATTEMPTS_LIMIT = 100
+DEFAULT_MAX_SCHEDULES = 1000
+DEFAULT_MISFIRE_GRACE = 60.0
 
 
 class ConfigError(ValueError):
@@ -66,6 +68,10 @@ class Settings:
     lease_sweep_interval: float = 1.0  # seconds between checks for expired leases
     push_lost_after: float = DEFAULT_PUSH_LOST_AFTER  # seconds a pushed job may run
     demo_workers: int = 0  # demo threads that create and run API jobs (the demo sets it)
+    # Schedules (recurring jobs).
+    max_schedules: int = DEFAULT_MAX_SCHEDULES  # bounds the job_exporter_schedule_* series
+    schedule_misfire_grace: float = DEFAULT_MISFIRE_GRACE  # seconds late a fire is on time
+    schedule_sweep_interval: float = 1.0  # seconds between checks for due schedules
 
     def __post_init__(self) -> None:
         parse_listen(self.listen)
@@ -93,6 +99,12 @@ class Settings:
             raise ConfigError("default_lease_seconds and lease_sweep_interval must be positive")
         if self.push_lost_after <= 0:
             raise ConfigError("push_lost_after must be positive")
+        if self.max_schedules < 1:
+            raise ConfigError("max_schedules must be at least 1")
+        if self.schedule_misfire_grace < 1 or self.schedule_sweep_interval <= 0:
+            raise ConfigError(
+                "schedule_misfire_grace must be at least 1 s and schedule_sweep_interval positive"
+            )
         names = [source.name for source in self.sources]
         duplicates = {name for name in names if names.count(name) > 1}
         if duplicates:

@@ -29,6 +29,7 @@ from exporter.counts import (
     Buckets,
 )
 from exporter.health import SourceHealth
+from exporter.schedule_records import Schedule
 from exporter.store import Snapshot
 
 JOB_LABELS = ("source", "type", "name")
@@ -103,6 +104,28 @@ BUILD_INFO = Family(
     "job_exporter_build_info", "gauge", "Always 1; the version label says which release runs.",
     ("version",),
 )  # fmt: skip
+SCHEDULE_LABELS = ("schedule", "type", "name")
+SCHEDULE_FIRES = Family(
+    "job_exporter_schedule_fires", "counter",
+    "Schedule fires, by result: on_time, late (missed, run once), skipped, manual (run now).",
+    (*SCHEDULE_LABELS, "result"),
+)  # fmt: skip
+SCHEDULE_LAST_FIRE = Family(
+    "job_exporter_schedule_last_fire_timestamp_seconds", "gauge",
+    "Instant of the schedule's latest fire that created a job.", SCHEDULE_LABELS,
+)  # fmt: skip
+SCHEDULE_NEXT_FIRE = Family(
+    "job_exporter_schedule_next_fire_timestamp_seconds", "gauge",
+    "When the schedule fires next (absent while paused).", SCHEDULE_LABELS,
+)  # fmt: skip
+SCHEDULE_LAST_SUCCESS = Family(
+    "job_exporter_schedule_last_success_timestamp_seconds", "gauge",
+    "When a job the schedule created last completed.", SCHEDULE_LABELS,
+)  # fmt: skip
+SCHEDULE_PAUSED = Family(
+    "job_exporter_schedule_paused", "gauge", "1 while the schedule is paused, else 0.",
+    SCHEDULE_LABELS,
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +162,21 @@ class SourceRow:
     folded: float
 
 
+@dataclass(frozen=True, slots=True)
+class ScheduleRow:
+    """One schedule's samples; None means no sample (never fired, paused, never succeeded).
+
+    The number of schedules is capped (--max-schedules), which bounds these series.
+    """
+
+    labels: tuple[str, str, str]  # schedule id, type, name
+    fires: tuple[float, ...]  # in FIRE_RESULTS order
+    last_fire_s: float | None
+    next_fire_s: float | None
+    last_success_s: float | None
+    paused: float
+
+
 @dataclass(frozen=True)
 class MetricsView:
     bucket_labels: tuple[str, ...]
@@ -147,6 +185,7 @@ class MetricsView:
     tracked: tuple[tuple[str, int], ...]
     store_errors: float
     version: str
+    schedules: tuple[ScheduleRow, ...] = ()
 
 
 def build_view(
@@ -160,15 +199,31 @@ def build_view(
     series: tuple[JobSeries, ...] = ()
     stored_health: Mapping[str, Mapping[CountName, float]] = {}
     tracked: tuple[tuple[str, int], ...] = ()
+    schedules: tuple[ScheduleRow, ...] = ()
     if snapshot is not None:
         series = tuple(_job_series(snapshot, buckets))
         stored_health = snapshot.health
         tracked = tuple(sorted(snapshot.tracked.items()))
+        schedules = tuple(_schedule_row(one) for one in snapshot.schedules)
     sources = tuple(
         _source_row(source, health.get(source), stored_health.get(source, {}))
         for source in sorted(stored_health.keys() | health.keys())
     )
-    return MetricsView(buckets.labels, series, sources, tracked, store_errors, version)
+    return MetricsView(buckets.labels, series, sources, tracked, store_errors, version, schedules)
+
+
+def _schedule_row(schedule: Schedule) -> ScheduleRow:
+    def seconds(ms: float | None) -> float | None:
+        return None if ms is None or math.isinf(ms) else ms / 1000
+
+    return ScheduleRow(
+        labels=(schedule.id, schedule.type, schedule.name),
+        fires=tuple(float(count) for count in schedule.fires),
+        last_fire_s=seconds(schedule.last_fire_ms),
+        next_fire_s=None if schedule.paused else seconds(schedule.next_fire_ms),
+        last_success_s=seconds(schedule.last_success_ms),
+        paused=float(schedule.paused),
+    )
 
 
 def _job_series(snapshot: Snapshot, buckets: Buckets):

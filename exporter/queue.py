@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from exporter.clock import Clock
@@ -40,6 +40,7 @@ from exporter.queue_records import (
 )
 from exporter.queue_records import PENDING as PENDING_STATUS
 from exporter.records import Plan, SourceIndex
+from exporter.schedule_records import ScheduleFire
 from exporter.store import Store
 from exporter.tracker import LabelGuard
 
@@ -225,8 +226,15 @@ class JobQueue:
         name: str,
         payload: bytes | None = None,
         max_attempts: int | None = None,
+        *,
+        fire: Callable[[str], ScheduleFire] | None = None,
     ) -> QueueJob:
-        """A new pending job, due now; `pending` +1 in the same transaction."""
+        """A new pending job, due now; `pending` +1 in the same transaction.
+
+        `fire` (given the new job's id) is the schedule fire this job is for: the store
+        records it in the same transaction and raises FireTaken, writing nothing, when that
+        fire already has its job.
+        """
         now_ms = self.clock.now_ms()
         with self._labels_lock:  # the guard's admitted series must not race
             index = self._label_index()
@@ -253,7 +261,8 @@ class JobQueue:
             )
             counts = plan.counts  # holds the folded-jobs count when the guard folded
             counts[(*series, PENDING, "")] += 1
-            created = self.store.queue_insert(QueueChange(job, counts))
+            recorded = None if fire is None else fire(job.id)
+            created = self.store.queue_insert(QueueChange(job, counts), recorded)
             index.admit(plan.new_series)
         return created
 

@@ -26,6 +26,11 @@ from exporter.metrics_view import (
     QUEUE_WAIT,
     RETRIES_SCHEDULED,
     RUNNING,
+    SCHEDULE_FIRES,
+    SCHEDULE_LAST_FIRE,
+    SCHEDULE_LAST_SUCCESS,
+    SCHEDULE_NEXT_FIRE,
+    SCHEDULE_PAUSED,
     SCRAPE_DURATION,
     SCRAPE_ERROR_COUNT,
     SOURCE_UP,
@@ -36,6 +41,7 @@ from exporter.metrics_view import (
     HistogramValues,
     MetricsView,
 )
+from exporter.schedule_records import FIRE_RESULTS
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
@@ -112,6 +118,7 @@ def render(view: MetricsView, openmetrics: bool = False) -> bytes:
                 _histogram(add, name, text, les, values)
 
     _health(view, header, add)
+    _schedules(view, header, add)
     if openmetrics:
         add("# EOF\n")
     return "".join(lines).encode()
@@ -158,3 +165,25 @@ def _health(view: MetricsView, header: Callable[[Family], str], add: Callable[[s
     add(f"{name} {number(view.store_errors)}\n")
     name = header(BUILD_INFO)
     add(f'{name}{{version="{escape_label(view.version)}"}} 1\n')
+
+
+def _schedules(view: MetricsView, header: Callable[[Family], str], add: Callable[[str], None]):
+    rows = [
+        (f'schedule="{escape_label(i)}",type="{escape_label(t)}",name="{escape_label(n)}"', row)
+        for (i, t, n), row in ((row.labels, row) for row in view.schedules)
+    ]
+    name = header(SCHEDULE_FIRES)
+    for text, row in rows:
+        for result, value in zip(FIRE_RESULTS, row.fires, strict=True):
+            add(f'{name}{{{text},result="{result}"}} {number(value)}\n')
+    for family, getter in (
+        (SCHEDULE_LAST_FIRE, lambda row: row.last_fire_s),
+        (SCHEDULE_NEXT_FIRE, lambda row: row.next_fire_s),
+        (SCHEDULE_LAST_SUCCESS, lambda row: row.last_success_s),
+        (SCHEDULE_PAUSED, lambda row: row.paused),
+    ):
+        name = header(family)
+        for text, row in rows:
+            value = getter(row)
+            if value is not None:
+                add(f"{name}{{{text}}} {number(value)}\n")

@@ -24,6 +24,7 @@ from exporter.exposition import MetricsPage
 from exporter.health import HealthBoard
 from exporter.ingest import Ingestor, TrackingRules
 from exporter.queue import Backoff, JobQueue, QueuePolicy
+from exporter.schedules import Scheduler
 from exporter.sources.fetch import FetchLimits
 from exporter.sources.scrape import Scraper, ScrapeTarget
 from exporter.store import Store, open_store
@@ -88,6 +89,13 @@ class Runtime:
             guard=self.ingestor.rules.guard,
             rng=rng,
         )
+        self.scheduler = Scheduler(
+            self.store,
+            self.queue,
+            self.clock,
+            misfire_grace_s=settings.schedule_misfire_grace,
+            max_schedules=settings.max_schedules,
+        )
         self.sweeper = Sweeper(
             self.queue,
             self.ingestor,
@@ -96,13 +104,15 @@ class Runtime:
             scraped=self.scraper.targets.keys(),
             push_lost_after_s=settings.push_lost_after,
             retention_ms=self.ingestor.rules.retention_ms,
+            scheduler=self.scheduler,
         )
         self.demo_crew: DemoCrew | None = None
         self._scheduler: BackgroundScheduler | None = None
 
     def start(self, url: str | None = None) -> None:
         """Scrape every source on its own interval, first right away; sweep expired leases
-        (every `lease_sweep_interval`), overdue pushed jobs and old API jobs; start the demo
+        (every `lease_sweep_interval`), overdue pushed jobs and old API jobs; fire due
+        schedules (every `schedule_sweep_interval`, first right away); start the demo
         crew when asked, its workers reaching this process at `url` over HTTP. Sweeps are
         safe with several replicas: each one's writes check the state they change, in the
         same transaction."""
@@ -126,6 +136,13 @@ class Runtime:
             "interval",
             seconds=self.settings.lease_sweep_interval,
             id="sweep:leases",
+        )
+        scheduler.add_job(
+            self.sweeper.schedules,
+            "interval",
+            seconds=self.settings.schedule_sweep_interval,
+            id="sweep:schedules",
+            next_run_time=_now(),  # fires missed while stopped follow their policy at once
         )
         scheduler.add_job(
             self.sweeper.pushed,

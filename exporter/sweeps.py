@@ -1,5 +1,5 @@
-"""Periodic clean-ups the scheduler runs: expired job-API leases, overdue pushed jobs and
-finished job-API jobs past retention.
+"""Periodic work the scheduler runs: expired job-API leases, overdue pushed jobs, finished
+job-API jobs past retention, and due schedules.
 
 Both only finish runs that nobody will finish any more, each in its own transaction; a store
 failure is logged and counted, and the next sweep tries again.
@@ -15,6 +15,7 @@ from exporter.health import HealthBoard
 from exporter.ingest import Ingestor
 from exporter.queue import JobQueue
 from exporter.queue_records import API_SOURCE
+from exporter.schedules import Scheduler
 from exporter.store import StoreError
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,9 @@ class Sweeper:
         scraped: Collection[str],
         push_lost_after_s: float,
         retention_ms: float = 7 * 24 * 3600 * 1000,
+        scheduler: Scheduler | None = None,
     ) -> None:
+        self.scheduler = scheduler
         self.queue = queue
         self.ingestor = ingestor
         self.clock = clock
@@ -50,6 +53,20 @@ class Sweeper:
         if expired:
             log.info("%d job lease(s) expired; counted lost", expired)
         return expired
+
+    def schedules(self) -> int:
+        """Create the jobs of due schedules (each fire once, whichever replica wins)."""
+        if self.scheduler is None:
+            return 0
+        try:
+            created = self.scheduler.sweep()
+        except StoreError as error:
+            self.health.record_store_error()
+            log.error("could not fire due schedules: %s", error)
+            return 0
+        if created:
+            log.debug("schedules created %d job(s)", created)
+        return created
 
     def finished_api_jobs(self) -> int:
         """Forget job-API jobs finished longer ago than the retention period."""

@@ -352,14 +352,17 @@ def write_rules(app) -> list[tuple[str, str]]:
         if not rule.rule.startswith("/api/"):
             continue
         for method in sorted(rule.methods - {"GET", "HEAD", "OPTIONS"}):
-            rules.append((method, rule.rule.replace("<job_id>", "some-id")))
+            path = rule.rule.replace("<job_id>", "some-id").replace("<schedule_id>", "some-id")
+            rules.append((method, path))
     return rules
 
 
 def test_every_write_route_answers_401_without_the_token(tmp_path):
     with live_server(tmp_path, api_token=TOKEN) as server:
         rules = write_rules(server.app)
-        assert len(rules) == 7  # push, create, lease, heartbeat, complete, fail, retry
+        # push; jobs: create, lease, heartbeat, complete, fail, retry; schedules: create,
+        # delete, pause, resume, run
+        assert len(rules) == 12
         for method, path in rules:
             for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}):
                 response = server.session.request(

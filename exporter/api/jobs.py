@@ -38,7 +38,7 @@ def store_unavailable(error: StoreError):
 @blueprint.post("")
 def create() -> Response:
     body = read_json(schemas.CreateJob)
-    payload = _capped_json(body.payload, "payload")
+    payload = capped_json(body.payload, "payload")
     job = current_runtime().queue.create(body.type, body.name, payload, body.max_attempts)
     response = json_response(job_out(job), 201)
     response.headers["Location"] = f"{blueprint.url_prefix}/{job.id}"
@@ -87,7 +87,7 @@ def heartbeat(job_id: str) -> Response:
 @blueprint.post("/<job_id>/complete")
 def complete(job_id: str) -> Response:
     body = read_json(schemas.CompleteRequest)
-    result = _capped_json(body.result, "result")
+    result = capped_json(body.result, "result")
     return json_response(job_out(current_runtime().queue.complete(job_id, body.worker, result)))
 
 
@@ -104,7 +104,7 @@ def retry(job_id: str) -> Response:
     return json_response(job_out(current_runtime().queue.retry(job_id)))
 
 
-def _capped_json(value: object, field: str) -> bytes | None:
+def capped_json(value: object, field: str) -> bytes | None:
     """A payload or result as stored JSON text, refused (413) beyond the configured cap."""
     if value is None:
         return None

@@ -47,6 +47,10 @@ _JOB = ("the job", "Job")
 _BAD = ("invalid body or parameter; `errors` names the field", "Error")
 _MISSING = ("no job has this id", "Error")
 _CONFLICT = ("the job's state or lease does not allow this", "Error")
+_SCHEDULE = ("the schedule", "Schedule")
+_NO_SCHEDULE = ("no schedule has this id", "Error")
+_BAD_SCHEDULE = ("invalid body, cron expression, time zone or interval; `errors` names the "
+                 "field", "Error")  # fmt: skip
 
 OPERATIONS: tuple[Operation, ...] = (
     Operation(
@@ -108,6 +112,41 @@ OPERATIONS: tuple[Operation, ...] = (
         responses={"200": _JOB, "404": _MISSING, "409": _CONFLICT},
         parameters=(_ID,),
     ),
+    Operation(
+        "post", "/api/v1/schedules", "Create a schedule (recurring job): cron or interval",
+        request="CreateSchedule",
+        responses={"201": ("the new schedule", "Schedule"), "400": _BAD_SCHEDULE,
+                   "409": ("--max-schedules schedules exist already", "Error")},
+    ),
+    Operation(
+        "get", "/api/v1/schedules", "Every schedule, oldest first",
+        responses={"200": ("the schedules", "SchedulePage")}, write=False,
+    ),
+    Operation(
+        "get", "/api/v1/schedules/{id}", "One schedule",
+        responses={"200": _SCHEDULE, "404": _NO_SCHEDULE}, parameters=(_ID,), write=False,
+    ),
+    Operation(
+        "delete", "/api/v1/schedules/{id}", "Delete a schedule (its jobs stay)",
+        responses={"204": ("deleted", None), "404": _NO_SCHEDULE}, parameters=(_ID,),
+    ),
+    Operation(
+        "post", "/api/v1/schedules/{id}/pause", "Pause a schedule: no fires until resumed",
+        responses={"200": _SCHEDULE, "404": _NO_SCHEDULE,
+                   "409": ("the schedule is paused already", "Error")},
+        parameters=(_ID,),
+    ),
+    Operation(
+        "post", "/api/v1/schedules/{id}/resume",
+        "Resume a paused schedule from now (fires due while paused are not run)",
+        responses={"200": _SCHEDULE, "404": _NO_SCHEDULE,
+                   "409": ("the schedule is active already", "Error")},
+        parameters=(_ID,),
+    ),
+    Operation(
+        "post", "/api/v1/schedules/{id}/run", "Create the schedule's job now, paused or not",
+        responses={"201": ("the new job", "Job"), "404": _NO_SCHEDULE}, parameters=(_ID,),
+    ),
 )  # fmt: skip
 
 _SCHEMA_TYPES: dict[str, Any] = {
@@ -116,6 +155,9 @@ _SCHEMA_TYPES: dict[str, Any] = {
     "HeartbeatRequest": schemas.HeartbeatRequest,
     "CompleteRequest": schemas.CompleteRequest,
     "FailRequest": schemas.FailRequest,
+    "CreateSchedule": schemas.CreateSchedule,
+    "Schedule": schemas.Schedule,
+    "SchedulePage": schemas.SchedulePage,
     "Job": schemas.Job,
     "JobPage": schemas.JobPage,
     "PushAccepted": schemas.PushAccepted,
@@ -144,7 +186,8 @@ def document() -> dict[str, Any]:
         "info": {
             "title": "job-exporter",
             "version": __version__,
-            "description": "Push ingestion and a small durable job API whose every step shows "
+            "description": "Push ingestion and a small durable job API (with recurring "
+            "schedules) whose every step shows "
             "in the Prometheus metrics at /metrics. Errors are JSON: "
             '{"error": "...", "errors": [{"field": "...", "message": "..."}]}. '
             "Timestamps are epoch milliseconds.",
@@ -201,6 +244,13 @@ _OPERATION_IDS = {
     ("post", "/api/v1/jobs/{id}/complete"): "completeJob",
     ("post", "/api/v1/jobs/{id}/fail"): "failJob",
     ("post", "/api/v1/jobs/{id}/retry"): "retryJob",
+    ("post", "/api/v1/schedules"): "createSchedule",
+    ("get", "/api/v1/schedules"): "listSchedules",
+    ("get", "/api/v1/schedules/{id}"): "getSchedule",
+    ("delete", "/api/v1/schedules/{id}"): "deleteSchedule",
+    ("post", "/api/v1/schedules/{id}/pause"): "pauseSchedule",
+    ("post", "/api/v1/schedules/{id}/resume"): "resumeSchedule",
+    ("post", "/api/v1/schedules/{id}/run"): "runSchedule",
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import msgspec
@@ -9,6 +10,7 @@ from flask import Response
 
 from exporter.api import schemas
 from exporter.queue_records import QueueJob
+from exporter.schedule_records import Schedule
 
 _encoder = msgspec.json.Encoder()
 
@@ -37,10 +39,34 @@ def job_out(job: QueueJob) -> schemas.Job:
     )
 
 
+def schedule_out(schedule: Schedule) -> schemas.Schedule:
+    on_time, late, skipped, manual = schedule.fires
+    return schemas.Schedule(
+        id=schedule.id,
+        type=schedule.type,
+        name=schedule.name,
+        payload=_raw(schedule.payload),
+        cron=schedule.cron,
+        interval_seconds=schedule.interval_s,
+        timezone=schedule.timezone,
+        misfire=schedule.misfire,  # type: ignore[arg-type]
+        max_attempts=schedule.max_attempts,
+        state="paused" if schedule.paused else "active",
+        created_at=round(schedule.created_ms),
+        next_fire_at=None if schedule.paused else _ms(schedule.next_fire_ms),
+        last_fire_at=_ms(schedule.last_fire_ms),
+        last_success_at=_ms(schedule.last_success_ms),
+        last_job_id=schedule.last_job_id,
+        fires=schemas.ScheduleFires(on_time, late, skipped, manual),
+    )
+
+
 def _raw(value: bytes | None) -> Any:
     """Stored JSON text is embedded as is, never decoded and encoded again."""
     return None if value is None else msgspec.Raw(value)
 
 
 def _ms(value: float | None) -> int | None:
-    return None if value is None else round(value)
+    """Milliseconds as an integer; None for unset, and for never (an expression with no
+    fire left is due at infinity)."""
+    return None if value is None or math.isinf(value) else round(value)

@@ -71,6 +71,76 @@ class FailRequest(_Request):
     retryable: bool
 
 
+Misfire = Literal["run_once", "skip"]
+Cron = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1, max_length=200,
+        description="Five-field crontab (minute hour day month weekday), in `timezone`.",
+    ),
+]  # fmt: skip
+IntervalSeconds = Annotated[
+    float,
+    msgspec.Meta(ge=1, le=366 * 24 * 3600, description="Seconds between fires, from creation."),
+]
+TimeZone = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=64, description="IANA time zone of `cron`.")
+]
+
+
+class CreateSchedule(_Request):
+    """Create a schedule: exactly one of `cron` and `intervalSeconds`. `misfire` says what
+    happens to fires missed while no exporter ran: `run_once` runs the latest of them once,
+    late; `skip` runs none."""
+
+    type: JobType
+    name: Name
+    payload: Annotated[Any, msgspec.Meta(description="Any JSON value, size-capped.")] = None
+    cron: Cron | None = None
+    interval_seconds: IntervalSeconds | None = None
+    timezone: TimeZone = "UTC"
+    misfire: Misfire = "run_once"
+    max_attempts: Annotated[int, msgspec.Meta(ge=1, le=MAX_ATTEMPTS_LIMIT)] | None = None
+
+
+class ScheduleFires(msgspec.Struct, rename="camel"):
+    """Fires so far, by result."""
+
+    on_time: int
+    late: int
+    skipped: int
+    manual: int
+
+
+class Schedule(msgspec.Struct, rename="camel"):
+    """A schedule. `nextFireAt` is null while paused; `lastFireAt` is the instant of the
+    latest scheduled fire that created a job, `lastSuccessAt` when a job it created last
+    completed, `lastJobId` the job of its latest fire (scheduled or manual)."""
+
+    id: str
+    type: str
+    name: str
+    payload: Any
+    cron: str | None
+    interval_seconds: float | None
+    timezone: str
+    misfire: Misfire
+    max_attempts: int | None
+    state: Literal["active", "paused"]
+    created_at: EpochMs
+    next_fire_at: EpochMs | None
+    last_fire_at: EpochMs | None
+    last_success_at: EpochMs | None
+    last_job_id: str | None
+    fires: ScheduleFires
+
+
+class SchedulePage(msgspec.Struct):
+    """Every schedule, oldest first (their number is capped by --max-schedules)."""
+
+    schedules: list[Schedule]
+
+
 class Job(msgspec.Struct, rename="camel"):
     """A job-API job. Timestamps are epoch milliseconds, null when not (yet) set."""
 

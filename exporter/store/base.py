@@ -13,6 +13,7 @@ from typing import Protocol
 from exporter.counts import CountDeltas
 from exporter.queue_records import QueueChange, QueueJob, QueueQuery, Transition
 from exporter.records import JobRow, Plan, SourceIndex
+from exporter.schedule_records import Schedule, ScheduleFire, ScheduleTransition
 
 SeriesKey = tuple[str, str, str]  # (source, type, name)
 CountName = tuple[str, str]  # (family, label)
@@ -49,6 +50,7 @@ class Snapshot:
     health: dict[str, dict[CountName, float]] = field(default_factory=dict)
     running: dict[SeriesKey, RunningStats] = field(default_factory=dict)
     tracked: dict[str, int] = field(default_factory=dict)
+    schedules: tuple[Schedule, ...] = ()
 
 
 class Store(Protocol):
@@ -79,8 +81,13 @@ class Store(Protocol):
     # The job queue (job API). Each call is one transaction; a Transition decides the new
     # state and counts from the current row, and anything it raises rolls everything back.
 
-    def queue_insert(self, change: QueueChange) -> QueueJob:
-        """Insert a new job and add its counts; returns it with its `seq`."""
+    def queue_insert(self, change: QueueChange, fire: ScheduleFire | None = None) -> QueueJob:
+        """Insert a new job and add its counts; returns it with its `seq`.
+
+        With a schedule `fire`, its key is inserted first, if absent (FireTaken, nothing
+        written, when present), and `fire.transition` updates the schedule, all in the job's
+        transaction: one job per fire, however many replicas try.
+        """
         ...
 
     def queue_get(self, job_id: str) -> QueueJob | None: ...
@@ -113,7 +120,29 @@ class Store(Protocol):
 
     def queue_prune(self, finished_before_ms: float) -> int:
         """Delete completed and failed jobs that finished before the cutoff; their counts
-        stay. Returns how many were deleted."""
+        stay. Schedule fire keys older than the cutoff go too (the schedule's next fire is
+        long past them). Returns how many jobs were deleted."""
+        ...
+
+    # Schedules (recurring jobs). A completed job records its schedule's last success in
+    # the transaction that completes it (queue_update).
+
+    def schedule_insert(self, schedule: Schedule, limit: int) -> bool:
+        """Insert a schedule unless `limit` schedules exist already (then False)."""
+        ...
+
+    def schedule_get(self, schedule_id: str) -> Schedule | None: ...
+
+    def schedule_list(self, due_before_ms: float | None = None) -> list[Schedule]:
+        """Every schedule, oldest first; or only active ones due at `due_before_ms`."""
+        ...
+
+    def schedule_update(self, schedule_id: str, transition: ScheduleTransition) -> Schedule | None:
+        """Apply `transition` under a row lock; None when no schedule has that id."""
+        ...
+
+    def schedule_delete(self, schedule_id: str) -> bool:
+        """Delete a schedule and its fire keys (its jobs stay); False when absent."""
         ...
 
     def ping(self) -> None:

@@ -18,13 +18,24 @@ import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from exporter.counts import STARTED, CountDeltas
-from exporter.queue_records import API_SOURCE, QueueChange, QueueJob, QueueQuery, Transition
+from exporter.queue_records import (
+    API_SOURCE,
+    COMPLETED,
+    QueueChange,
+    QueueJob,
+    QueueQuery,
+    Transition,
+)
 from exporter.records import JobRow, Plan, RunningJob, SourceIndex
-from exporter.store import postgres_queue
+from exporter.schedule_records import Schedule, ScheduleFire, ScheduleTransition
+from exporter.store import postgres_queue, schedule_rows
 from exporter.store.base import Prune, Snapshot, StaleIndex, StoreError
 from exporter.store.snapshot_sql import read_snapshot
 
 MIGRATION_LOCK = 7_317_001  # pg_advisory_xact_lock key: one replica migrates at a time
+SCHEDULES_LOCK = 7_317_002  # ... and one creates a schedule at a time (the count limit)
+_S = schedule_rows.POSTGRES
+_LOCKED = " FOR UPDATE"
 
 MIGRATIONS: tuple[str, ...] = (
     """
@@ -61,6 +72,7 @@ MIGRATIONS: tuple[str, ...] = (
     );
     """,
     postgres_queue.SCHEMA,  # 2: the job API's jobs
+    schedule_rows.POSTGRES_SCHEMA,  # 3: schedules and their fires
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 COPY_FROM = 500  # inserts beyond this many rows go through COPY
@@ -227,10 +239,16 @@ class PostgresStore:
 
     # --- the job queue: each method one transaction -----------------------------------
 
-    def queue_insert(self, change: QueueChange) -> QueueJob:
+    def queue_insert(self, change: QueueChange, fire: ScheduleFire | None = None) -> QueueJob:
+        """With a fire, its key goes in first: a second replica's insert of the same key
+        waits for the first transaction, then finds the key and writes nothing."""
         with self._transaction("creating a job") as db:
+            if fire is not None:
+                schedule_rows.claim_fire(db.execute, _S, fire, change.job.id, change.job.created_ms)
             job = postgres_queue.insert(db, change.job)
             _add_counts(db, API_SOURCE, change.counts)
+            if fire is not None:
+                schedule_rows.record_fire(db.execute, _S, fire, _LOCKED)
         return job
 
     def queue_get(self, job_id: str) -> QueueJob | None:
@@ -267,7 +285,37 @@ class PostgresStore:
 
     def queue_prune(self, finished_before_ms: float) -> int:
         with self._transaction("pruning finished jobs") as db:
+            db.execute(_S.prune_fires, (finished_before_ms,))
             return postgres_queue.prune(db, finished_before_ms)
+
+    # --- schedules: each method one transaction ---------------------------------------
+
+    def schedule_insert(self, schedule: Schedule, limit: int) -> bool:
+        with self._transaction("creating a schedule") as db:
+            db.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEDULES_LOCK,))
+            (count,) = db.execute("SELECT COUNT(*) FROM schedules").fetchone()
+            if count >= limit:
+                return False
+            db.execute(_S.insert, schedule_rows.insert_values(schedule))
+            return True
+
+    def schedule_get(self, schedule_id: str) -> Schedule | None:
+        with self._transaction("reading a schedule") as db:
+            return schedule_rows.fetch(db.execute, _S, schedule_id)
+
+    def schedule_list(self, due_before_ms: float | None = None) -> list[Schedule]:
+        sql, params = (_S.all, ()) if due_before_ms is None else (_S.due, (due_before_ms,))
+        with self._transaction("listing schedules") as db:
+            return [schedule_rows.row_to_schedule(row) for row in db.execute(sql, params)]
+
+    def schedule_update(self, schedule_id: str, transition: ScheduleTransition) -> Schedule | None:
+        with self._transaction(f"updating schedule {schedule_id}") as db:
+            return schedule_rows.transition(db.execute, _S, schedule_id, transition, _LOCKED)
+
+    def schedule_delete(self, schedule_id: str) -> bool:
+        with self._transaction(f"deleting schedule {schedule_id}") as db:
+            db.execute(_S.delete_fires, (schedule_id,))
+            return db.execute(_S.delete, (schedule_id,)).rowcount == 1
 
     def ping(self) -> None:
         with self._transaction("a ping") as db:
@@ -278,9 +326,14 @@ class PostgresStore:
 
 
 def _apply_change(db: psycopg.Connection, change: QueueChange) -> QueueJob:
-    postgres_queue.update(db, change.job)
+    """Write a job's new state; a completed job of a schedule is that schedule's latest
+    success, recorded in the same transaction."""
+    job = change.job
+    postgres_queue.update(db, job)
     _add_counts(db, API_SOURCE, change.counts)
-    return change.job
+    if job.status == COMPLETED and job.finished_ms is not None:
+        db.execute(_S.succeeded, (job.finished_ms, job.id, job.finished_ms))
+    return job
 
 
 def _add_counts(db: psycopg.Connection, source: str, deltas: CountDeltas) -> None:

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from exporter.queue_records import API_SOURCE
 from exporter.store.base import RunningStats, Snapshot
+from exporter.store.schedule_rows import SQLITE, row_to_schedule
 
 
 class Queryable(Protocol):
@@ -46,4 +47,5 @@ def read_snapshot(db: Queryable, version: Hashable) -> Snapshot:
     (queued,) = db.execute("SELECT COUNT(*) FROM queue_jobs").fetchone()
     if queued:
         tracked[API_SOURCE] = queued
-    return Snapshot(version, dict(series), dict(health), running, tracked)
+    schedules = tuple(row_to_schedule(row) for row in db.execute(SQLITE.all))
+    return Snapshot(version, dict(series), dict(health), running, tracked, schedules)

@@ -15,9 +15,17 @@ from pathlib import Path
 from urllib.parse import unquote
 
 from exporter.counts import STARTED, CountDeltas
-from exporter.queue_records import API_SOURCE, QueueChange, QueueJob, QueueQuery, Transition
+from exporter.queue_records import (
+    API_SOURCE,
+    COMPLETED,
+    QueueChange,
+    QueueJob,
+    QueueQuery,
+    Transition,
+)
 from exporter.records import JobRow, Plan, RunningJob, SourceIndex
-from exporter.store import sqlite_queue
+from exporter.schedule_records import Schedule, ScheduleFire, ScheduleTransition
+from exporter.store import schedule_rows, sqlite_queue
 from exporter.store.base import Prune, Snapshot, StaleIndex, StoreError
 from exporter.store.snapshot_sql import read_snapshot
 
@@ -57,9 +65,11 @@ MIGRATIONS: tuple[str, ...] = (
     ) WITHOUT ROWID;
     """,
     sqlite_queue.SCHEMA,  # 2: the job API's jobs
+    schedule_rows.SQLITE_SCHEMA,  # 3: schedules and their fires
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
+_S = schedule_rows.SQLITE
 _INSERT_JOB = "INSERT INTO jobs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _FINISH_JOB = (
     "UPDATE jobs SET outcome = ?, finish_ms = ?, finished_at_ms = ?, missing = 0"
@@ -246,10 +256,14 @@ class SqliteStore:
 
     # --- the job queue: each method one transaction -----------------------------------
 
-    def queue_insert(self, change: QueueChange) -> QueueJob:
+    def queue_insert(self, change: QueueChange, fire: ScheduleFire | None = None) -> QueueJob:
         def insert(db: sqlite3.Connection) -> QueueJob:
+            if fire is not None:
+                schedule_rows.claim_fire(db.execute, _S, fire, change.job.id, change.job.created_ms)
             job = sqlite_queue.insert(db, change.job)
             db.executemany(_ADD_COUNT, _count_rows(API_SOURCE, change.counts))
+            if fire is not None:
+                schedule_rows.record_fire(db.execute, _S, fire)
             return job
 
         return self._write("creating a job", insert)
@@ -292,15 +306,54 @@ class SqliteStore:
         return self._write("expiring leases", expire)
 
     def queue_prune(self, finished_before_ms: float) -> int:
-        return self._write(
-            "pruning finished jobs", lambda db: sqlite_queue.prune(db, finished_before_ms)
-        )
+        def prune(db: sqlite3.Connection) -> int:
+            db.execute(_S.prune_fires, (finished_before_ms,))
+            return sqlite_queue.prune(db, finished_before_ms)
+
+        return self._write("pruning finished jobs", prune)
 
     @staticmethod
     def _apply_change(db: sqlite3.Connection, change: QueueChange) -> QueueJob:
-        sqlite_queue.update(db, change.job)
+        job = change.job
+        sqlite_queue.update(db, job)
         db.executemany(_ADD_COUNT, _count_rows(API_SOURCE, change.counts))
-        return change.job
+        if job.status == COMPLETED and job.finished_ms is not None:
+            db.execute(_S.succeeded, (job.finished_ms, job.id, job.finished_ms))
+        return job
+
+    # --- schedules: each method one transaction ---------------------------------------
+
+    def schedule_insert(self, schedule: Schedule, limit: int) -> bool:
+        def insert(db: sqlite3.Connection) -> bool:
+            (count,) = db.execute("SELECT COUNT(*) FROM schedules").fetchone()
+            if count >= limit:
+                return False
+            db.execute(_S.insert, schedule_rows.insert_values(schedule))
+            return True
+
+        return self._write("creating a schedule", insert)
+
+    def schedule_get(self, schedule_id: str) -> Schedule | None:
+        return self._read(lambda db: schedule_rows.fetch(db.execute, _S, schedule_id))
+
+    def schedule_list(self, due_before_ms: float | None = None) -> list[Schedule]:
+        sql, params = (_S.all, ()) if due_before_ms is None else (_S.due, (due_before_ms,))
+        return self._read(
+            lambda db: [schedule_rows.row_to_schedule(row) for row in db.execute(sql, params)]
+        )
+
+    def schedule_update(self, schedule_id: str, transition: ScheduleTransition) -> Schedule | None:
+        return self._write(
+            f"updating schedule {schedule_id}",
+            lambda db: schedule_rows.transition(db.execute, _S, schedule_id, transition),
+        )
+
+    def schedule_delete(self, schedule_id: str) -> bool:
+        def delete(db: sqlite3.Connection) -> bool:
+            db.execute(_S.delete_fires, (schedule_id,))
+            return db.execute(_S.delete, (schedule_id,)).rowcount == 1
+
+        return self._write(f"deleting schedule {schedule_id}", delete)
 
     def _write(self, what: str, work):
         """Run `work(connection)` in one write transaction; anything it raises rolls back."""
