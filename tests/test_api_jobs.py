@@ -422,6 +422,14 @@ def test_openapi_describes_every_endpoint_of_the_contract(server):
         ("post", "/api/v1/jobs/{id}/complete"),
         ("post", "/api/v1/jobs/{id}/fail"),
         ("post", "/api/v1/jobs/{id}/retry"),
+        # issue 11: schedules
+        ("post", "/api/v1/schedules"),
+        ("get", "/api/v1/schedules"),
+        ("get", "/api/v1/schedules/{id}"),
+        ("delete", "/api/v1/schedules/{id}"),
+        ("post", "/api/v1/schedules/{id}/pause"),
+        ("post", "/api/v1/schedules/{id}/resume"),
+        ("post", "/api/v1/schedules/{id}/run"),
     }
     described = {(method, path) for path, ops in doc["paths"].items() for method in ops}
     assert described == expected
@@ -443,7 +451,7 @@ def test_openapi_describes_every_endpoint_of_the_contract(server):
         assert name in schemas
     # Every route the app serves under /api/v1 is described.
     routes = {
-        rule.rule.replace("<job_id>", "{id}")
+        rule.rule.replace("<job_id>", "{id}").replace("<schedule_id>", "{id}")
         for rule in server.app.url_map.iter_rules()
         if rule.rule.startswith("/api/v1")
     }
