@@ -22,6 +22,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.triggers.cron import CronTrigger
@@ -358,7 +359,7 @@ class Scheduler:
         """One job now, outside the timetable (paused or not); counted as a `manual` fire."""
         schedule = self.get(schedule_id)
         key = f"manual:{uuid.uuid4().hex}"
-        return self._create(schedule, key, lambda job_id: after_manual(job_id))
+        return self._create(schedule, key, after_manual)
 
     def sweep(self) -> int:
         """Fire every due schedule; returns how many jobs were created."""
@@ -386,7 +387,7 @@ class Scheduler:
             log.info("schedule %s: %d missed fire(s) skipped", schedule.id, todo.skipped)
         created = 0
         for instant, result, next_ms in todo.fires:
-            transition = lambda job_id, i=instant, r=result, n=next_ms: after_fire(i, r, n, job_id)  # noqa: E731
+            transition = partial(after_fire, instant, result, next_ms)
             try:
                 self._create(schedule, f"at:{instant:.0f}", transition)
             except FireTaken:

@@ -12,6 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families as parse_tex
 
 from exporter.counts import PENDING, QUEUE_WAIT_BUCKET, QUEUE_WAIT_SUM, RETRIES
 from exporter.render import number, render
+from exporter.schedules import ScheduleSpec
 from tests.fixtures import Exporter, JobSource, job
 
 
@@ -51,6 +52,12 @@ def busy_exporter(make_exporter, job_source: JobSource) -> Exporter:
             ("EMAIL", "welcome", QUEUE_WAIT_SUM, ""): 0.7,
         }),
     )  # fmt: skip
+    scheduler = exporter.runtime.scheduler  # schedules: one fired, one paused, hostile names
+    scheduler.create(ScheduleSpec("CRON", 'nightly "report"', interval_s=60))
+    paused = scheduler.create(ScheduleSpec("CRON", "Größe\\", cron="0 * * * *"))
+    scheduler.pause(paused.id)
+    exporter.clock.advance(60)
+    scheduler.sweep()
     return exporter
 
 
@@ -62,6 +69,9 @@ def test_text_format_matches_the_collector(busy_exporter: Exporter):
     names = {key[2] for key in ours}
     assert "background_jobs_queue_wait_seconds_bucket" in names
     assert "job_exporter_invalid_jobs_total" in names
+    assert "job_exporter_schedule_fires_total" in names
+    assert "job_exporter_schedule_last_fire_timestamp_seconds" in names
+    assert "job_exporter_schedule_paused" in names
 
 
 def test_openmetrics_matches_the_collector(busy_exporter: Exporter):
