@@ -49,6 +49,11 @@ class Config:
     backlog_window: str = "30m"
     backlog_for: str = "15m"
 
+    # Schedules (recurring jobs): the job created by a schedule's fire must complete within
+    # this many seconds of the fire's instant (so, fire after fire, a success comes at least
+    # once per period plus this grace), and a due fire must not be later than this.
+    schedule_grace_seconds: int = 900
+
     # Exporter health.
     source_down_for: str = "5m"
     exporter_down_for: str = "5m"

@@ -339,6 +339,54 @@ def exporter_alert_rules(cfg: Config = DEFAULT) -> list[Rule]:
     ]
 
 
+SCHEDULE = "schedule, type, name"
+
+
+def schedule_overdue_expr(cfg: Config = DEFAULT) -> str:
+    """A schedule with a fire that no completed job has answered within the grace, or whose
+    due fire has not happened within it; paused schedules never alert.
+
+    The exporter tracks the oldest fire since the last success, so the deadline follows the
+    timetable: an interval job that never completes alerts one grace after its first silent
+    fire, while a weekdays-only cron job stays quiet over the weekend. Every replica exports
+    the same schedules (read from the shared store), so each series is reduced by schedule
+    first: one alert per schedule, however many replicas serve it.
+    """
+    grace = cfg.schedule_grace_seconds
+    by = f"by ({SCHEDULE})"
+    return (
+        f"(\n"
+        f"  # a fire no completed job has answered within the grace\n"
+        f"  time() - max {by} (job_exporter_schedule_unanswered_fire_timestamp_seconds)\n"
+        f"    > {grace}\n"
+        f"or\n"
+        f"  # a due fire that has not happened within the grace (no replica sweeps)\n"
+        f"  time() - min {by} (job_exporter_schedule_next_fire_timestamp_seconds)\n"
+        f"    > {grace}\n"
+        f")\n"
+        f"unless on (schedule) max {by} (job_exporter_schedule_paused) == 1\n"
+    )
+
+
+def schedule_alert_rules(cfg: Config = DEFAULT) -> list[Rule]:
+    """Alerts about schedules (recurring jobs): the healthchecks.io promise in Prometheus."""
+    schedule = "schedule {{ $labels.schedule }} ({{ $labels.type }} job {{ $labels.name }})"
+    return [
+        _alert(
+            cfg,
+            "JobScheduleOverdue",
+            schedule_overdue_expr(cfg),
+            None,
+            "warning",
+            f"The {schedule} did not run to completion on time",
+            f"A fire of {schedule} {{{{ $value | humanizeDuration }}}} ago has no completed job "
+            f"since (or a due fire is that late), beyond the {cfg.schedule_grace_seconds}s "
+            f"grace.",
+            _summary_link(cfg, with_source=False),
+        ),
+    ]
+
+
 # File name (under prometheus/rules/) -> group name -> rules.
 def rule_files(cfg: Config = DEFAULT) -> dict[str, dict[str, list[Rule]]]:
     """Every generated rule file, one group per file so each has one test file beside it."""
@@ -346,6 +394,7 @@ def rule_files(cfg: Config = DEFAULT) -> dict[str, dict[str, list[Rule]]]:
         "recording.rules.yml": {"job-exporter.recording": recording_rules(cfg)},
         "job-alerts.rules.yml": {"job-exporter.jobs": job_alert_rules(cfg)},
         "exporter-alerts.rules.yml": {"job-exporter.exporter": exporter_alert_rules(cfg)},
+        "schedule-alerts.rules.yml": {"job-exporter.schedules": schedule_alert_rules(cfg)},
     }
 
 

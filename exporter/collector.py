@@ -37,6 +37,7 @@ from exporter.metrics_view import (
     SCHEDULE_LAST_SUCCESS,
     SCHEDULE_NEXT_FIRE,
     SCHEDULE_PAUSED,
+    SCHEDULE_UNANSWERED,
     SCRAPE_DURATION,
     SCRAPE_ERROR_COUNT,
     SOURCE_UP,
@@ -125,6 +126,7 @@ class JobCollector:
                 (SCHEDULE_LAST_FIRE, row.last_fire_s),
                 (SCHEDULE_NEXT_FIRE, row.next_fire_s),
                 (SCHEDULE_LAST_SUCCESS, row.last_success_s),
+                (SCHEDULE_UNANSWERED, row.unanswered_s),
                 (SCHEDULE_PAUSED, row.paused),
             ):
                 if value is not None:
@@ -136,7 +138,7 @@ _ORDER = (
     RUNNING, PENDING_JOBS, OLDEST, STARTED_JOBS, FINISHED_JOBS, RETRIES_SCHEDULED, DURATION,
     QUEUE_WAIT, SOURCE_UP, SCRAPE_DURATION, LAST_SUCCESS, SCRAPE_ERROR_COUNT, INVALID, FOLDED,
     TRACKED, STORE_ERRORS, BUILD_INFO, SCHEDULE_FIRES, SCHEDULE_LAST_FIRE, SCHEDULE_NEXT_FIRE,
-    SCHEDULE_LAST_SUCCESS, SCHEDULE_PAUSED,
+    SCHEDULE_LAST_SUCCESS, SCHEDULE_UNANSWERED, SCHEDULE_PAUSED,
 )  # fmt: skip
 
 

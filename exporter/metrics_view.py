@@ -122,6 +122,11 @@ SCHEDULE_LAST_SUCCESS = Family(
     "job_exporter_schedule_last_success_timestamp_seconds", "gauge",
     "When a job the schedule created last completed.", SCHEDULE_LABELS,
 )  # fmt: skip
+SCHEDULE_UNANSWERED = Family(
+    "job_exporter_schedule_unanswered_fire_timestamp_seconds", "gauge",
+    "Instant of the oldest fire since the schedule's last success (absent when none).",
+    SCHEDULE_LABELS,
+)  # fmt: skip
 SCHEDULE_PAUSED = Family(
     "job_exporter_schedule_paused", "gauge", "1 while the schedule is paused, else 0.",
     SCHEDULE_LABELS,
@@ -174,6 +179,7 @@ class ScheduleRow:
     last_fire_s: float | None
     next_fire_s: float | None
     last_success_s: float | None
+    unanswered_s: float | None
     paused: float
 
 
@@ -222,6 +228,7 @@ def _schedule_row(schedule: Schedule) -> ScheduleRow:
         last_fire_s=seconds(schedule.last_fire_ms),
         next_fire_s=None if schedule.paused else seconds(schedule.next_fire_ms),
         last_success_s=seconds(schedule.last_success_ms),
+        unanswered_s=seconds(schedule.unanswered_ms),
         paused=float(schedule.paused),
     )
 

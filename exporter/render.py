@@ -31,6 +31,7 @@ from exporter.metrics_view import (
     SCHEDULE_LAST_SUCCESS,
     SCHEDULE_NEXT_FIRE,
     SCHEDULE_PAUSED,
+    SCHEDULE_UNANSWERED,
     SCRAPE_DURATION,
     SCRAPE_ERROR_COUNT,
     SOURCE_UP,
@@ -180,6 +181,7 @@ def _schedules(view: MetricsView, header: Callable[[Family], str], add: Callable
         (SCHEDULE_LAST_FIRE, lambda row: row.last_fire_s),
         (SCHEDULE_NEXT_FIRE, lambda row: row.next_fire_s),
         (SCHEDULE_LAST_SUCCESS, lambda row: row.last_success_s),
+        (SCHEDULE_UNANSWERED, lambda row: row.unanswered_s),
         (SCHEDULE_PAUSED, lambda row: row.paused),
     ):
         name = header(family)

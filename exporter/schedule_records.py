@@ -28,7 +28,9 @@ class Schedule:
     Exactly one of `cron` and `interval_s` is set. `next_fire_ms` is the next instant the
     schedule is due (kept while paused, recomputed on resume); `last_fire_ms` the instant of
     the latest scheduled fire that created a job; `last_success_ms` when the latest job it
-    created completed. The fire counts are per result, in FIRE_RESULTS order.
+    created completed; `unanswered_ms` the instant of the oldest fire since that success (None
+    when no fire came since), which is what the overdue alert measures. The fire counts are
+    per result, in FIRE_RESULTS order.
     """
 
     id: str
@@ -45,6 +47,7 @@ class Schedule:
     next_fire_ms: float
     last_fire_ms: float | None
     last_success_ms: float | None
+    unanswered_ms: float | None
     last_job_id: str | None
     fires_on_time: int = 0
     fires_late: int = 0

@@ -217,9 +217,11 @@ def after_fire(instant_ms: float, result: str, next_ms: float | None, job_id: st
             raise FireTaken(f"schedule {schedule.id} was paused meanwhile")
         counts = {"fires_on_time": schedule.fires_on_time + (result == ON_TIME),
                   "fires_late": schedule.fires_late + (result == LATE)}  # fmt: skip
+        unanswered = schedule.unanswered_ms
         return replace(
             schedule,
             last_fire_ms=max(instant_ms, schedule.last_fire_ms or 0),
+            unanswered_ms=instant_ms if unanswered is None else min(unanswered, instant_ms),
             next_fire_ms=max(schedule.next_fire_ms, next_ms if next_ms is not None else math.inf),
             last_job_id=job_id,
             **counts,
@@ -258,7 +260,8 @@ def set_paused(paused: bool, next_fire_ms: float | None = None):
             raise ScheduleConflict(f"schedule {schedule.id} is already {state}")
         if next_fire_ms is None:
             return replace(schedule, paused=paused)
-        return replace(schedule, paused=paused, next_fire_ms=next_fire_ms)
+        # Resumed: a fresh start, owed nothing from before the pause.
+        return replace(schedule, paused=paused, next_fire_ms=next_fire_ms, unanswered_ms=None)
 
     return transition
 
@@ -325,6 +328,7 @@ class Scheduler:
             next_fire_ms=first,
             last_fire_ms=None,
             last_success_ms=None,
+            unanswered_ms=None,
             last_job_id=None,
         )
         if not self.store.schedule_insert(schedule, self.max_schedules):

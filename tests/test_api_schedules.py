@@ -41,8 +41,9 @@ def test_create_list_inspect_pause_resume_run_and_delete(server: LiveServer):
     assert made["timezone"] == "Europe/Berlin" and made["misfire"] == "skip"
     assert made["nextFireAt"] > START_MS and made["nextFireAt"] % 300_000 == 0
     assert made["fires"] == {"onTime": 0, "late": 0, "skipped": 0, "manual": 0}
+    server.clock.advance(1)  # listed in creation order
     interval = create(server, intervalSeconds=90)
-    assert interval["nextFireAt"] == START_MS + 90_000
+    assert interval["nextFireAt"] == START_MS + 91_000
     assert interval["timezone"] == "UTC" and interval["misfire"] == "run_once"
 
     listed = server.get(SCHEDULES).json()["schedules"]

@@ -344,3 +344,35 @@ def test_a_started_runtime_fires_missed_schedules_on_its_first_sweep(tmp_path):
         assert runtime.scheduler.list()[0].fires == (0, 1, 23, 0)
     finally:
         runtime.stop()
+
+
+def test_the_oldest_unanswered_fire_is_what_the_overdue_alert_measures(store_url: str):
+    """Fires with no completed job keep the oldest instant; a completion clears it; the next
+    fire starts it again; a resume starts afresh."""
+    clock = ManualClock(at(2026, 1, 1))
+    runtime = Runtime(Settings(store=store_url), clock=clock)
+    scheduler, queue = runtime.scheduler, runtime.queue
+    try:
+        schedule = scheduler.create(ScheduleSpec("TASK", "beat", interval_s=60))
+        assert scheduler.get(schedule.id).unanswered_ms is None
+        for _ in range(3):
+            clock.advance(60)
+            scheduler.sweep()
+        first = at(2026, 1, 1) + MINUTE_MS
+        assert scheduler.get(schedule.id).unanswered_ms == first
+        row = runtime.collector.view().schedules[0]
+        assert row.unanswered_s == first / 1000
+        job = queue.lease("w1")  # the oldest: the first fire's job
+        queue.fail(job.id, "w1", "boom", retryable=False)
+        assert scheduler.get(schedule.id).unanswered_ms == first  # a failure answers nothing
+        job = queue.lease("w1")
+        queue.complete(job.id, "w1")
+        assert scheduler.get(schedule.id).unanswered_ms is None
+        assert runtime.collector.view().schedules[0].unanswered_s is None
+        clock.advance(60)
+        scheduler.sweep()
+        assert scheduler.get(schedule.id).unanswered_ms == at(2026, 1, 1) + 4 * MINUTE_MS
+        scheduler.pause(schedule.id)
+        assert scheduler.resume(schedule.id).unanswered_ms is None
+    finally:
+        runtime.stop()

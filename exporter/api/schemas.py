@@ -136,7 +136,8 @@ class Schedule(msgspec.Struct, rename="camel"):
 
 
 class SchedulePage(msgspec.Struct):
-    """Every schedule, oldest first (their number is capped by --max-schedules)."""
+    """Every schedule, oldest first (by id within one millisecond); --max-schedules caps
+    their number."""
 
     schedules: list[Schedule]
 

@@ -29,6 +29,7 @@ CREATE TABLE schedules (
     next_fire_ms {real} NOT NULL,
     last_fire_ms {real},
     last_success_ms {real},
+    unanswered_ms {real},
     last_job_id TEXT,
     fires_on_time BIGINT NOT NULL DEFAULT 0,
     fires_late BIGINT NOT NULL DEFAULT 0,
@@ -72,7 +73,7 @@ class Dialect:
             f" VALUES ({p}, {p}, {p}, {p}) ON CONFLICT (schedule_id, fire_key) DO NOTHING"
         )
         self.succeeded = (
-            f"UPDATE schedules SET last_success_ms = {p} WHERE id IN"
+            f"UPDATE schedules SET last_success_ms = {p}, unanswered_ms = NULL WHERE id IN"
             f" (SELECT schedule_id FROM schedule_fires WHERE job_id = {p})"
             f" AND (last_success_ms IS NULL OR last_success_ms < {p})"
         )
