@@ -11,13 +11,16 @@ skip (spring forward) fires once, at the end of the gap; a wall time that happen
 (fall back) fires once, at its first occurrence. APScheduler 3's CronTrigger alone gets both
 wrong (it can fire twice in a repeated hour, or return an instant in the past), so it is
 asked about naive wall times in UTC, where no clock jumps, and the mapping back to instants
-is done here. Intervals are elapsed seconds, anchored at the schedule's creation.
+is done here, as are two crontab rules it does not follow (weekdays from Sunday, and
+either restricted day field matching). Intervals are elapsed seconds, anchored at the
+schedule's creation.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -75,6 +78,65 @@ def _ms(moment: datetime) -> float:
     return (moment - _EPOCH) / timedelta(milliseconds=1)
 
 
+_TICK = timedelta(microseconds=1)
+_WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+_NUMERIC_DAYS = re.compile(r"^(\*|\d+|\d+-\d+)(?:/(\d+))?$")
+
+
+def crontab_triggers(cron: str) -> tuple[CronTrigger, ...]:
+    """Triggers (in UTC, for naive wall times) that fire when the crontab line does.
+
+    Two crontab rules APScheduler 3 does not follow are applied here: weekday numbers count
+    from Sunday (0 or 7), not Monday; and when both the day of the month and the day of the
+    week are restricted, a day matching either one fires (two triggers, the earlier wins).
+    """
+    parts = cron.split()
+    if len(parts) != 5:
+        raise ScheduleInvalid(
+            "cron", f"cron expression {cron!r} must have 5 fields, not {len(parts)}"
+        )
+    minute, hour, day, month, weekday = parts
+    try:
+        weekday = _weekday_names(weekday)
+
+        def trigger(day: str, weekday: str) -> CronTrigger:
+            return CronTrigger(
+                minute=minute, hour=hour, day=day, month=month, day_of_week=weekday, timezone=UTC
+            )
+
+        if day.startswith("*") or weekday.startswith("*"):
+            return (trigger(day, weekday),)
+        return (trigger(day, "*"), trigger("*", weekday))
+    except (ValueError, TypeError, KeyError, IndexError) as error:
+        raise ScheduleInvalid("cron", f"invalid cron expression {cron!r}: {error}") from error
+
+
+def _weekday_names(field: str) -> str:
+    """Crontab weekday numbers (0-7, Sunday first, with ranges and steps) as day names."""
+    names: list[str] = []
+    for item in field.split(","):
+        match = _NUMERIC_DAYS.match(item)
+        if match is None:
+            names.append(item)  # names (mon-fri) mean the same to APScheduler
+            continue
+        body, step = match.group(1), int(match.group(2) or 1)
+        if body == "*" and step == 1:
+            names.append("*")
+            continue
+        if body == "*":
+            low, high = 0, 6
+        elif "-" in body:
+            low, high = (int(part) for part in body.split("-"))
+        else:
+            low = high = int(body)
+            if match.group(2):
+                high = 6  # crontab's `n/step` runs from n to the end of the week
+        if not 0 <= low <= high <= 7 or step < 1:
+            raise ValueError(f"weekday {item!r} is not within 0-7 (Sunday is 0 or 7)")
+        names.extend(_WEEKDAYS[number % 7] for number in range(low, high + 1, step))
+    return ",".join(dict.fromkeys(names))
+
+
 class Timing:
     """When a schedule fires: `next_after(t)` is its first fire instant strictly after t."""
 
@@ -84,15 +146,10 @@ class Timing:
         self.zone = zone(timezone)
         self.interval_s = interval_s
         if cron is not None:
-            try:
-                self._cron: CronTrigger | None = CronTrigger.from_crontab(cron, timezone=UTC)
-            except (ValueError, TypeError, KeyError, IndexError) as error:
-                raise ScheduleInvalid(
-                    "cron", f"invalid cron expression {cron!r}: {error}"
-                ) from error
+            self._cron: tuple[CronTrigger, ...] = crontab_triggers(cron)
             self._interval: IntervalTrigger | None = None
         elif interval_s is not None:
-            self._cron = None
+            self._cron = ()
             start = _dt(anchor_ms) + timedelta(seconds=interval_s)
             self._interval = IntervalTrigger(seconds=interval_s, start_date=start, timezone=UTC)
         else:
@@ -139,11 +196,12 @@ class Timing:
         return _dt(ms).astimezone(self.zone).replace(tzinfo=None)
 
     def _next_wall(self, wall: datetime) -> datetime | None:
-        assert self._cron is not None
-        fire = self._cron.get_next_fire_time(
-            None, wall.replace(tzinfo=UTC) + timedelta(microseconds=1)
-        )
-        return None if fire is None else fire.replace(tzinfo=None)
+        fires = [
+            fire
+            for trigger in self._cron
+            if (fire := trigger.get_next_fire_time(None, wall.replace(tzinfo=UTC) + _TICK))
+        ]
+        return min(fires).replace(tzinfo=None) if fires else None
 
     def _instant(self, wall: datetime) -> float:
         """A wall time's instant: its first occurrence, or the end of the gap it falls in."""

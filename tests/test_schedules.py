@@ -105,6 +105,29 @@ def test_a_swept_cron_schedule_fires_at_the_right_instants_across_dst(tmp_path):
         runtime.stop()
 
 
+@pytest.mark.parametrize(
+    ("cron", "expected"),
+    [
+        # Crontab weekdays count from Sunday = 0 (or 7); APScheduler's own count from Monday.
+        ("0 9 * * 1", ["Mon 30", "Mon 07", "Mon 14"]),
+        ("0 9 * * 0", ["Sun 29", "Sun 06", "Sun 13"]),
+        ("0 9 * * 7", ["Sun 29", "Sun 06", "Sun 13"]),
+        ("0 9 * * 1-5", ["Tue 24", "Wed 25", "Thu 26"]),
+        ("0 9 * * 5-7", ["Fri 27", "Sat 28", "Sun 29"]),
+        ("0 9 * * */3", ["Wed 25", "Sat 28", "Sun 29"]),
+        ("0 9 * * mon,wed", ["Wed 25", "Mon 30", "Wed 02"]),
+        # Both day fields restricted: a day matching either fires (1 December is a Tuesday).
+        ("0 9 1 * 1", ["Mon 30", "Tue 01", "Mon 07"]),
+        # One of them starting with `*`: both must match (odd days that are Mondays).
+        ("0 9 */2 * 1", ["Mon 07", "Mon 21", "Mon 11"]),
+    ],
+)
+def test_crontab_day_rules(cron: str, expected: list[str]):
+    start = at(2026, 11, 23, 12)  # a Monday, after 09:00
+    fires = due_instants(Timing(cron, None, "UTC", start), start, len(expected))
+    assert [datetime.fromtimestamp(f / 1000, UTC).strftime("%a %d") for f in fires] == expected
+
+
 # --- definitions ----------------------------------------------------------------------------
 
 
@@ -114,6 +137,9 @@ def test_a_swept_cron_schedule_fires_at_the_right_instants_across_dst(tmp_path):
         (ScheduleSpec("T", "n", cron="61 * * * *"), "cron"),
         (ScheduleSpec("T", "n", cron="* * *"), "cron"),
         (ScheduleSpec("T", "n", cron="0 0 30 2 *"), "cron"),  # 30 February never comes
+        (ScheduleSpec("T", "n", cron="0 0 * * 8"), "cron"),
+        (ScheduleSpec("T", "n", cron="* * * * * *"), "cron"),
+        (ScheduleSpec("T", "n", cron="@daily"), "cron"),
         (ScheduleSpec("T", "n", cron="* * * * *", timezone="Mars/Olympus"), "timezone"),
         (ScheduleSpec("T", "n", cron="* * * * *", timezone="../../etc/passwd"), "timezone"),
         (ScheduleSpec("T", "n", interval_s=0.5), "intervalSeconds"),
