@@ -432,6 +432,8 @@ class Scheduler:
                 created += self._fire_due(schedule, now_ms)
             except UnknownSchedule:
                 continue  # deleted meanwhile
+            except ScheduleInvalid as error:  # e.g. its time zone left the system's tzdata
+                log.error("schedule %s cannot fire: %s", schedule.id, error)
         return created
 
     def _fire_due(self, schedule: Schedule, now_ms: float) -> int:
