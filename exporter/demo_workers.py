@@ -19,6 +19,7 @@ import requests
 from exporter.client.worker import RetryableError, Worker
 from exporter.queue import JobConflict, JobQueue
 from exporter.queue_records import FAILED, QueueQuery
+from exporter.schedules import Scheduler, ScheduleSpec
 from exporter.store import StoreError
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,21 @@ LEASE_SECONDS = 4.0
 ABANDON_RATIO = 0.02  # leases a worker walks away from: they expire and count lost
 BURST_EVERY_S = 4.0
 IDLE_WAIT_S = 0.3
+
+
+# A recurring job, so the demo shows schedules and their metrics too; its jobs are run by
+# the demo workers like any other send_invoice job.
+DEMO_SCHEDULE = ScheduleSpec("TASK", "send_invoice", interval_s=30.0)
+
+
+def ensure_demo_schedule(scheduler: Scheduler) -> None:
+    """Create the demo's schedule unless the store has schedules already (a demo restarted
+    on a kept store, or one where the user made their own)."""
+    try:
+        if not scheduler.list():
+            scheduler.create(DEMO_SCHEDULE)
+    except StoreError as error:
+        log.warning("demo schedule not created: %s", error)
 
 
 class DemoWorker(Worker):

@@ -19,7 +19,7 @@ from exporter.clock import Clock, SystemClock
 from exporter.collector import JobCollector
 from exporter.config import Settings
 from exporter.counts import Buckets
-from exporter.demo_workers import DemoCrew
+from exporter.demo_workers import DemoCrew, ensure_demo_schedule
 from exporter.exposition import MetricsPage
 from exporter.health import HealthBoard
 from exporter.ingest import Ingestor, TrackingRules
@@ -159,6 +159,7 @@ class Runtime:
         scheduler.start()
         self._scheduler = scheduler
         if self.settings.demo_workers and url is not None:
+            ensure_demo_schedule(self.scheduler)
             self.demo_crew = DemoCrew(
                 self.queue, url, self.settings.demo_workers, token=self.settings.api_token
             )
