@@ -1,8 +1,8 @@
 """Summary: every job at a glance, and whether the exporter and its sources are healthy.
 
 Answers: how many jobs run and wait now, how many start and finish (by outcome), how often they
-fail, how long they take, whether any were lost or look stuck, and whether the numbers are
-fresh (exporter up, sources up, scrape errors).
+fail, how long they take, whether any were lost or look stuck, whether schedules run on time,
+and whether the numbers are fresh (exporter up, sources up, scrape errors).
 """
 
 from __future__ import annotations
@@ -213,6 +213,39 @@ def build(cfg: Config = DEFAULT) -> dashboard.Dashboard:
                     )
                 ],
                 threshold=cfg.stuck_min_seconds,
+            )
+        )
+        .with_row(dashboard.Row("Schedules"))
+        .with_panel(
+            ts(
+                "Oldest unanswered fire",
+                "Per schedule (recurring job), how long ago the oldest fire since its last "
+                "success was; the schedule alert fires above the line (the grace). Nothing "
+                "drawn while every fire has a completed job.",
+                "s",
+                [
+                    query(
+                        f"time() - max by ({rules.SCHEDULE}) "
+                        "(job_exporter_schedule_unanswered_fire_timestamp_seconds)",
+                        "{{name}} ({{schedule}})",
+                    )
+                ],
+                threshold=cfg.schedule_grace_seconds,
+            )
+        )
+        .with_panel(
+            ts(
+                "Schedule fires per hour, by result",
+                "on_time, late (missed while no exporter ran, run once), skipped (missed and "
+                "not run), manual (run now from the API).",
+                "short",
+                [
+                    query(
+                        "sum by (schedule, name, result) "
+                        "(increase(job_exporter_schedule_fires_total[1h]))",
+                        "{{name}} {{result}}",
+                    )
+                ],
             )
         )
         .with_row(dashboard.Row("Exporter health"))
