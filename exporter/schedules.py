@@ -259,8 +259,6 @@ def plan(schedule: Schedule, timing: Timing, now_ms: float, grace_ms: float) -> 
         after = timing.next_after(fire)
         fires.append((fire, ON_TIME, after))
         fire = after
-    if skipped == 0:
-        advance_to = first
     return FirePlan(first, skipped, advance_to, tuple(fires))
 
 
@@ -442,10 +440,8 @@ class Scheduler:
             return 0
         if todo.skipped:
             try:
-                self._update(
-                    schedule.id,
-                    skip(todo.expected_next_ms, todo.advance_to_ms or math.inf, todo.skipped),
-                )
+                advance_to = math.inf if todo.advance_to_ms is None else todo.advance_to_ms
+                self._update(schedule.id, skip(todo.expected_next_ms, advance_to, todo.skipped))
             except FireTaken:
                 return 0  # another replica is handling this schedule's backlog
             log.info("schedule %s: %d missed fire(s) skipped", schedule.id, todo.skipped)
