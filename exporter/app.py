@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from flask import Flask
 
-from exporter.api import demo, errors, metrics
+from exporter import web
+from exporter.api import demo, errors, metrics, stats
 from exporter.clock import Clock
 from exporter.config import Settings
 from exporter.runtime import EXTENSION, Runtime
@@ -21,6 +22,8 @@ def create_app(
     runtime = app.extensions[EXTENSION] = Runtime(settings, clock=clock, store=store)
     errors.init_app(app)
     app.register_blueprint(metrics.blueprint)
+    app.register_blueprint(stats.blueprint)
+    app.register_blueprint(web.blueprint)
     if settings.mock_source:
         demo.init_app(app, runtime.clock)
     return app

@@ -23,6 +23,7 @@ from exporter.health import HealthBoard
 from exporter.ingest import Ingestor, TrackingRules
 from exporter.sources.fetch import FetchLimits
 from exporter.sources.scrape import Scraper, ScrapeTarget
+from exporter.stats.history import HistorySampler
 from exporter.store import Store, open_store
 from exporter.tracker import LabelGuard
 
@@ -60,10 +61,11 @@ class Runtime:
         )
         self.registry.register(self.collector)
         self.metrics_page = MetricsPage(self.registry, self.collector.cache_key)
+        self.history = HistorySampler(self.store, self.clock)
         self._scheduler: BackgroundScheduler | None = None
 
     def start(self) -> None:
-        """Scrape every source on its own interval, first right away."""
+        """Scrape every source on its own interval, first right away; sample the history."""
         scheduler = BackgroundScheduler(
             executors={
                 "default": {"type": "threadpool", "max_workers": 4 + len(self.scraper.targets)}
@@ -79,6 +81,13 @@ class Runtime:
                 id=f"scrape:{target.name}",
                 next_run_time=_now(),
             )
+        scheduler.add_job(
+            self.history.sample,
+            "interval",
+            seconds=self.history.limits.step_s,
+            id="history",
+            next_run_time=_now(),
+        )
         scheduler.start()
         self._scheduler = scheduler
 
