@@ -80,15 +80,12 @@ class Tier:
                 if ring is None:
                     continue
             base = head * FIELDS
-            previous = (head - 1) % self.capacity * FIELDS
-            changed = False
-            for position in range(FIELDS):
-                value = float(values[position])
-                ring[base + position] = value
-                if self.count > 1 and ring[previous + position] != value:
-                    changed = True
-            if changed:
-                self.last_change_ms[key] = now_ms
+            sample = array("d", values)
+            if self.count > 1:
+                previous = (head - 1) % self.capacity * FIELDS
+                if ring[previous : previous + FIELDS] != sample:
+                    self.last_change_ms[key] = now_ms
+            ring[base : base + FIELDS] = sample
 
     def _advance(self) -> None:
         self.head = (self.head + 1) % self.capacity
