@@ -15,7 +15,7 @@ from flask import Blueprint, jsonify, request
 from exporter.api.errors import error_response
 from exporter.runtime import current_runtime
 from exporter.stats.history import SUMMARY, HistorySampler
-from exporter.stats.ring import Tier, Window
+from exporter.stats.ring import Tier, Window, empty_series
 
 blueprint = Blueprint("stats", __name__, url_prefix="/api/v1/stats")
 
@@ -78,7 +78,7 @@ def _meta(tier: Tier) -> dict[str, Any]:
 def summary():
     """All jobs: running, pending, started and finished per minute, mean duration."""
     sampler = _sampler()
-    series = sampler.series(sampler.summary, SUMMARY, _window(sampler.summary)) or {"t": []}
+    series = sampler.series(sampler.summary, SUMMARY, _window(sampler.summary)) or empty_series()
     totals = sampler.latest_totals()
     return jsonify({**_meta(sampler.summary), "totals": totals, "series": series})
 

@@ -22,7 +22,12 @@ NAN = math.nan
 # The totals kept per key, in this order.
 RUNNING, PENDING, STARTED, COMPLETED, FAILED, LOST, DURATION_SUM, DURATION_COUNT = range(8)
 FIELDS = 8
-GAUGES = (RUNNING, PENDING)
+COLUMNS = ("running", "pending", "started", "completed", "failed", "lost", "avgDuration")
+
+
+def empty_series() -> dict[str, list]:
+    """The columns of a series with no samples yet."""
+    return {"t": [], **{name: [] for name in COLUMNS}}
 
 
 @dataclass(frozen=True)
@@ -127,10 +132,7 @@ class Tier:
         if ring is None:
             return None
         picked = self._pick(window)
-        columns: dict[str, list[float | None]] = {
-            name: [] for name in ("running", "pending", "started", "completed", "failed",
-                                  "lost", "avgDuration")
-        }  # fmt: skip
+        columns: dict[str, list[float | None]] = {name: [] for name in COLUMNS}
         times: list[float] = []
         for before, index in picked:
             times.append(self.times[index])

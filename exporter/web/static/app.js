@@ -75,7 +75,8 @@ function setUpSettings() {
     const problems = settingsStore.validate(proposed);
     if (Object.keys(problems).length) {
       event.preventDefault();
-      error.textContent = Object.entries(problems).map(([f, m]) => `${f} ${m}`).join("; ");
+      const labels = { pollSeconds: "Polling interval", maxPoints: "Maximum points", theme: "Theme" };
+      error.textContent = Object.entries(problems).map(([f, m]) => `${labels[f]} ${m}.`).join(" ");
       error.hidden = false;
       return;
     }
