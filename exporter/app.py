@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import random
+
 from flask import Flask
 
 from exporter import web
-from exporter.api import demo, errors, metrics, stats
+from exporter.api import auth, demo, errors, jobs, metrics, openapi, push, stats
 from exporter.clock import Clock
 from exporter.config import Settings
 from exporter.runtime import EXTENSION, Runtime
@@ -13,15 +15,27 @@ from exporter.store import Store
 
 
 def create_app(
-    settings: Settings | None = None, *, clock: Clock | None = None, store: Store | None = None
+    settings: Settings | None = None,
+    *,
+    clock: Clock | None = None,
+    store: Store | None = None,
+    rng: random.Random | None = None,
 ) -> Flask:
-    """An app serving the exporter's endpoints; call `runtime_of(app).start()` to scrape."""
+    """An app serving the exporter's endpoints; call `runtime_of(app).start()` to scrape.
+
+    `rng` is the job queue's source of backoff jitter (tests inject a fixed one).
+    """
     settings = settings or Settings()
     app = Flask(__name__)
     app.config["JSON_SORT_KEYS"] = False
-    runtime = app.extensions[EXTENSION] = Runtime(settings, clock=clock, store=store)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes  # larger bodies: 413
+    runtime = app.extensions[EXTENSION] = Runtime(settings, clock=clock, store=store, rng=rng)
     errors.init_app(app)
+    auth.init_app(app, settings)
     app.register_blueprint(metrics.blueprint)
+    app.register_blueprint(push.blueprint)
+    app.register_blueprint(jobs.blueprint)
+    app.register_blueprint(openapi.blueprint)
     app.register_blueprint(stats.blueprint)
     app.register_blueprint(web.blueprint)
     if settings.mock_source:

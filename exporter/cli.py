@@ -17,9 +17,17 @@ import click
 
 from exporter import __version__
 from exporter.config import (
+    DEFAULT_BACKOFF_BASE,
+    DEFAULT_BACKOFF_CAP,
+    DEFAULT_LEASE_SECONDS,
     DEFAULT_LISTEN,
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_PAYLOAD_BYTES,
+    DEFAULT_PUSH_LOST_AFTER,
     DEFAULT_SCRAPE_INTERVAL,
     DEFAULT_STORE,
+    MAX_ATTEMPTS_LIMIT,
     ConfigError,
     Settings,
     SourceSettings,
@@ -31,11 +39,13 @@ from exporter.config import (
 )
 
 DEMO_SCRAPE_INTERVAL = 1.0
+DEMO_WORKERS = 3
 
 
 def option(flag: str, *names: str, **kwargs: Any):
     """A click option that also reads JOB_EXPORTER_<OPTION> (CONTRACT section 5)."""
-    variable = "JOB_EXPORTER_" + flag.lstrip("-").upper().replace("-", "_")
+    # An on/off pair (--x/--no-x) reads the variable of its first name.
+    variable = "JOB_EXPORTER_" + flag.split("/")[0].lstrip("-").upper().replace("-", "_")
     return click.option(flag, *names, envvar=variable, show_envvar=True, **kwargs)
 
 
@@ -76,6 +86,81 @@ def _common_options(func):
     for decorate in reversed(options):
         func = decorate(func)
     return func
+
+
+def _api_options(func):
+    """The push and job API's options (CONTRACT section 4), shared by serve and demo."""
+    options = [
+        option(
+            "--api-token",
+            default=None,
+            help="Bearer token every write under /api/ must send (none: open).",
+        ),
+        option(
+            "--api-token-reads/--no-api-token-reads",
+            default=False,
+            help="Require the token for reads under /api/ too (/metrics stays open).",
+        ),
+        option(
+            "--max-body-bytes",
+            type=click.IntRange(min=1024),
+            default=DEFAULT_MAX_BODY_BYTES,
+            help="Largest request body under /api/ (413 beyond).",
+        ),
+        option(
+            "--max-payload-bytes",
+            type=click.IntRange(min=1),
+            default=DEFAULT_MAX_PAYLOAD_BYTES,
+            help="Largest job payload or result, as JSON (413 beyond).",
+        ),
+        option(
+            "--max-attempts",
+            type=click.IntRange(1, MAX_ATTEMPTS_LIMIT),
+            default=DEFAULT_MAX_ATTEMPTS,
+            help="Runs a job gets when it is created without maxAttempts.",
+        ),
+        option(
+            "--backoff-base",
+            type=click.FloatRange(min=0.001),
+            default=DEFAULT_BACKOFF_BASE,
+            help="Seconds before the first automatic retry; doubles per attempt, jittered.",
+        ),
+        option(
+            "--backoff-cap",
+            type=click.FloatRange(min=0.001),
+            default=DEFAULT_BACKOFF_CAP,
+            help="Longest wait between automatic retries, in seconds.",
+        ),
+        option(
+            "--lease-seconds",
+            type=click.FloatRange(min=0.001),
+            default=DEFAULT_LEASE_SECONDS,
+            help="Lease length when a worker asks for none.",
+        ),
+        option(
+            "--push-lost-after",
+            type=click.FloatRange(min=1),
+            default=DEFAULT_PUSH_LOST_AFTER,
+            help="Seconds a pushed job may run before it counts as lost.",
+        ),
+    ]
+    for decorate in reversed(options):
+        func = decorate(func)
+    return func
+
+
+def _api_settings(options: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "api_token": options["api_token"],
+        "api_token_reads": options["api_token_reads"],
+        "max_body_bytes": options["max_body_bytes"],
+        "max_payload_bytes": options["max_payload_bytes"],
+        "default_max_attempts": options["max_attempts"],
+        "backoff_base": options["backoff_base"],
+        "backoff_cap": options["backoff_cap"],
+        "default_lease_seconds": options["lease_seconds"],
+        "push_lost_after": options["push_lost_after"],
+    }
 
 
 @click.group(context_settings={"show_default": True})
@@ -119,6 +204,7 @@ def main() -> None:
     default=500,
     help="Distinct (type, name) pairs per source before names fold to __other__.",
 )
+@_api_options
 @option(
     "--retention-days",
     type=click.FloatRange(min=0.001),
@@ -142,6 +228,7 @@ def serve(ctx: click.Context, **options: Any) -> None:
             max_series_per_source=options["max_series_per_source"],
             retention_days=options["retention_days"],
             threads=options["threads"],
+            **_api_settings(options),
         )
     except ConfigError as error:
         raise click.UsageError(str(error)) from error
@@ -151,10 +238,20 @@ def serve(ctx: click.Context, **options: Any) -> None:
 @main.command()
 @_common_options
 @option("--listen", default="127.0.0.1:9188", help="HOST:PORT to serve on.")
-@option("--store", default=None, help="Store URL  [default: a file in a temporary folder]")
+@option(
+    "--store", default=None, help="Store URL [default: a new SQLite file in a temporary folder]"
+)
+@option(
+    "--workers",
+    type=click.IntRange(0, 64),
+    default=DEMO_WORKERS,
+    help="Demo workers running job-API jobs (plus one producer creating them).",
+)
+@_api_options
 @click.pass_context
 def demo(ctx: click.Context, **options: Any) -> None:
-    """Everything on one machine: embedded store, built-in mock source, its scrapes."""
+    """Everything on one machine: embedded store, built-in mock source, its scrapes, and
+    demo workers running job-API jobs."""
     _configure_logging(options["log_level"])
     with tempfile.TemporaryDirectory(prefix="job-exporter-demo-") as folder:
         store = options["store"] or f"sqlite:///{Path(folder, 'demo.db').as_posix()}"
@@ -168,9 +265,15 @@ def demo(ctx: click.Context, **options: Any) -> None:
                 scrape_interval=DEMO_SCRAPE_INTERVAL,
                 threads=options["threads"],
                 mock_source=True,
+                demo_workers=options["workers"],
+                **_api_settings(options),
             )
 
-        _run(Settings(listen=options["listen"], store=store), settings_for)
+        try:
+            initial = Settings(listen=options["listen"], store=store, **_api_settings(options))
+        except ConfigError as error:
+            raise click.UsageError(str(error)) from error
+        _run(initial, settings_for)
 
 
 def _run(initial: Settings, settings_for) -> None:

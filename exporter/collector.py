@@ -122,9 +122,11 @@ class JobCollector:
                 retries.add_metric([*labels, trigger], counts.get((RETRIES, trigger), 0.0))
             buckets = self._cumulative(counts, DURATION_BUCKET)
             duration.add_metric(labels, buckets, counts.get((DURATION_SUM, ""), 0.0))
-            if (QUEUE_WAIT_SUM, "") in counts:
+            # Keyed on the buckets too: a sum of zero (waits all under a millisecond) is
+            # never stored, as no zero delta is.
+            if any(family == QUEUE_WAIT_BUCKET for family, _ in counts):
                 buckets = self._cumulative(counts, QUEUE_WAIT_BUCKET)
-                queue_wait.add_metric(labels, buckets, counts[(QUEUE_WAIT_SUM, "")])
+                queue_wait.add_metric(labels, buckets, counts.get((QUEUE_WAIT_SUM, ""), 0.0))
         yield from (running, pending, oldest, started, finished, retries, duration, queue_wait)
 
     def _cumulative(

@@ -19,6 +19,15 @@ DEFAULT_SCRAPE_INTERVAL = 15.0
 MIN_SCRAPE_INTERVAL = 0.1
 SOURCE_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 RESERVED_SOURCES = frozenset({"push", "api"})
+DEFAULT_PUSH_SOURCE = "push"
+DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
+DEFAULT_MAX_PAYLOAD_BYTES = 64 * 1024
+DEFAULT_MAX_ATTEMPTS = 3
+DEFAULT_BACKOFF_BASE = 1.0
+DEFAULT_BACKOFF_CAP = 300.0
+DEFAULT_LEASE_SECONDS = 30.0
+DEFAULT_PUSH_LOST_AFTER = 24 * 3600.0
+MAX_ATTEMPTS_LIMIT = 100
 
 
 class ConfigError(ValueError):
@@ -45,6 +54,18 @@ class Settings:
     buckets: tuple[float, ...] = DEFAULT_BUCKETS
     threads: int = 8
     mock_source: bool = False  # serve the built-in mock jobs endpoint at /demo/jobs
+    # The push and job API (CONTRACT section 4).
+    api_token: str | None = None  # when set, every write under /api/ needs this bearer token
+    api_token_reads: bool = False  # ... and every read under /api/ too
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES  # largest request body under /api/ (413)
+    max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES  # largest job payload or result
+    default_max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    backoff_base: float = DEFAULT_BACKOFF_BASE  # seconds before the first automatic retry
+    backoff_cap: float = DEFAULT_BACKOFF_CAP  # longest wait between automatic retries
+    default_lease_seconds: float = DEFAULT_LEASE_SECONDS
+    lease_sweep_interval: float = 1.0  # seconds between checks for expired leases
+    push_lost_after: float = DEFAULT_PUSH_LOST_AFTER  # seconds a pushed job may run
+    demo_workers: int = 0  # demo threads that create and run API jobs (the demo sets it)
 
     def __post_init__(self) -> None:
         parse_listen(self.listen)
@@ -58,6 +79,20 @@ class Settings:
             raise ConfigError("max_series_per_source must be at least 1")
         if self.retention_days <= 0:
             raise ConfigError("retention_days must be positive")
+        if self.api_token is not None and not self.api_token.strip():
+            raise ConfigError("api_token must not be empty when set")
+        if self.max_body_bytes < 1024:
+            raise ConfigError("max_body_bytes must be at least 1024")
+        if not 1 <= self.max_payload_bytes <= self.max_body_bytes:
+            raise ConfigError("max_payload_bytes must be between 1 and max_body_bytes")
+        if not 1 <= self.default_max_attempts <= MAX_ATTEMPTS_LIMIT:
+            raise ConfigError(f"default_max_attempts must be between 1 and {MAX_ATTEMPTS_LIMIT}")
+        if self.backoff_base <= 0 or self.backoff_cap < self.backoff_base:
+            raise ConfigError("backoff_base must be positive and backoff_cap at least as large")
+        if self.default_lease_seconds <= 0 or self.lease_sweep_interval <= 0:
+            raise ConfigError("default_lease_seconds and lease_sweep_interval must be positive")
+        if self.push_lost_after <= 0:
+            raise ConfigError("push_lost_after must be positive")
         names = [source.name for source in self.sources]
         duplicates = {name for name in names if names.count(name) > 1}
         if duplicates:
@@ -84,11 +119,16 @@ def parse_source(text: str, interval_s: float | None = None) -> SourceSettings:
     return make_source(name, url, interval_s)
 
 
-def make_source(name: str, url: str, interval_s: float | None = None) -> SourceSettings:
+def check_source_name(name: str) -> None:
+    """Raise ConfigError unless `name` is a well-formed source name (scraped or pushed)."""
     if not SOURCE_NAME.match(name):
         raise ConfigError(
             f"source name {name!r} must be 1 to 64 letters, digits or the characters _.:-"
         )
+
+
+def make_source(name: str, url: str, interval_s: float | None = None) -> SourceSettings:
+    check_source_name(name)
     if name in RESERVED_SOURCES:
         raise ConfigError(f"source name {name!r} is reserved for pushed or job-API jobs")
     parts = urlsplit(url)

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from exporter.counts import INVALID_JOBS, Buckets
 from exporter.models import JobInfo
 from exporter.records import Plan, SourceIndex
 from exporter.store import Prune, StaleIndex, Store, StoreError
-from exporter.tracker import LabelGuard, dedupe, plan_changes
+from exporter.tracker import LabelGuard, dedupe, plan_changes, plan_timeouts
 
 PRUNE_EVERY_MS = 60_000
 WRITE_ATTEMPTS = 3
@@ -59,27 +59,47 @@ class Ingestor:
         invalid = Counter(
             {("", "", INVALID_JOBS, f): n for f, n in (invalid_by_field or {}).items()}
         )
+
+        def planner(index: SourceIndex) -> Plan:
+            plan = plan_changes(
+                index, observed, now_ms,
+                complete_list=complete_list,
+                guard=self.rules.guard,
+                buckets=self.rules.buckets,
+            )  # fmt: skip
+            plan.counts.update(invalid)
+            return plan
+
         with self._lock_of(source):
             prune = self._due_prune(source, observed if complete_list else frozenset(), now_ms)
-            for _ in range(WRITE_ATTEMPTS):
-                index = self._index_of(source)
-                plan = plan_changes(
-                    index, observed, now_ms,
-                    complete_list=complete_list,
-                    guard=self.rules.guard,
-                    buckets=self.rules.buckets,
-                )  # fmt: skip
-                plan.counts.update(invalid)
-                if plan.empty and prune is None:
-                    return plan
-                try:
-                    self.store.apply(index, plan, prune)
-                except StaleIndex:
-                    del self._indexes[source]  # another writer moved on: reload, plan again
-                    continue
-                if prune is not None:
-                    self._last_prune_ms[source] = now_ms
+            plan = self._write(source, planner, prune)
+            if prune is not None:
+                self._last_prune_ms[source] = now_ms
+            return plan
+
+    def expire_running(self, source: str, started_before_ms: float, now_ms: float) -> Plan:
+        """Count a pushed source's jobs still running since before the cutoff as lost."""
+        with self._lock_of(source):
+            return self._write(
+                source, lambda index: plan_timeouts(index, started_before_ms, now_ms), None
+            )
+
+    def _write(
+        self, source: str, planner: Callable[[SourceIndex], Plan], prune: Prune | None
+    ) -> Plan:
+        """Plan against the index and write; replan when another writer moved the source
+        on. The caller holds the source's lock."""
+        for _ in range(WRITE_ATTEMPTS):
+            index = self._index_of(source)
+            plan = planner(index)
+            if plan.empty and prune is None:
                 return plan
+            try:
+                self.store.apply(index, plan, prune)
+            except StaleIndex:
+                del self._indexes[source]  # another writer moved on: reload, plan again
+                continue
+            return plan
         raise StoreError(f"source {source!r} kept changing under this write")
 
     def tracked(self) -> dict[str, int]:

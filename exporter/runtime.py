@@ -7,6 +7,7 @@ build an app and drive scrapes themselves.
 from __future__ import annotations
 
 import logging
+import random
 from datetime import UTC, datetime
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -18,21 +19,33 @@ from exporter.clock import Clock, SystemClock
 from exporter.collector import JobCollector
 from exporter.config import Settings
 from exporter.counts import Buckets
+from exporter.demo_workers import DemoCrew
 from exporter.exposition import MetricsPage
 from exporter.health import HealthBoard
 from exporter.ingest import Ingestor, TrackingRules
+from exporter.queue import Backoff, JobQueue, QueuePolicy
 from exporter.sources.fetch import FetchLimits
 from exporter.sources.scrape import Scraper, ScrapeTarget
 from exporter.stats.history import HistorySampler
 from exporter.store import Store, open_store
+from exporter.sweeps import Sweeper
 from exporter.tracker import LabelGuard
 
 log = logging.getLogger(__name__)
 EXTENSION = "job_exporter"
 
 
+PUSH_SWEEP_MAX_INTERVAL_S = 60.0
+
+
 class Runtime:
-    def __init__(self, settings: Settings, clock: Clock | None = None, store: Store | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        clock: Clock | None = None,
+        store: Store | None = None,
+        rng: random.Random | None = None,
+    ):
         self.settings = settings
         self.clock = clock or SystemClock()
         self.store = store or open_store(settings.store)
@@ -61,6 +74,29 @@ class Runtime:
         )
         self.registry.register(self.collector)
         self.metrics_page = MetricsPage(self.registry, self.collector.cache_key)
+        self.queue = JobQueue(
+            self.store,
+            self.clock,
+            QueuePolicy(
+                backoff=Backoff(settings.backoff_base, settings.backoff_cap),
+                default_max_attempts=settings.default_max_attempts,
+                default_lease_s=settings.default_lease_seconds,
+                buckets=self.ingestor.rules.buckets,
+            ),
+            guard=self.ingestor.rules.guard,
+            rng=rng,
+        )
+        self.sweeper = Sweeper(
+            self.queue,
+            self.ingestor,
+            self.clock,
+            self.health,
+            scraped=self.scraper.targets.keys(),
+            push_lost_after_s=settings.push_lost_after,
+        )
+        self.demo_crew = (
+            DemoCrew(self.queue, settings.demo_workers) if settings.demo_workers else None
+        )
         self.history = HistorySampler(self.store, self.clock)
         self._scheduler: BackgroundScheduler | None = None
 
@@ -88,11 +124,28 @@ class Runtime:
             id="history",
             next_run_time=_now(),
         )
+        scheduler.add_job(
+            self.sweeper.leases,
+            "interval",
+            seconds=self.settings.lease_sweep_interval,
+            id="sweep:leases",
+        )
+        scheduler.add_job(
+            self.sweeper.pushed,
+            "interval",
+            seconds=min(PUSH_SWEEP_MAX_INTERVAL_S, self.settings.push_lost_after),
+            id="sweep:pushed",
+        )
         scheduler.start()
         self._scheduler = scheduler
+        if self.demo_crew is not None:
+            self.demo_crew.start()
 
     def stop(self) -> None:
-        """Let a scrape in progress finish, then release everything."""
+        """Stop the demo crew, let a scrape or sweep in progress finish, then release
+        everything."""
+        if self.demo_crew is not None:
+            self.demo_crew.stop()
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=True)
             self._scheduler = None

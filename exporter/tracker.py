@@ -144,3 +144,14 @@ def _plan_missing(plan: Plan, index: SourceIndex, observed: dict[str, JobInfo], 
             plan.finishes.append(FinishRow("lost", None, now_ms, index.source, job_id))
         else:
             plan.missing.append(MissingRow(missing, index.source, job_id))
+
+
+def plan_timeouts(index: SourceIndex, started_before_ms: float, now_ms: float) -> Plan:
+    """Pushed jobs have no full list to vanish from: one still running that started before
+    `started_before_ms` counts as finished, outcome `lost` (CONTRACT section 2)."""
+    plan = Plan()
+    for job_id, known in index.running.items():
+        if known.start_ms < started_before_ms:
+            plan.counts[(*known.series, FINISHED, "lost")] += 1
+            plan.finishes.append(FinishRow("lost", None, now_ms, index.source, job_id))
+    return plan

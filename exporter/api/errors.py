@@ -11,6 +11,16 @@ from werkzeug.exceptions import HTTPException
 log = logging.getLogger(__name__)
 
 
+class ApiError(Exception):
+    """Raised by a view to answer a 4xx (or 503) in the contract's shape and stop there."""
+
+    def __init__(self, status: int, message: str, errors: list[dict[str, Any]] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.errors = errors or []
+
+
 def error_response(status: int, message: str, errors: list[dict[str, Any]] | None = None):
     response = jsonify({"error": message, "errors": errors or []})
     response.status_code = status
@@ -18,6 +28,10 @@ def error_response(status: int, message: str, errors: list[dict[str, Any]] | Non
 
 
 def init_app(app: Flask) -> None:
+    @app.errorhandler(ApiError)
+    def api_error(error: ApiError):
+        return error_response(error.status, error.message, error.errors)
+
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):
         response = error_response(error.code or 500, error.description or error.name)

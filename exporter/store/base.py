@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from exporter.counts import CountDeltas
-from exporter.records import Plan, SourceIndex
+from exporter.queue_records import QueueChange, QueueJob, QueueQuery, Transition
+from exporter.records import JobRow, Plan, SourceIndex
 
 SeriesKey = tuple[str, str, str]  # (source, type, name)
 CountName = tuple[str, str]  # (family, label)
@@ -69,6 +70,45 @@ class Store(Protocol):
 
     def snapshot(self) -> Snapshot:
         """All counts as of now; cheap when nothing changed since the last call."""
+        ...
+
+    def tracked_jobs(self, source: str | None = None) -> list[JobRow]:
+        """Every tracked job of scraped and pushed sources (of one source, if given)."""
+        ...
+
+    # The job queue (job API). Each call is one transaction; a Transition decides the new
+    # state and counts from the current row, and anything it raises rolls everything back.
+
+    def queue_insert(self, change: QueueChange) -> QueueJob:
+        """Insert a new job and add its counts; returns it with its `seq`."""
+        ...
+
+    def queue_get(self, job_id: str) -> QueueJob | None: ...
+
+    def queue_list(self, query: QueueQuery) -> list[QueueJob]:
+        """Up to `query.limit` jobs after `query.after_seq`, in insertion order."""
+        ...
+
+    def queue_series(self) -> set[tuple[str, str]]:
+        """Every (type, name) label pair ever admitted for job-API jobs."""
+        ...
+
+    def queue_update(self, job_id: str, transition: Transition) -> QueueJob | None:
+        """Apply `transition` to one job under a row lock; None when no job has that id."""
+        ...
+
+    def queue_lease(
+        self, types: list[str] | None, now_ms: float, transition: Transition
+    ) -> QueueJob | None:
+        """Atomically pick the oldest due pending job (of `types`) and apply `transition`.
+
+        No job may be handed to two callers: SQLite picks inside BEGIN IMMEDIATE, PostgreSQL
+        with SELECT ... FOR UPDATE SKIP LOCKED.
+        """
+        ...
+
+    def queue_expire(self, now_ms: float, transition: Transition, limit: int) -> list[QueueJob]:
+        """Apply `transition` to up to `limit` running jobs whose lease ended before now."""
         ...
 
     def ping(self) -> None:

@@ -16,7 +16,9 @@ from pathlib import Path
 from urllib.parse import unquote
 
 from exporter.counts import STARTED, CountDeltas
-from exporter.records import Plan, RunningJob, SourceIndex
+from exporter.queue_records import API_SOURCE, QueueChange, QueueJob, QueueQuery, Transition
+from exporter.records import JobRow, Plan, RunningJob, SourceIndex
+from exporter.store import sqlite_queue
 from exporter.store.base import Prune, RunningStats, Snapshot, StaleIndex, StoreError
 
 # Each entry migrates the schema from version N to N + 1; PRAGMA user_version holds N.
@@ -54,6 +56,7 @@ MIGRATIONS: tuple[str, ...] = (
         generation INTEGER NOT NULL
     ) WITHOUT ROWID;
     """,
+    sqlite_queue.SCHEMA,  # 2: the job API's jobs
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -245,12 +248,92 @@ class SqliteStore:
                     " WHERE outcome IS NULL GROUP BY source, label_type, label_name"
                 )
             }
+            for job_type, name, count, oldest in sqlite_queue.running_stats(reader):
+                running[(API_SOURCE, job_type, name)] = RunningStats(count, oldest)
             tracked = dict(
                 reader.execute("SELECT source, COUNT(*) FROM jobs GROUP BY source").fetchall()
             )
+            queued = sqlite_queue.count(reader)
+            if queued:
+                tracked[API_SOURCE] = queued
         finally:
             reader.execute("COMMIT")
         return Snapshot(version, dict(series), dict(health), running, tracked)
+
+    def tracked_jobs(self, source: str | None = None) -> list[JobRow]:
+        sql = "SELECT * FROM jobs"
+        params: tuple = ()
+        if source is not None:
+            sql, params = f"{sql} WHERE source = ?", (source,)
+        return self._read(lambda db: [JobRow(*row) for row in db.execute(sql, params)])
+
+    # --- the job queue: each method one transaction -----------------------------------
+
+    def queue_insert(self, change: QueueChange) -> QueueJob:
+        def insert(db: sqlite3.Connection) -> QueueJob:
+            job = sqlite_queue.insert(db, change.job)
+            db.executemany(_ADD_COUNT, _count_rows(API_SOURCE, change.counts))
+            return job
+
+        return self._write("creating a job", insert)
+
+    def queue_get(self, job_id: str) -> QueueJob | None:
+        return self._read(lambda db: sqlite_queue.get(db, job_id))
+
+    def queue_list(self, query: QueueQuery) -> list[QueueJob]:
+        return self._read(lambda db: sqlite_queue.page(db, query))
+
+    def queue_series(self) -> set[tuple[str, str]]:
+        return self._read(lambda db: sqlite_queue.series(db, API_SOURCE))
+
+    def queue_update(self, job_id: str, transition: Transition) -> QueueJob | None:
+        def update(db: sqlite3.Connection) -> QueueJob | None:
+            job = sqlite_queue.get(db, job_id)
+            return None if job is None else self._apply_change(db, transition(job))
+
+        return self._write(f"updating job {job_id}", update)
+
+    def queue_lease(
+        self, types: list[str] | None, now_ms: float, transition: Transition
+    ) -> QueueJob | None:
+        """Pick and mark in one BEGIN IMMEDIATE transaction: no two callers, in this process
+        or another, can pick the same job."""
+
+        def lease(db: sqlite3.Connection) -> QueueJob | None:
+            job = sqlite_queue.next_due(db, types, now_ms)
+            return None if job is None else self._apply_change(db, transition(job))
+
+        return self._write("leasing a job", lease)
+
+    def queue_expire(self, now_ms: float, transition: Transition, limit: int) -> list[QueueJob]:
+        def expire(db: sqlite3.Connection) -> list[QueueJob]:
+            return [
+                self._apply_change(db, transition(job))
+                for job in sqlite_queue.expired(db, now_ms, limit)
+            ]
+
+        return self._write("expiring leases", expire)
+
+    @staticmethod
+    def _apply_change(db: sqlite3.Connection, change: QueueChange) -> QueueJob:
+        sqlite_queue.update(db, change.job)
+        db.executemany(_ADD_COUNT, _count_rows(API_SOURCE, change.counts))
+        return change.job
+
+    def _write(self, what: str, work):
+        """Run `work(connection)` in one write transaction; anything it raises rolls back."""
+        try:
+            with self._transaction() as db:
+                return work(db)
+        except sqlite3.Error as error:
+            raise StoreError(f"{what} failed: {error}") from error
+
+    def _read(self, work):
+        with self._read_lock:
+            try:
+                return work(self._reader)
+            except sqlite3.Error as error:
+                raise StoreError(f"reading {self.path} failed: {error}") from error
 
     def ping(self) -> None:
         with self._read_lock:

@@ -1,0 +1,76 @@
+"""Reading a request's JSON body into a schema Struct, with every failure a clear 4xx.
+
+Size is capped by Flask's MAX_CONTENT_LENGTH (413 before the body is read); a body that is
+not declared JSON is a 415; malformed JSON and schema violations are a 400 naming the field.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TypeVar
+
+import msgspec
+from flask import request
+
+from exporter.api.errors import ApiError
+
+T = TypeVar("T")
+BODY_FIELD = "body"  # the `field` of an error about the body as a whole
+
+_AT_PATH = re.compile(r" - at `\$\.?(.*)`$")
+_MISSING = re.compile(r"missing required field `(\w+)`")
+_UNKNOWN = re.compile(r"unknown field `(\w+)`")
+
+
+def is_json_content_type() -> bool:
+    mimetype = request.mimetype
+    return mimetype == "application/json" or mimetype.endswith("+json")
+
+
+def raw_json_body(*, required: bool = True) -> bytes | None:
+    """The body, checked to be present and declared JSON; None when optional and empty."""
+    raw = request.get_data(cache=True)
+    if not raw.strip():
+        if not required:
+            return None
+        raise ApiError(400, "a JSON request body is required", [_error(BODY_FIELD, "empty")])
+    if not is_json_content_type():
+        raise ApiError(
+            415,
+            f"the body must be sent as application/json, not {request.mimetype or 'untyped'}",
+            [_error("Content-Type", "expected application/json")],
+        )
+    return raw
+
+
+def read_json(model: type[T]) -> T:
+    """Decode and validate the body as `model`; 400 naming the field when it does not fit."""
+    raw = raw_json_body()
+    try:
+        return msgspec.json.decode(raw, type=model)
+    except msgspec.ValidationError as error:
+        raise ApiError(
+            400, "the request body is invalid", [_error(field_of(error), message_of(error))]
+        ) from error
+    except msgspec.DecodeError as error:
+        raise ApiError(
+            400, "the request body is not valid JSON", [_error(BODY_FIELD, str(error))]
+        ) from error
+
+
+def field_of(error: msgspec.ValidationError) -> str:
+    """The field a validation error is about, as a path (`types[0]`), or `body`."""
+    text = str(error)
+    for pattern in (_MISSING, _UNKNOWN, _AT_PATH):
+        match = pattern.search(text)
+        if match and match.group(1):
+            return match.group(1)
+    return BODY_FIELD
+
+
+def message_of(error: msgspec.ValidationError) -> str:
+    return str(error).split(" - at ")[0]
+
+
+def _error(field: str, message: str) -> dict[str, str]:
+    return {"field": field, "message": message}

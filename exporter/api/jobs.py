@@ -1,0 +1,129 @@
+"""The job API (CONTRACT section 4): create, list, inspect, lease, heartbeat, complete,
+fail, retry. Thin: parse and check the request, call the queue, encode its answer."""
+
+from __future__ import annotations
+
+import msgspec
+from flask import Blueprint, Response, request
+
+from exporter.api import schemas
+from exporter.api.bodies import raw_json_body, read_json
+from exporter.api.errors import ApiError, error_response
+from exporter.api.responses import job_out, json_response
+from exporter.queue import JobConflict, UnknownJob
+from exporter.queue_records import STATUSES, QueueQuery
+from exporter.runtime import current_runtime
+from exporter.store import StoreError
+
+blueprint = Blueprint("jobs", __name__, url_prefix="/api/v1/jobs")
+DEFAULT_PAGE = 100
+MAX_PAGE = 1000
+
+
+@blueprint.errorhandler(UnknownJob)
+def unknown_job(error: UnknownJob):
+    return error_response(404, f"no job has id {error.args[0]!r}", [_field("id", "unknown job")])
+
+
+@blueprint.errorhandler(JobConflict)
+def conflict(error: JobConflict):
+    return error_response(409, str(error), [_field(error.field, str(error))])
+
+
+@blueprint.errorhandler(StoreError)
+def store_unavailable(error: StoreError):
+    return error_response(503, f"the store is unavailable: {error}")
+
+
+@blueprint.post("")
+def create() -> Response:
+    body = read_json(schemas.CreateJob)
+    payload = _capped_json(body.payload, "payload")
+    job = current_runtime().queue.create(body.type, body.name, payload, body.max_attempts)
+    response = json_response(job_out(job), 201)
+    response.headers["Location"] = f"{blueprint.url_prefix}/{job.id}"
+    return response
+
+
+@blueprint.get("")
+def list_jobs() -> Response:
+    args = request.args
+    status = args.get("status")
+    if status is not None and status not in STATUSES:
+        raise ApiError(400, "unknown status", [_field("status", f"one of {', '.join(STATUSES)}")])
+    query = QueueQuery(
+        status=status,
+        type=args.get("type"),
+        name=args.get("name"),
+        after_seq=_int_arg("cursor", 0, 0, None),
+        limit=_int_arg("limit", DEFAULT_PAGE, 1, MAX_PAGE),
+    )
+    jobs, next_seq = current_runtime().queue.list(query)
+    cursor = None if next_seq is None else str(next_seq)
+    return json_response(schemas.JobPage([job_out(job) for job in jobs], cursor))
+
+
+@blueprint.get("/<job_id>")
+def get(job_id: str) -> Response:
+    return json_response(job_out(current_runtime().queue.get(job_id)))
+
+
+@blueprint.post("/lease")
+def lease() -> Response:
+    body = read_json(schemas.LeaseRequest)
+    job = current_runtime().queue.lease(body.worker, body.types, body.lease_seconds)
+    if job is None:
+        return Response(status=204)
+    return json_response(job_out(job))
+
+
+@blueprint.post("/<job_id>/heartbeat")
+def heartbeat(job_id: str) -> Response:
+    body = read_json(schemas.HeartbeatRequest)
+    job = current_runtime().queue.heartbeat(job_id, body.worker, body.lease_seconds)
+    return json_response(job_out(job))
+
+
+@blueprint.post("/<job_id>/complete")
+def complete(job_id: str) -> Response:
+    body = read_json(schemas.CompleteRequest)
+    result = _capped_json(body.result, "result")
+    return json_response(job_out(current_runtime().queue.complete(job_id, body.worker, result)))
+
+
+@blueprint.post("/<job_id>/fail")
+def fail(job_id: str) -> Response:
+    body = read_json(schemas.FailRequest)
+    job = current_runtime().queue.fail(job_id, body.worker, body.error, body.retryable)
+    return json_response(job_out(job))
+
+
+@blueprint.post("/<job_id>/retry")
+def retry(job_id: str) -> Response:
+    raw_json_body(required=False)  # no body needed; a body sent must still be JSON
+    return json_response(job_out(current_runtime().queue.retry(job_id)))
+
+
+def _capped_json(value: object, field: str) -> bytes | None:
+    """A payload or result as stored JSON text, refused (413) beyond the configured cap."""
+    if value is None:
+        return None
+    encoded = msgspec.json.encode(value)
+    cap = current_runtime().settings.max_payload_bytes
+    if len(encoded) > cap:
+        raise ApiError(413, f"{field} is larger than {cap} bytes", [_field(field, "too large")])
+    return encoded
+
+
+def _int_arg(name: str, default: int, low: int, high: int | None) -> int:
+    text = request.args.get(name)
+    if text is None:
+        return default
+    if not text.isdigit() or int(text) < low or (high is not None and int(text) > high):
+        bounds = f"from {low}" + (f" to {high}" if high is not None else "")
+        raise ApiError(400, f"invalid {name}", [_field(name, f"an integer {bounds}")])
+    return int(text)
+
+
+def _field(field: str, message: str) -> dict[str, str]:
+    return {"field": field, "message": message}

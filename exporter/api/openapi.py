@@ -1,0 +1,268 @@
+"""`GET /api/openapi.json` and `GET /api/docs`: the API described from its own schemas.
+
+Component schemas come from the msgspec Structs that validate the requests, and the paths
+from the `OPERATIONS` table below; the docs page is plain HTML rendered from the same
+document on the server, so it works offline (no CDN, no script).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+import msgspec
+from flask import Blueprint, Response
+
+from exporter import __version__
+from exporter.api import schemas
+from exporter.api.responses import json_response
+from exporter.models import JobInfo
+from exporter.queue_records import STATUSES
+
+blueprint = Blueprint("openapi", __name__, url_prefix="/api")
+REF = "#/components/schemas/{name}"
+
+
+@dataclass(frozen=True)
+class Operation:
+    method: str
+    path: str
+    summary: str
+    request: str | None = None  # schema name of the JSON body
+    responses: dict[str, tuple[str, str | None]] = field(default_factory=dict)  # schema name
+    parameters: tuple[dict[str, Any], ...] = ()
+    write: bool = True
+
+
+def _query(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "in": "query", "description": description, "schema": schema}
+
+
+_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+_STR = {"type": "string"}
+_JOB = ("the job", "Job")
+_BAD = ("invalid body or parameter; `errors` names the field", "Error")
+_MISSING = ("no job has this id", "Error")
+_CONFLICT = ("the job's state or lease does not allow this", "Error")
+
+OPERATIONS: tuple[Operation, ...] = (
+    Operation(
+        "post", "/api/v1/push", "Push one JobInfoBase or an array, applied whole or not at all",
+        request="PushBody",
+        responses={"202": ("accepted", "PushAccepted"), "400": _BAD},
+        parameters=(_query("source", "source label (default `push`)", _STR),),
+    ),
+    Operation(
+        "get", "/api/v1/jobinfo", "Every tracked job, in JobInfoBase shape",
+        responses={"200": ("the jobs", "TrackedJobs")},
+        parameters=(_query("source", "only this source", _STR),), write=False,
+    ),
+    Operation(
+        "post", "/api/v1/jobs", "Create a job, pending and due now",
+        request="CreateJob", responses={"201": ("the new job", "Job"), "400": _BAD},
+    ),
+    Operation(
+        "get", "/api/v1/jobs", "List jobs, oldest first, a page at a time",
+        responses={"200": ("a page", "JobPage"), "400": _BAD},
+        parameters=(
+            _query("status", "only jobs in this status", {"enum": list(STATUSES)}),
+            _query("type", "only jobs of this type", _STR),
+            _query("name", "only jobs of this name", _STR),
+            _query("limit", "page size", {"type": "integer", "minimum": 1, "maximum": 1000}),
+            _query("cursor", "`nextCursor` of the previous page", _STR),
+        ),
+        write=False,
+    ),
+    Operation(
+        "get", "/api/v1/jobs/{id}", "One job",
+        responses={"200": _JOB, "404": _MISSING}, parameters=(_ID,), write=False,
+    ),
+    Operation(
+        "post", "/api/v1/jobs/lease", "Lease the oldest due job; 204 when none is due",
+        request="LeaseRequest",
+        responses={"200": ("the job, now running", "Job"), "204": ("none is due", None)},
+    ),
+    Operation(
+        "post", "/api/v1/jobs/{id}/heartbeat", "Extend the worker's lease",
+        request="HeartbeatRequest",
+        responses={"200": _JOB, "400": _BAD, "404": _MISSING, "409": _CONFLICT},
+        parameters=(_ID,),
+    ),
+    Operation(
+        "post", "/api/v1/jobs/{id}/complete", "Complete the worker's run",
+        request="CompleteRequest",
+        responses={"200": _JOB, "400": _BAD, "404": _MISSING, "409": _CONFLICT},
+        parameters=(_ID,),
+    ),
+    Operation(
+        "post", "/api/v1/jobs/{id}/fail", "Fail the worker's run; retryable ones are retried",
+        request="FailRequest",
+        responses={"200": _JOB, "400": _BAD, "404": _MISSING, "409": _CONFLICT},
+        parameters=(_ID,),
+    ),
+    Operation(
+        "post", "/api/v1/jobs/{id}/retry", "Retry a failed job now (no body needed)",
+        responses={"200": _JOB, "404": _MISSING, "409": _CONFLICT},
+        parameters=(_ID,),
+    ),
+)  # fmt: skip
+
+_SCHEMA_TYPES: dict[str, Any] = {
+    "CreateJob": schemas.CreateJob,
+    "LeaseRequest": schemas.LeaseRequest,
+    "HeartbeatRequest": schemas.HeartbeatRequest,
+    "CompleteRequest": schemas.CompleteRequest,
+    "FailRequest": schemas.FailRequest,
+    "Job": schemas.Job,
+    "JobPage": schemas.JobPage,
+    "PushAccepted": schemas.PushAccepted,
+    "PushBody": JobInfo | list[JobInfo],
+    "TrackedJobs": list[schemas.TrackedJob],
+    "Error": schemas.Error,
+}
+
+
+@lru_cache(maxsize=1)
+def document() -> dict[str, Any]:
+    """The OpenAPI 3.1 document (3.1 because msgspec emits JSON Schema 2020-12)."""
+    names = list(_SCHEMA_TYPES)
+    top, components = msgspec.json.schema_components(
+        [_SCHEMA_TYPES[name] for name in names], ref_template=REF
+    )
+    aliases = dict(zip(names, top, strict=True))  # a name to its schema or $ref
+    for name, schema in aliases.items():
+        if "$ref" not in schema or schema["$ref"] != REF.format(name=name):
+            components.setdefault(name, schema)  # unions and lists get a name of their own
+    paths: dict[str, dict[str, Any]] = {}
+    for op in OPERATIONS:
+        paths.setdefault(op.path, {})[op.method] = _operation(op)
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "job-exporter",
+            "version": __version__,
+            "description": "Push ingestion and a small durable job API whose every step shows "
+            "in the Prometheus metrics at /metrics. Errors are JSON: "
+            '{"error": "...", "errors": [{"field": "...", "message": "..."}]}. '
+            "Timestamps are epoch milliseconds.",
+        },
+        "paths": paths,
+        "components": {
+            "schemas": components,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+    }
+
+
+def _operation(op: Operation) -> dict[str, Any]:
+    out: dict[str, Any] = {"summary": op.summary, "operationId": _operation_id(op)}
+    if op.parameters:
+        out["parameters"] = list(op.parameters)
+    if op.request:
+        out["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": REF.format(name=op.request)}}},
+        }
+    responses = dict(op.responses)
+    if op.write:
+        out["security"] = [{"bearer": []}, {}]  # only when a token is configured
+        responses["401"] = ("missing or wrong bearer token (when one is configured)", "Error")
+        if op.request:
+            responses.setdefault("400", _BAD)
+            responses["413"] = ("body larger than the configured cap", "Error")
+            responses["415"] = ("body not sent as application/json", "Error")
+    out["responses"] = {
+        status: _response(description, schema)
+        for status, (description, schema) in sorted(responses.items())
+    }
+    return out
+
+
+def _response(description: str, schema: str | None) -> dict[str, Any]:
+    if schema is None:
+        return {"description": description}
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": REF.format(name=schema)}}},
+    }
+
+
+_OPERATION_IDS = {
+    ("post", "/api/v1/push"): "pushJobs",
+    ("get", "/api/v1/jobinfo"): "listTrackedJobs",
+    ("post", "/api/v1/jobs"): "createJob",
+    ("get", "/api/v1/jobs"): "listJobs",
+    ("get", "/api/v1/jobs/{id}"): "getJob",
+    ("post", "/api/v1/jobs/lease"): "leaseJob",
+    ("post", "/api/v1/jobs/{id}/heartbeat"): "heartbeatJob",
+    ("post", "/api/v1/jobs/{id}/complete"): "completeJob",
+    ("post", "/api/v1/jobs/{id}/fail"): "failJob",
+    ("post", "/api/v1/jobs/{id}/retry"): "retryJob",
+}
+
+
+def _operation_id(op: Operation) -> str:
+    return _OPERATION_IDS[(op.method, op.path)]
+
+
+@blueprint.get("/openapi.json")
+def openapi_json() -> Response:
+    return json_response(document())
+
+
+@blueprint.get("/docs")
+def docs() -> Response:
+    return Response(render_docs(document()), content_type="text/html; charset=utf-8")
+
+
+def render_docs(doc: dict[str, Any]) -> str:
+    """A self-contained HTML page: every operation, then every schema."""
+    esc = html.escape
+    parts = [
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
+        f"<title>{esc(doc['info']['title'])} API</title>",
+        "<style>body{font:15px/1.5 system-ui,sans-serif;max-width:60rem;margin:2rem auto;"
+        "padding:0 1rem}code,pre{font-family:ui-monospace,monospace;font-size:13px}"
+        "pre{background:#f4f4f4;padding:.6rem;overflow:auto}.m{font-weight:bold;"
+        "text-transform:uppercase;display:inline-block;width:4rem}section{border-top:1px "
+        "solid #ddd;padding:.4rem 0}</style></head><body>",
+        f"<h1>{esc(doc['info']['title'])} API <small>{esc(doc['info']['version'])}</small></h1>",
+        f"<p>{esc(doc['info']['description'])}</p>",
+        "<p>Machine-readable: <a href='/api/openapi.json'>/api/openapi.json</a></p>",
+        "<h2>Operations</h2>",
+    ]
+    for path, methods in doc["paths"].items():
+        for method, op in methods.items():
+            parts.append(
+                f"<section id='{esc(op['operationId'])}'><h3><span class='m'>{esc(method)}</span>"
+                f"<code>{esc(path)}</code></h3><p>{esc(op['summary'])}</p>"
+            )
+            for param in op.get("parameters", []):
+                parts.append(
+                    f"<div>{esc(param['in'])} <code>{esc(param['name'])}</code>: "
+                    f"{esc(param.get('description', ''))}</div>"
+                )
+            body = op.get("requestBody")
+            if body:
+                ref = body["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+                parts.append(f"<div>body: <a href='#schema-{esc(ref)}'>{esc(ref)}</a></div>")
+            parts.append("<ul>")
+            for status, response in op["responses"].items():
+                content = response.get("content")
+                link = ""
+                if content:
+                    ref = content["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+                    link = f" (<a href='#schema-{esc(ref)}'>{esc(ref)}</a>)"
+                parts.append(f"<li><b>{esc(status)}</b> {esc(response['description'])}{link}</li>")
+            parts.append("</ul></section>")
+    parts.append("<h2>Schemas</h2>")
+    for name, schema in doc["components"]["schemas"].items():
+        text = json.dumps(schema, indent=2, sort_keys=True)
+        parts.append(
+            f"<section id='schema-{esc(name)}'><h3>{esc(name)}</h3><pre>{esc(text)}</pre></section>"
+        )
+    parts.append("</body></html>")
+    return "".join(parts)

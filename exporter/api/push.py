@@ -1,0 +1,131 @@
+"""`POST /api/v1/push` and `GET /api/v1/jobinfo` (CONTRACT section 4).
+
+A push is validated whole before anything is written: one bad item rejects the batch with a
+400 naming every bad item's index and field, and leaves no trace (not even the invalid-items
+counter). A good batch goes through the same ingest path as a scrape, as a partial list.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, request
+
+from exporter.api import schemas
+from exporter.api.bodies import BODY_FIELD, raw_json_body
+from exporter.api.errors import ApiError
+from exporter.api.responses import json_response
+from exporter.config import DEFAULT_PUSH_SOURCE, ConfigError, check_source_name
+from exporter.decode import InvalidDocument, decode_jobs
+from exporter.queue_records import API_SOURCE, COMPLETED, FAILED, QueueQuery
+from exporter.records import JobRow
+from exporter.runtime import current_runtime
+from exporter.store import StoreError
+
+blueprint = Blueprint("push", __name__, url_prefix="/api/v1")
+JOBINFO_PAGE = 1000
+
+
+@blueprint.post("/push")
+def push() -> Response:
+    runtime = current_runtime()
+    source = _push_source(request.args.get("source", DEFAULT_PUSH_SOURCE))
+    raw = raw_json_body()
+    assert raw is not None
+    if raw.lstrip()[:1] == b"{":
+        raw = b"[" + raw + b"]"  # one JobInfoBase: a batch of one
+    now_ms = runtime.clock.now_ms()
+    try:
+        decoded = decode_jobs(raw, now_ms)
+    except InvalidDocument as error:
+        raise ApiError(
+            400,
+            "the body must be a JobInfoBase object or a JSON array of them",
+            [{"field": BODY_FIELD, "message": str(error)}],
+        ) from error
+    if decoded.errors:
+        raise ApiError(
+            400,
+            f"{len(decoded.errors)} invalid item(s); nothing of this push was applied",
+            [
+                {"index": error.index, "field": error.field, "message": error.message}
+                for error in decoded.errors
+            ],
+        )
+    try:
+        runtime.ingestor.ingest(source, decoded.jobs, now_ms, complete_list=False)
+    except StoreError as error:
+        runtime.health.record_store_error()
+        raise ApiError(503, f"the store is unavailable; nothing was applied: {error}") from error
+    return json_response(schemas.PushAccepted(len(decoded.jobs)), 202)
+
+
+@blueprint.get("/jobinfo")
+def jobinfo() -> Response:
+    """Every tracked job as JobInfoBase: scraped and pushed jobs, and API jobs that ran."""
+    runtime = current_runtime()
+    source = request.args.get("source")
+    try:
+        jobs = [] if source == API_SOURCE else runtime.store.tracked_jobs(source)
+        tracked = [_tracked(row) for row in jobs]
+        if source in (None, API_SOURCE):
+            tracked.extend(_api_jobs(runtime.queue))
+    except StoreError as error:
+        raise ApiError(503, f"the store is unavailable: {error}") from error
+    return json_response(tracked)
+
+
+def _push_source(name: str) -> str:
+    """A well-formed source name that is neither `api` nor a scraped source: pushing into
+    a scraped source would fight its scrapes over which jobs exist."""
+    try:
+        check_source_name(name)
+    except ConfigError as error:
+        raise ApiError(400, str(error), [{"field": "source", "message": str(error)}]) from error
+    scraped = {source.name for source in current_runtime().settings.sources}
+    if name == API_SOURCE or name in scraped:
+        message = f"source {name!r} is not a push source (it is the job API's or a scraped one)"
+        raise ApiError(400, message, [{"field": "source", "message": message}])
+    return name
+
+
+def _tracked(row: JobRow) -> schemas.TrackedJob:
+    outcome = row.outcome
+    finish = row.finish_ms if row.finish_ms is not None else row.finished_at_ms
+    return schemas.TrackedJob(
+        id=row.id,
+        name=row.name,
+        start_timestamp=row.start_ms,
+        background_job_type=row.type,
+        is_finished=outcome is not None,
+        finish_timestamp=finish if outcome is not None else None,
+        status="running" if outcome is None else ("completed" if outcome == COMPLETED else FAILED),
+        source=row.source,
+        outcome=outcome,  # type: ignore[arg-type]
+    )
+
+
+def _api_jobs(queue) -> list[schemas.TrackedJob]:
+    """API jobs that have started at least once, in JobInfoBase shape (pending ones have no
+    start time, and JobInfoBase has no word for waiting)."""
+    tracked: list[schemas.TrackedJob] = []
+    after = 0
+    while True:
+        jobs, after = queue.list(QueueQuery(after_seq=after, limit=JOBINFO_PAGE))
+        for job in jobs:
+            if job.started_ms is None:
+                continue
+            finished = job.status in (COMPLETED, FAILED)
+            tracked.append(
+                schemas.TrackedJob(
+                    id=job.id,
+                    name=job.name,
+                    start_timestamp=job.started_ms,
+                    background_job_type=job.type,
+                    is_finished=finished,
+                    finish_timestamp=job.finished_ms if finished else None,
+                    status=job.status if finished else "running",  # type: ignore[arg-type]
+                    source=API_SOURCE,
+                    outcome=job.status if finished else None,  # type: ignore[arg-type]
+                )
+            )
+        if after is None:
+            return tracked

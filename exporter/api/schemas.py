@@ -1,0 +1,134 @@
+"""Request and response bodies of the push and job API, declared once as msgspec Structs.
+
+The same classes validate incoming JSON (with the field named when it is wrong) and
+generate the OpenAPI document, so the document cannot drift from what the code accepts.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+from exporter.config import MAX_ATTEMPTS_LIMIT
+from exporter.models import JobType, Name
+
+Worker = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=200, description="Who holds the lease.")
+]
+LeaseSeconds = Annotated[
+    float, msgspec.Meta(gt=0, le=24 * 3600, description="Lease length in seconds.")
+]
+EpochMs = Annotated[int, msgspec.Meta(description="Epoch milliseconds.")]
+Status = Literal["pending", "running", "completed", "failed"]
+MAX_LEASE_TYPES = 100
+JobTypes = Annotated[list[JobType], msgspec.Meta(min_length=1, max_length=MAX_LEASE_TYPES)]
+
+
+class _Request(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
+    """Request bodies refuse unknown fields, so a misspelt option is a 400, not ignored."""
+
+
+class CreateJob(_Request):
+    """Create a job: pending and due now."""
+
+    type: JobType
+    name: Name
+    payload: Annotated[Any, msgspec.Meta(description="Any JSON value, size-capped.")] = None
+    max_attempts: Annotated[int, msgspec.Meta(ge=1, le=MAX_ATTEMPTS_LIMIT)] | None = None
+
+
+class LeaseRequest(_Request):
+    """Lease the oldest due pending job (of one of `types`, if given)."""
+
+    worker: Worker
+    types: (
+        Annotated[list[JobType], msgspec.Meta(min_length=1, max_length=MAX_LEASE_TYPES)] | None
+    ) = None
+    lease_seconds: LeaseSeconds | None = None
+
+
+class HeartbeatRequest(_Request):
+    """Extend a lease the worker holds, from now."""
+
+    worker: Worker
+    lease_seconds: LeaseSeconds | None = None
+
+
+class CompleteRequest(_Request):
+    """End the worker's run successfully."""
+
+    worker: Worker
+    result: Annotated[Any, msgspec.Meta(description="Any JSON value, size-capped.")] = None
+
+
+class FailRequest(_Request):
+    """End the worker's run as failed; retryable failures with attempts left are retried
+    after an exponential backoff with jitter."""
+
+    worker: Worker
+    error: Annotated[str, msgspec.Meta(max_length=10_000)]
+    retryable: bool
+
+
+class Job(msgspec.Struct, rename="camel"):
+    """A job-API job. Timestamps are epoch milliseconds, null when not (yet) set."""
+
+    id: str
+    type: str
+    name: str
+    status: Status
+    payload: Any
+    result: Any
+    attempts: int
+    max_attempts: int
+    last_error: str | None
+    worker: str | None
+    created_at: EpochMs
+    started_at: EpochMs | None
+    finished_at: EpochMs | None
+    next_attempt_at: EpochMs | None
+    lease_expires_at: EpochMs | None
+
+
+class JobPage(msgspec.Struct, rename="camel"):
+    """One page of jobs, oldest first; pass `nextCursor` as `cursor` for the next."""
+
+    jobs: list[Job]
+    next_cursor: str | None
+
+
+class PushAccepted(msgspec.Struct):
+    """How many items of the push were accepted (all of them, or the push is a 400)."""
+
+    accepted: int
+
+
+class TrackedJob(msgspec.Struct, rename="camel"):
+    """A tracked job in JobInfoBase shape; `source` and `outcome` are extensions (a lost job
+    says status `failed`, outcome `lost`, so JobInfoBase readers stay valid)."""
+
+    id: str
+    name: str
+    start_timestamp: float
+    background_job_type: str
+    is_finished: bool
+    finish_timestamp: float | None
+    status: Literal["running", "completed", "failed"]
+    source: str
+    outcome: Literal["completed", "failed", "lost"] | None
+
+
+class FieldError(msgspec.Struct, omit_defaults=True):
+    """What is wrong with one field (of one item of a push, when `index` is present)."""
+
+    field: str
+    message: str
+    index: int | None = None
+
+
+class Error(msgspec.Struct):
+    """Every 4xx and 5xx answer."""
+
+    error: str
+    errors: list[FieldError]

@@ -1,0 +1,340 @@
+"""The job API's life cycle: create, lease, heartbeat, complete, fail, retry, lease expiry.
+
+Every step is a pure transition (current job -> new job and count deltas, per CONTRACT
+section 2 for `source="api"`) that the store applies inside one transaction, so a job's
+state and its counts never disagree and a refused step (409) writes nothing. Time comes from
+the injected clock and the backoff's jitter from an injected random source, so tests move
+time instead of sleeping. No Flask and no SQL here.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+from exporter.clock import Clock
+from exporter.counts import (
+    DURATION_BUCKET,
+    DURATION_SUM,
+    FINISHED,
+    PENDING,
+    QUEUE_WAIT_BUCKET,
+    QUEUE_WAIT_SUM,
+    RETRIES,
+    STARTED,
+    Buckets,
+    CountDeltas,
+    observe,
+)
+from exporter.queue_records import (
+    API_SOURCE,
+    COMPLETED,
+    FAILED,
+    RUNNING,
+    QueueChange,
+    QueueJob,
+    QueueQuery,
+)
+from exporter.queue_records import PENDING as PENDING_STATUS
+from exporter.records import Plan, SourceIndex
+from exporter.store import Store
+from exporter.tracker import LabelGuard
+
+LEASE_EXPIRED_ERROR = "lease expired"
+EXPIRE_BATCH = 500
+
+
+class UnknownJob(LookupError):
+    """No job has this id (404)."""
+
+
+class JobConflict(Exception):
+    """The job is not in a state that allows this step, or the worker holds no lease (409).
+
+    `field` names the request field at fault: `status` for the job's state, `worker` for a
+    lease the worker does not hold.
+    """
+
+    def __init__(self, message: str, field: str = "status") -> None:
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Exponential backoff with equal jitter: attempt n waits between half and all of
+    min(cap, base * 2**(n-1)), so retries of many jobs failing together spread out, yet
+    never come sooner than half the nominal delay nor later than the cap."""
+
+    base_s: float = 1.0
+    cap_s: float = 300.0
+
+    def delay_ms(self, attempt: int, jitter: float) -> float:
+        """The wait after `attempt` failed runs; `jitter` is a uniform draw from [0, 1)."""
+        nominal = min(self.cap_s, self.base_s * 2 ** max(0, attempt - 1))
+        return (nominal / 2 + jitter * nominal / 2) * 1000
+
+
+@dataclass(frozen=True)
+class QueuePolicy:
+    backoff: Backoff = field(default_factory=Backoff)
+    default_max_attempts: int = 3
+    default_lease_s: float = 30.0
+    buckets: Buckets = field(default_factory=Buckets)
+
+
+# --- pure transitions ------------------------------------------------------------------
+
+
+def start_run(job: QueueJob, worker: str, now_ms: float, lease_s: float, buckets: Buckets):
+    """Lease a due pending job: a run starts; queue wait is observed on the first start only."""
+    counts = CountDeltas()
+    counts[(*job.series, STARTED, "")] += 1
+    counts[(*job.series, PENDING, "")] -= 1
+    if job.attempts == 0:
+        wait_s = (now_ms - job.created_ms) / 1000
+        observe(counts, buckets, job.series, QUEUE_WAIT_BUCKET, QUEUE_WAIT_SUM, wait_s)
+    leased = replace(
+        job,
+        status=RUNNING,
+        attempts=job.attempts + 1,
+        worker=worker,
+        started_ms=now_ms,
+        finished_ms=None,
+        next_attempt_ms=None,
+        lease_expires_ms=now_ms + lease_s * 1000,
+    )
+    return QueueChange(leased, counts)
+
+
+def check_lease(job: QueueJob, worker: str, now_ms: float) -> None:
+    """Raise JobConflict unless `worker` holds a live lease on `job`."""
+    if job.status != RUNNING:
+        raise JobConflict(f"job {job.id} is {job.status}, not running")
+    if job.worker != worker:
+        raise JobConflict(f"job {job.id} is leased to another worker, not {worker!r}", "worker")
+    if job.lease_expires_ms is not None and job.lease_expires_ms < now_ms:
+        raise JobConflict(f"the lease of {worker!r} on job {job.id} has expired", "worker")
+
+
+def extend_lease(job: QueueJob, worker: str, now_ms: float, lease_s: float) -> QueueChange:
+    check_lease(job, worker, now_ms)
+    return QueueChange(replace(job, lease_expires_ms=now_ms + lease_s * 1000))
+
+
+def complete_run(
+    job: QueueJob, worker: str, result: bytes | None, now_ms: float, buckets: Buckets
+) -> QueueChange:
+    check_lease(job, worker, now_ms)
+    counts = _finish_counts(job, "completed", now_ms, buckets)
+    done = replace(job, status=COMPLETED, result=result, finished_ms=now_ms, lease_expires_ms=None)
+    return QueueChange(done, counts)
+
+
+def fail_run(
+    job: QueueJob,
+    worker: str,
+    error: str,
+    retryable: bool,
+    now_ms: float,
+    policy: QueuePolicy,
+    jitter: float,
+) -> QueueChange:
+    """The run fails (counted `failed`); with attempts left and `retryable`, it is requeued."""
+    check_lease(job, worker, now_ms)
+    counts = _finish_counts(job, "failed", now_ms, policy.buckets)
+    failed = replace(job, last_error=error, finished_ms=now_ms, lease_expires_ms=None)
+    if retryable and job.attempts < job.max_attempts:
+        return _requeue(failed, counts, now_ms, policy, jitter)
+    return QueueChange(replace(failed, status=FAILED), counts)
+
+
+def expire_lease(job: QueueJob, now_ms: float, policy: QueuePolicy, jitter: float) -> QueueChange:
+    """A lease ran out: the run ends `lost` (no duration: nobody knows when it stopped)."""
+    if job.status != RUNNING or job.lease_expires_ms is None or job.lease_expires_ms >= now_ms:
+        return QueueChange(job)  # a worker finished or extended it meanwhile
+    counts = CountDeltas()
+    counts[(*job.series, FINISHED, "lost")] += 1
+    lost = replace(job, last_error=LEASE_EXPIRED_ERROR, finished_ms=now_ms, lease_expires_ms=None)
+    if job.attempts < job.max_attempts:
+        return _requeue(lost, counts, now_ms, policy, jitter)
+    return QueueChange(replace(lost, status=FAILED), counts)
+
+
+def manual_retry(job: QueueJob, now_ms: float) -> QueueChange:
+    """A failed job goes back to pending, due now; it gets one more attempt."""
+    if job.status != FAILED:
+        raise JobConflict(f"job {job.id} is {job.status}; only failed jobs can be retried")
+    counts = CountDeltas()
+    counts[(*job.series, RETRIES, "manual")] += 1
+    counts[(*job.series, PENDING, "")] += 1
+    pending = replace(
+        job, status=PENDING_STATUS, worker=None, next_attempt_ms=now_ms, lease_expires_ms=None
+    )
+    return QueueChange(pending, counts)
+
+
+def _finish_counts(job: QueueJob, outcome: str, now_ms: float, buckets: Buckets) -> CountDeltas:
+    counts = CountDeltas()
+    counts[(*job.series, FINISHED, outcome)] += 1
+    seconds = (now_ms - (job.started_ms or now_ms)) / 1000
+    observe(counts, buckets, job.series, DURATION_BUCKET, DURATION_SUM, seconds)
+    return counts
+
+
+def _requeue(
+    job: QueueJob, counts: CountDeltas, now_ms: float, policy: QueuePolicy, jitter: float
+) -> QueueChange:
+    counts[(*job.series, RETRIES, "automatic")] += 1
+    counts[(*job.series, PENDING, "")] += 1
+    due = now_ms + policy.backoff.delay_ms(job.attempts, jitter)
+    return QueueChange(
+        replace(job, status=PENDING_STATUS, worker=None, next_attempt_ms=due), counts
+    )
+
+
+# --- the queue -------------------------------------------------------------------------
+
+
+class JobQueue:
+    """The job API's operations over a store; safe to call from many threads."""
+
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        policy: QueuePolicy | None = None,
+        guard: LabelGuard | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.policy = policy or QueuePolicy()
+        self.guard = guard or LabelGuard()
+        self._rng = rng or random.Random()
+        self._rng_lock = threading.Lock()  # random.Random is not documented thread-safe
+        self._labels: SourceIndex | None = None
+        self._labels_lock = threading.Lock()
+
+    def create(
+        self,
+        job_type: str,
+        name: str,
+        payload: bytes | None = None,
+        max_attempts: int | None = None,
+    ) -> QueueJob:
+        """A new pending job, due now; `pending` +1 in the same transaction."""
+        now_ms = self.clock.now_ms()
+        with self._labels_lock:  # the guard's admitted series must not race
+            index = self._label_index()
+            plan = Plan()
+            series = self.guard.labels(index, plan, job_type, name)
+            job = QueueJob(
+                id=uuid.uuid4().hex,
+                type=job_type,
+                name=name,
+                label_type=series[0],
+                label_name=series[1],
+                status=PENDING_STATUS,
+                payload=payload,
+                result=None,
+                attempts=0,
+                max_attempts=max_attempts or self.policy.default_max_attempts,
+                last_error=None,
+                worker=None,
+                created_ms=now_ms,
+                started_ms=None,
+                finished_ms=None,
+                next_attempt_ms=now_ms,
+                lease_expires_ms=None,
+            )
+            counts = plan.counts  # holds the folded-jobs count when the guard folded
+            counts[(*series, PENDING, "")] += 1
+            created = self.store.queue_insert(QueueChange(job, counts))
+            index.admit(plan.new_series)
+        return created
+
+    def get(self, job_id: str) -> QueueJob:
+        job = self.store.queue_get(job_id)
+        if job is None:
+            raise UnknownJob(job_id)
+        return job
+
+    def list(self, query: QueueQuery) -> tuple[list[QueueJob], int | None]:
+        """One page and the cursor of the next (None on the last page)."""
+        jobs = self.store.queue_list(replace(query, limit=query.limit + 1))
+        if len(jobs) > query.limit:
+            jobs = jobs[: query.limit]
+            return jobs, jobs[-1].seq
+        return jobs, None
+
+    def lease(
+        self, worker: str, types: Sequence[str] | None = None, lease_s: float | None = None
+    ) -> QueueJob | None:
+        """The oldest due pending job (of `types`, if given), now running for `worker`."""
+        now_ms = self.clock.now_ms()
+        seconds = lease_s or self.policy.default_lease_s
+        buckets = self.policy.buckets
+        return self.store.queue_lease(
+            list(types) if types else None,
+            now_ms,
+            lambda job: start_run(job, worker, now_ms, seconds, buckets),
+        )
+
+    def heartbeat(self, job_id: str, worker: str, lease_s: float | None = None) -> QueueJob:
+        now_ms = self.clock.now_ms()
+        seconds = lease_s or self.policy.default_lease_s
+        return self._update(job_id, lambda job: extend_lease(job, worker, now_ms, seconds))
+
+    def complete(self, job_id: str, worker: str, result: bytes | None = None) -> QueueJob:
+        now_ms = self.clock.now_ms()
+        buckets = self.policy.buckets
+        return self._update(job_id, lambda job: complete_run(job, worker, result, now_ms, buckets))
+
+    def fail(self, job_id: str, worker: str, error: str, retryable: bool) -> QueueJob:
+        now_ms = self.clock.now_ms()
+        jitter = self._draw()
+        return self._update(
+            job_id,
+            lambda job: fail_run(job, worker, error, retryable, now_ms, self.policy, jitter),
+        )
+
+    def retry(self, job_id: str) -> QueueJob:
+        now_ms = self.clock.now_ms()
+        return self._update(job_id, lambda job: manual_retry(job, now_ms))
+
+    def expire_leases(self) -> int:
+        """End every run whose lease ran out as `lost`; returns how many. Never raises for
+        an empty queue, so the scheduler can call it every second."""
+        now_ms = self.clock.now_ms()
+        expired = 0
+        while True:
+            jobs = self.store.queue_expire(
+                now_ms,
+                lambda job: expire_lease(job, now_ms, self.policy, self._draw()),
+                EXPIRE_BATCH,
+            )
+            expired += len(jobs)
+            if len(jobs) < EXPIRE_BATCH:
+                return expired
+
+    def _update(self, job_id: str, transition) -> QueueJob:
+        job = self.store.queue_update(job_id, transition)
+        if job is None:
+            raise UnknownJob(job_id)
+        return job
+
+    def _label_index(self) -> SourceIndex:
+        if self._labels is None:
+            index = SourceIndex(API_SOURCE)
+            index.admit(self.store.queue_series())
+            self._labels = index
+        return self._labels
+
+    def _draw(self) -> float:
+        """One jitter draw from the injected random source (a seeded or stub one in tests)."""
+        with self._rng_lock:
+            return self._rng.random()

@@ -1,0 +1,76 @@
+"""Plain data shared by the job queue (which decides) and the store (which writes): no logic.
+
+Kept apart from `records` so the store can import it without importing the queue's logic,
+and the queue can import the store without a cycle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from exporter.counts import CountDeltas
+
+API_SOURCE = "api"  # the `source` label of every job-API series (CONTRACT section 3)
+
+PENDING = "pending"
+RUNNING = "running"
+COMPLETED = "completed"
+FAILED = "failed"
+STATUSES = (PENDING, RUNNING, COMPLETED, FAILED)
+
+
+@dataclass(frozen=True, slots=True)
+class QueueJob:
+    """One job-API job as the store keeps it (column order of the store's queue_jobs table).
+
+    `payload` and `result` are raw JSON text, stored and served as given. `label_type` and
+    `label_name` are the metric labels after the cardinality guard, fixed at creation so
+    every run of the job is counted under the same series.
+    """
+
+    id: str
+    type: str
+    name: str
+    label_type: str
+    label_name: str
+    status: str
+    payload: bytes | None
+    result: bytes | None
+    attempts: int
+    max_attempts: int
+    last_error: str | None
+    worker: str | None
+    created_ms: float
+    started_ms: float | None  # start of the current or last run
+    finished_ms: float | None
+    next_attempt_ms: float | None  # when a pending job becomes due
+    lease_expires_ms: float | None
+    seq: int = 0  # insertion order, assigned by the store; the paging cursor
+
+    @property
+    def series(self) -> tuple[str, str]:
+        return (self.label_type, self.label_name)
+
+
+@dataclass(frozen=True, slots=True)
+class QueueChange:
+    """A job's new state and the count deltas (source `api`) to write with it, atomically."""
+
+    job: QueueJob
+    counts: CountDeltas = field(default_factory=CountDeltas)
+
+
+# Decides a job's next state from its current one; raising aborts the whole transaction.
+Transition = Callable[[QueueJob], QueueChange]
+
+
+@dataclass(frozen=True, slots=True)
+class QueueQuery:
+    """A page of jobs in insertion order, after the cursor `after_seq`, optionally filtered."""
+
+    status: str | None = None
+    type: str | None = None
+    name: str | None = None
+    after_seq: int = 0
+    limit: int = 100

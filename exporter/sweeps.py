@@ -1,0 +1,70 @@
+"""Periodic clean-ups the scheduler runs: expired job-API leases and overdue pushed jobs.
+
+Both only finish runs that nobody will finish any more, each in its own transaction; a store
+failure is logged and counted, and the next sweep tries again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection
+
+from exporter.clock import Clock
+from exporter.health import HealthBoard
+from exporter.ingest import Ingestor
+from exporter.queue import JobQueue
+from exporter.queue_records import API_SOURCE
+from exporter.store import StoreError
+
+log = logging.getLogger(__name__)
+
+
+class Sweeper:
+    def __init__(
+        self,
+        queue: JobQueue,
+        ingestor: Ingestor,
+        clock: Clock,
+        health: HealthBoard,
+        scraped: Collection[str],
+        push_lost_after_s: float,
+    ) -> None:
+        self.queue = queue
+        self.ingestor = ingestor
+        self.clock = clock
+        self.health = health
+        self.scraped = frozenset(scraped)
+        self.push_lost_after_ms = push_lost_after_s * 1000
+
+    def leases(self) -> int:
+        """End runs whose lease expired as `lost`; requeue those with attempts left."""
+        try:
+            expired = self.queue.expire_leases()
+        except StoreError as error:
+            self.health.record_store_error()
+            log.error("could not expire job leases: %s", error)
+            return 0
+        if expired:
+            log.info("%d job lease(s) expired; counted lost", expired)
+        return expired
+
+    def pushed(self) -> int:
+        """Count pushed jobs running for longer than allowed as `lost`."""
+        now_ms = self.clock.now_ms()
+        cutoff_ms = now_ms - self.push_lost_after_ms
+        lost = 0
+        try:
+            running = self.ingestor.store.snapshot().running
+            overdue = {
+                source
+                for (source, _type, _name), stats in running.items()
+                if stats.oldest_start_ms < cutoff_ms
+            }
+            for source in sorted(overdue - self.scraped - {API_SOURCE}):
+                lost += len(self.ingestor.expire_running(source, cutoff_ms, now_ms).finishes)
+        except StoreError as error:
+            self.health.record_store_error()
+            log.error("could not expire overdue pushed jobs: %s", error)
+        if lost:
+            log.info("%d pushed job(s) still running after the timeout; counted lost", lost)
+        return lost
