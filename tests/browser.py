@@ -14,9 +14,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 
-from tests.fixtures import require_tool
+from tests.fixtures import require_tool, wait_until
+from tests.processes import ExporterProcess
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
@@ -82,3 +84,20 @@ def screens(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Screen
     yield made
     made.close()
     assert not made.errors, f"uncaught errors in the page: {made.errors}"
+
+
+@pytest.fixture(scope="session")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ExporterProcess]:
+    """`job-exporter demo` on 127.0.0.1, once it has a first rate to chart."""
+    process = ExporterProcess("demo", "--listen", "127.0.0.1:0",
+                              cwd=tmp_path_factory.mktemp("demo"))  # fmt: skip
+
+    def has_rates() -> bool:
+        summary = requests.get(f"{process.url}/api/v1/stats/summary", timeout=5).json()
+        return any(summary["series"]["started"])
+
+    try:
+        wait_until(has_rates, timeout=30, step=0.5)
+        yield process
+    finally:
+        process.stop()

@@ -1,43 +1,23 @@
 """The built-in dashboard in real headless Chromium, against the demo on 127.0.0.1.
 
-One demo process serves every test here (it needs a few seconds of history first); each test
+One demo process (the `demo` fixture of tests/browser.py) serves every browser test; each test
 opens its own browser context. Screenshots land in `test-artifacts/`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import requests
 from playwright.sync_api import Page, expect
 
 from tests.browser import Screens
-from tests.fixtures import wait_until
-from tests.processes import ExporterProcess
 
 pytestmark = pytest.mark.slow
 
 CHART_STATE = """() => [...document.querySelectorAll('[data-chart]')].map(c => ({
     chart: c.dataset.chart, points: Number(c.dataset.points || 0),
     lastT: Number(c.dataset.lastT || 0), values: Number(c.dataset.values || 0)}))"""
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ExporterProcess]:
-    process = ExporterProcess("demo", "--listen", "127.0.0.1:0",
-                              cwd=tmp_path_factory.mktemp("demo"))  # fmt: skip
-
-    def has_rates() -> bool:
-        series = requests.get(f"{process.url}/api/v1/stats/summary", timeout=5).json()["series"]
-        return any(value for value in series["started"])
-
-    try:
-        wait_until(has_rates, timeout=30, step=0.5)
-        yield process
-    finally:
-        process.stop()
 
 
 def charts_with_data(page: Page, at_least: int, timeout_ms: float = 30_000) -> list[dict]:

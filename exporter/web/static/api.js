@@ -2,6 +2,17 @@
 // errors turned into one readable message from the contract's {"error", "errors"} shape.
 
 const TIMEOUT_MS = 15000;
+const TOKEN_KEY = "job-exporter.token";
+
+/** The API token, when the exporter requires one: kept for this tab only (sessionStorage). */
+export function token() {
+  return sessionStorage.getItem(TOKEN_KEY) || "";
+}
+
+export function setToken(value) {
+  if (value) sessionStorage.setItem(TOKEN_KEY, value);
+  else sessionStorage.removeItem(TOKEN_KEY);
+}
 
 export class ApiError extends Error {
   constructor(message, status, fields = []) {
@@ -32,10 +43,12 @@ export async function request(path, { method = "GET", body, query } = {}) {
   const timer = setTimeout(() => controller.abort(), TIMEOUT_MS);
   let response;
   try {
+    const headers = { Accept: "application/json" };
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    if (token()) headers.Authorization = `Bearer ${token()}`;
     response = await fetch(url, {
       method,
-      headers: body === undefined ? { Accept: "application/json" }
-        : { Accept: "application/json", "Content-Type": "application/json" },
+      headers,
       body: body === undefined ? undefined : JSON.stringify(body),
       signal: controller.signal,
       cache: "no-store",
@@ -55,7 +68,9 @@ export async function request(path, { method = "GET", body, query } = {}) {
     if (response.ok) throw new ApiError(`${url.pathname}: the answer was not JSON`, response.status);
   }
   if (!response.ok) {
-    throw new ApiError(describe(decoded, response.status), response.status, decoded?.errors || []);
+    let message = describe(decoded, response.status);
+    if (response.status === 401) message += " (enter the API token in Settings)";
+    throw new ApiError(message, response.status, decoded?.errors || []);
   }
   return decoded;
 }

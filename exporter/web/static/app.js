@@ -1,6 +1,7 @@
 // The page's entry point: routes between the four views by the address's hash, polls the
 // shown view at the configured interval, and wires the settings dialog and theme switch.
 
+import { setToken, token } from "./api.js";
 import * as settingsStore from "./settings.js";
 import * as summaryView from "./view-summary.js";
 import * as typesView from "./view-types.js";
@@ -62,6 +63,7 @@ function setUpSettings() {
     form.pollSeconds.value = values.pollSeconds;
     form.maxPoints.value = values.maxPoints;
     form.theme.value = values.theme;
+    form.token.value = token();
     error.hidden = true;
     dialog.showModal();
   });
@@ -80,6 +82,7 @@ function setUpSettings() {
       error.hidden = false;
       return;
     }
+    setToken(form.token.value.trim());
     settingsStore.save(proposed);
   });
   document.getElementById("theme-toggle").addEventListener("click", () => {

@@ -39,6 +39,8 @@ export function checkNewJob({ type, name, payload, maxAttempts }) {
   return { problems, body };
 }
 
+const pretty = (value) => (value === undefined || value === null ? "null" : JSON.stringify(value, null, 2));
+
 const badge = (status) => h("span", { class: `badge badge-${status}`, dataset: { status } }, status);
 
 export function mount(root, context) {
@@ -189,7 +191,7 @@ export function mount(root, context) {
   function renderDetails(job) {
     const row = (name, value) => [h("dt", {}, name), h("dd", {}, value ?? "–")];
     const message = actionMessages.get(job.id);
-    detailsBody.replaceChildren(
+    const children = [
       h("p", { class: "details-title" }, badge(job.status), " ", h("strong", {}, job.name),
         h("span", { class: "muted" }, ` ${job.type}`)),
       h("dl", {},
@@ -204,11 +206,14 @@ export function mount(root, context) {
       job.lastError ? h("pre", { class: "error-box", dataset: { field: "lastError" } }, String(job.lastError))
         : h("p", { class: "muted" }, "None"),
       h("h3", {}, "Payload"),
-      h("pre", { class: "payload", dataset: { field: "payload" } },
-        job.payload === undefined || job.payload === null ? "null" : JSON.stringify(job.payload, null, 2)),
+      h("pre", { class: "payload", dataset: { field: "payload" } }, pretty(job.payload)),
+      job.result !== undefined && job.result !== null
+        ? [h("h3", {}, "Result"), h("pre", { class: "payload", dataset: { field: "result" } }, pretty(job.result))]
+        : null,
       job.status === "failed" ? h("div", { class: "buttons" }, retryButton(job)) : null,
       message ? h("p", { class: "form-result", dataset: { state: message.state } }, message.text) : null,
-    );
+    ];
+    detailsBody.replaceChildren(...children.flat().filter(Boolean));
     detailsPanel.dataset.jobId = job.id;
     detailsPanel.dataset.status = job.status;
   }
