@@ -63,6 +63,7 @@ export function mount(root, context) {
   return {
     async refresh() {
       await ready;
+      if (!chosen) await loadNames(); // none had history yet: look again on every poll
       if (!chosen) {
         title.textContent = "No job function chosen yet";
         return;
