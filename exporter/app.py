@@ -7,7 +7,7 @@ import random
 from flask import Flask
 
 from exporter import web
-from exporter.api import auth, demo, errors, jobs, metrics, openapi, push, stats
+from exporter.api import auth, bodies, demo, errors, jobs, metrics, openapi, push, stats
 from exporter.clock import Clock
 from exporter.config import Settings
 from exporter.runtime import EXTENSION, Runtime
@@ -31,6 +31,7 @@ def create_app(
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes  # larger bodies: 413
     runtime = app.extensions[EXTENSION] = Runtime(settings, clock=clock, store=store, rng=rng)
     errors.init_app(app)
+    bodies.init_app(app)
     auth.init_app(app, settings)
     app.register_blueprint(metrics.blueprint)
     app.register_blueprint(push.blueprint)

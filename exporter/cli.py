@@ -44,8 +44,7 @@ DEMO_WORKERS = 3
 
 def option(flag: str, *names: str, **kwargs: Any):
     """A click option that also reads JOB_EXPORTER_<OPTION> (CONTRACT section 5)."""
-    # An on/off pair (--x/--no-x) reads the variable of its first name.
-    variable = "JOB_EXPORTER_" + flag.split("/")[0].lstrip("-").upper().replace("-", "_")
+    variable = "JOB_EXPORTER_" + flag.lstrip("-").upper().replace("-", "_")
     return click.option(flag, *names, envvar=variable, show_envvar=True, **kwargs)
 
 
@@ -97,7 +96,8 @@ def _api_options(func):
             help="Bearer token every write under /api/ must send (none: open).",
         ),
         option(
-            "--api-token-reads/--no-api-token-reads",
+            "--api-token-reads",
+            is_flag=True,
             default=False,
             help="Require the token for reads under /api/ too (/metrics stays open).",
         ),
@@ -238,9 +238,7 @@ def serve(ctx: click.Context, **options: Any) -> None:
 @main.command()
 @_common_options
 @option("--listen", default="127.0.0.1:9188", help="HOST:PORT to serve on.")
-@option(
-    "--store", default=None, help="Store URL [default: a new SQLite file in a temporary folder]"
-)
+@option("--store", default=None, help="Store URL  [default: a file in a temporary folder]")
 @option(
     "--workers",
     type=click.IntRange(0, 64),

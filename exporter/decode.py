@@ -70,7 +70,7 @@ def _semantic_error(job: JobInfo, latest_start_ms: float) -> tuple[str, str] | N
     return None
 
 
-def decode_jobs(body: bytes, now_ms: float) -> Decoded:
+def decode_jobs(body: bytes | bytearray, now_ms: float) -> Decoded:
     """Decode a JSON array of JobInfoBase; raise InvalidDocument if it is not one."""
     positions: list[int] | None = None  # None: jobs[i] is item i of the input
     try:
@@ -83,7 +83,9 @@ def decode_jobs(body: bytes, now_ms: float) -> Decoded:
     return _apply_semantic_rules(jobs, positions, errors, now_ms)
 
 
-def _decode_item_by_item(body: bytes) -> tuple[list[JobInfo], list[int], list[ItemError]]:
+def _decode_item_by_item(
+    body: bytes | bytearray,
+) -> tuple[list[JobInfo], list[int], list[ItemError]]:
     try:
         raw_items = _raw_list_decoder.decode(body)
     except (msgspec.ValidationError, msgspec.DecodeError) as error:

@@ -10,23 +10,29 @@ import gzip
 import threading
 from collections.abc import Callable, Hashable
 
-from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
+
+from exporter.metrics_view import MetricsView
+from exporter.render import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, render
 
 
 class MetricsPage:
-    def __init__(self, registry: CollectorRegistry, cache_key: Callable[[], Hashable | None]):
-        self.registry = registry
+    def __init__(
+        self, view: Callable[[], MetricsView], cache_key: Callable[[], Hashable | None]
+    ) -> None:
+        self._view = view
         self._cache_key = cache_key
         self._lock = threading.Lock()
         self._key: Hashable | None = None
-        self._rendered: dict[tuple[str, bool], bytes] = {}
+        self._rendered: dict[tuple[bool, bool], bytes] = {}
 
     def render(self, accept: str | None, gzip_ok: bool) -> tuple[bytes, str]:
         """The body (gzipped when `gzip_ok`) and its content type, chosen from `accept`."""
-        encoder, content_type = choose_encoder(accept or "")
+        _, negotiated = choose_encoder(accept or "")  # prometheus_client's own negotiation
+        openmetrics = negotiated.startswith("application/openmetrics-text")
+        content_type = OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE
         key = self._cache_key()
-        slot = (content_type, gzip_ok)
+        slot = (openmetrics, gzip_ok)
         with self._lock:
             if key is None or key != self._key:
                 self._rendered.clear()
@@ -34,7 +40,7 @@ class MetricsPage:
             cached = self._rendered.get(slot)
         if cached is not None:
             return cached, content_type
-        body = encoder(self.registry)
+        body = render(self._view(), openmetrics)
         if gzip_ok:
             body = gzip.compress(body, compresslevel=5)
         if key is not None:

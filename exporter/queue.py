@@ -321,6 +321,11 @@ class JobQueue:
             if len(jobs) < EXPIRE_BATCH:
                 return expired
 
+    def prune(self, retention_ms: float) -> int:
+        """Forget completed and failed jobs finished longer ago than the retention period
+        (their counts stay, as for sources); returns how many."""
+        return self.store.queue_prune(self.clock.now_ms() - retention_ms)
+
     def _update(self, job_id: str, transition) -> QueueJob:
         job = self.store.queue_update(job_id, transition)
         if job is None:

@@ -85,17 +85,24 @@ class SourceIndex:
     finished: set[str] = field(default_factory=set)
     series: set[Series] = field(default_factory=set)
     types: set[str] = field(default_factory=set)
+    _canonical: dict[Series, Series] = field(default_factory=dict, repr=False)
 
     def admit(self, series: Iterable[Series]) -> None:
         for pair in series:
             self.series.add(pair)
             self.types.add(pair[0])
 
+    def canonical(self, series: Series) -> Series:
+        """One shared tuple per series: running jobs then hold no strings of their own, so
+        the decoded response they came from can be freed whole."""
+        return self._canonical.setdefault(series, series)
+
     def apply(self, plan: Plan, generation: int) -> None:
         """Bring the index up to date after the store committed `plan`."""
         for row in plan.inserts:
             if row.outcome is None:
-                self.running[row.id] = RunningJob((row.label_type, row.label_name), row.start_ms)
+                series = self.canonical((row.label_type, row.label_name))
+                self.running[row.id] = RunningJob(series, row.start_ms)
             else:
                 self.finished.add(row.id)
         for finish in plan.finishes:

@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 EXTENSION = "job_exporter"
 
 
-PUSH_SWEEP_MAX_INTERVAL_S = 60.0
+PUSH_SWEEP_MAX_INTERVAL_S = 60.0  # also the pace of pruning finished API jobs
 
 
 class Runtime:
@@ -62,9 +62,12 @@ class Runtime:
                 retention_ms=settings.retention_days * 24 * 3600 * 1000,
             ),
         )
+        # The scrape timeout bounds the whole scrape, as Prometheus's own does: a source
+        # trickling one byte at a time is cut off as surely as one that never answers.
         limits = FetchLimits(
+            connect_timeout=min(3.0, settings.scrape_timeout),
             read_timeout=settings.scrape_timeout,
-            total_timeout=max(settings.scrape_timeout * 3, 30.0),
+            total_timeout=settings.scrape_timeout,
             max_bytes=settings.max_response_bytes,
         )
         self.scraper = Scraper(self.ingestor, targets, self.clock, self.health, limits=limits)
@@ -73,7 +76,7 @@ class Runtime:
             self.store, self.health, self.ingestor.rules.buckets, __version__
         )
         self.registry.register(self.collector)
-        self.metrics_page = MetricsPage(self.registry, self.collector.cache_key)
+        self.metrics_page = MetricsPage(self.collector.view, self.collector.cache_key)
         self.queue = JobQueue(
             self.store,
             self.clock,
@@ -93,6 +96,7 @@ class Runtime:
             self.health,
             scraped=self.scraper.targets.keys(),
             push_lost_after_s=settings.push_lost_after,
+            retention_ms=self.ingestor.rules.retention_ms,
         )
         self.demo_crew = (
             DemoCrew(self.queue, settings.demo_workers) if settings.demo_workers else None
@@ -101,7 +105,10 @@ class Runtime:
         self._scheduler: BackgroundScheduler | None = None
 
     def start(self) -> None:
-        """Scrape every source on its own interval, first right away; sample the history."""
+        """Scrape every source on its own interval, first right away; sample the dashboard's
+        history; sweep expired leases (every `lease_sweep_interval`), overdue pushed jobs and
+        old API jobs; start the demo crew when asked. Sweeps are safe with several replicas:
+        each one's writes check the state they change, in the same transaction."""
         scheduler = BackgroundScheduler(
             executors={
                 "default": {"type": "threadpool", "max_workers": 4 + len(self.scraper.targets)}
@@ -135,6 +142,12 @@ class Runtime:
             "interval",
             seconds=min(PUSH_SWEEP_MAX_INTERVAL_S, self.settings.push_lost_after),
             id="sweep:pushed",
+        )
+        scheduler.add_job(
+            self.sweeper.finished_api_jobs,
+            "interval",
+            seconds=PUSH_SWEEP_MAX_INTERVAL_S,
+            id="sweep:api-retention",
         )
         scheduler.start()
         self._scheduler = scheduler

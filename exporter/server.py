@@ -20,6 +20,10 @@ from exporter.app import runtime_of
 
 log = logging.getLogger(__name__)
 
+# A /metrics page of thousands of series is megabytes; waitress spools any response over
+# its 1 MiB default to a temporary file, so keep pages that size in memory.
+OUTBUF_OVERFLOW_BYTES = 64 * 1024 * 1024
+
 
 def bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -45,7 +49,10 @@ def serve(sock: socket.socket, build_app: Callable[[], Flask], threads: int = 8)
     """Run until a signal; every part is stopped even when building or serving fails."""
     app = build_app()
     runtime = runtime_of(app)
-    server = create_server(app, sockets=[sock], threads=threads, ident="job-exporter")
+    server = create_server(
+        app, sockets=[sock], threads=threads, ident="job-exporter",
+        outbuf_overflow=OUTBUF_OVERFLOW_BYTES,
+    )  # fmt: skip
 
     stopping = False
 

@@ -1,4 +1,5 @@
-"""Periodic clean-ups the scheduler runs: expired job-API leases and overdue pushed jobs.
+"""Periodic clean-ups the scheduler runs: expired job-API leases, overdue pushed jobs and
+finished job-API jobs past retention.
 
 Both only finish runs that nobody will finish any more, each in its own transaction; a store
 failure is logged and counted, and the next sweep tries again.
@@ -28,6 +29,7 @@ class Sweeper:
         health: HealthBoard,
         scraped: Collection[str],
         push_lost_after_s: float,
+        retention_ms: float = 7 * 24 * 3600 * 1000,
     ) -> None:
         self.queue = queue
         self.ingestor = ingestor
@@ -35,6 +37,7 @@ class Sweeper:
         self.health = health
         self.scraped = frozenset(scraped)
         self.push_lost_after_ms = push_lost_after_s * 1000
+        self.retention_ms = retention_ms
 
     def leases(self) -> int:
         """End runs whose lease expired as `lost`; requeue those with attempts left."""
@@ -47,6 +50,18 @@ class Sweeper:
         if expired:
             log.info("%d job lease(s) expired; counted lost", expired)
         return expired
+
+    def finished_api_jobs(self) -> int:
+        """Forget job-API jobs finished longer ago than the retention period."""
+        try:
+            pruned = self.queue.prune(self.retention_ms)
+        except StoreError as error:
+            self.health.record_store_error()
+            log.error("could not prune finished API jobs: %s", error)
+            return 0
+        if pruned:
+            log.info("pruned %d finished API job(s) past retention", pruned)
+        return pruned
 
     def pushed(self) -> int:
         """Count pushed jobs running for longer than allowed as `lost`."""

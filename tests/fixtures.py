@@ -27,6 +27,7 @@ from exporter.app import create_app, runtime_of
 from exporter.clock import ManualClock
 from exporter.config import Settings, SourceSettings
 from exporter.sources.scrape import ScrapeResult
+from tests.postgres_cluster import PostgresCluster
 
 START_MS = 1_700_000_000_000.0
 
@@ -40,6 +41,7 @@ class Reply:
     headers: dict[str, str] = field(default_factory=lambda: {"Content-Type": "application/json"})
     hang: threading.Event | None = None  # wait on this before answering
     chunked: bool = False  # send without Content-Length
+    trickle_s: float | None = None  # pause between single bytes of the body
 
 
 class JobSource:
@@ -61,7 +63,17 @@ class JobSource:
                 self.send_response(reply.status)
                 for name, value in reply.headers.items():
                     self.send_header(name, value)
-                if reply.chunked:
+                if reply.trickle_s is not None:
+                    self.send_header("Content-Length", str(len(reply.body)))
+                    self.end_headers()
+                    try:
+                        for byte in reply.body:
+                            self.wfile.write(bytes([byte]))
+                            self.wfile.flush()
+                            time.sleep(reply.trickle_s)
+                    except OSError:
+                        pass  # the exporter gave up on us, as it should
+                elif reply.chunked:
                     self.send_header("Transfer-Encoding", "chunked")
                     self.end_headers()
                     for start in range(0, len(reply.body), 65536):
@@ -226,3 +238,19 @@ def promtool_check_metrics(text: str) -> subprocess.CompletedProcess[str]:
         [require_tool("promtool"), "check", "metrics"],
         input=text, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[PostgresCluster]:
+    """One throwaway PostgreSQL cluster for the session; each test takes a new database."""
+    cluster = PostgresCluster()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh store of each kind: a SQLite file, and a database on a real PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.db'}"
+    return request.getfixturevalue("postgres_cluster").new_database()

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 import socket
 import threading
+import time
 
 import pytest
 
@@ -48,6 +50,16 @@ def test_timeout_when_the_source_hangs(make_exporter, job_source: JobSource):
     assert_fault_counted(exporter, "timeout")
 
 
+def test_timeout_when_the_source_trickles(make_exporter, job_source: JobSource):
+    """Each byte arrives well within the read timeout; the whole scrape still may not."""
+    exporter = make_exporter({"app": job_source.url}, scrape_timeout=0.5)
+    job_source.reply = Reply(body=json.dumps([job("a")]).encode(), trickle_s=0.05)
+    started = time.monotonic()
+    assert exporter.scrape().reason == "timeout"
+    assert time.monotonic() - started < 5
+    assert_fault_counted(exporter, "timeout")
+
+
 @pytest.mark.parametrize("status", [500, 503, 404])
 def test_http_status(exporter: Exporter, job_source: JobSource, status: int):
     job_source.reply = Reply(status=status, body=b'{"error": "down"}')
@@ -74,6 +86,19 @@ def test_too_large(make_exporter, job_source: JobSource, chunked: bool):
     assert exporter.scrape().reason == "too_large"
     assert_fault_counted(exporter, "too_large")
     assert exporter.metrics().job("background_jobs_started_total") is None
+
+
+def test_gzip_bodies_are_decoded_and_bombs_are_capped(make_exporter, job_source: JobSource):
+    exporter = make_exporter({"app": job_source.url}, max_response_bytes=64 * 1024)
+    headers = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
+    job_source.reply = Reply(body=gzip.compress(json.dumps([job("a")]).encode()), headers=headers)
+    assert exporter.scrape().ok
+    bomb = b"[" + b" " * 10_000_000 + b"]"  # 10 MB of spaces: about 10 kB compressed
+    job_source.reply = Reply(body=gzip.compress(bomb), headers=headers)
+    assert exporter.scrape().reason == "too_large"
+    metrics = exporter.metrics()
+    assert metrics.value(ERRORS, source="app", reason="too_large") == 1
+    assert metrics.job("background_jobs_started_total") == 1
 
 
 def test_a_fault_is_logged_once_per_change_of_state(

@@ -22,7 +22,7 @@ ALWAYS_OPEN = frozenset({"/api/openapi.json", "/api/docs"})
 def init_app(app: Flask, settings: Settings) -> None:
     if settings.api_token is None:
         return
-    expected = f"Bearer {settings.api_token}".encode()
+    expected = settings.api_token.encode()
 
     @app.before_request
     def require_token():
@@ -31,8 +31,8 @@ def init_app(app: Flask, settings: Settings) -> None:
             return None
         if request.method in READ_METHODS and not settings.api_token_reads:
             return None
-        given = request.headers.get("Authorization", "").encode()
-        if hmac.compare_digest(given, expected):
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), expected):
             return None
         response = error_response(
             401,

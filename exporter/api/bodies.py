@@ -10,9 +10,10 @@ import re
 from typing import TypeVar
 
 import msgspec
-from flask import request
+from flask import Flask, current_app, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
-from exporter.api.errors import ApiError
+from exporter.api.errors import ApiError, error_response
 
 T = TypeVar("T")
 BODY_FIELD = "body"  # the `field` of an error about the body as a whole
@@ -20,6 +21,16 @@ BODY_FIELD = "body"  # the `field` of an error about the body as a whole
 _AT_PATH = re.compile(r" - at `\$\.?(.*)`$")
 _MISSING = re.compile(r"missing required field `(\w+)`")
 _UNKNOWN = re.compile(r"unknown field `(\w+)`")
+
+
+def init_app(app: Flask) -> None:
+    """A body over MAX_CONTENT_LENGTH answers 413 naming the body and the cap."""
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def too_large(_exception: RequestEntityTooLarge):
+        cap = current_app.config.get("MAX_CONTENT_LENGTH")
+        message = f"the request body is larger than {cap} bytes"
+        return error_response(413, message, [_error(BODY_FIELD, "too large")])
 
 
 def is_json_content_type() -> bool:

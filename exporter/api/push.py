@@ -15,7 +15,7 @@ from exporter.api.errors import ApiError
 from exporter.api.responses import json_response
 from exporter.config import DEFAULT_PUSH_SOURCE, ConfigError, check_source_name
 from exporter.decode import InvalidDocument, decode_jobs
-from exporter.queue_records import API_SOURCE, COMPLETED, FAILED, QueueQuery
+from exporter.queue_records import API_SOURCE, COMPLETED, FAILED, PENDING, QueueQuery
 from exporter.records import JobRow
 from exporter.runtime import current_runtime
 from exporter.store import StoreError
@@ -104,14 +104,14 @@ def _tracked(row: JobRow) -> schemas.TrackedJob:
 
 
 def _api_jobs(queue) -> list[schemas.TrackedJob]:
-    """API jobs that have started at least once, in JobInfoBase shape (pending ones have no
-    start time, and JobInfoBase has no word for waiting)."""
+    """API jobs running or finished, in JobInfoBase shape: JobInfoBase has no word for
+    waiting, so pending jobs (new, or waiting for a retry) are left out."""
     tracked: list[schemas.TrackedJob] = []
     after = 0
     while True:
         jobs, after = queue.list(QueueQuery(after_seq=after, limit=JOBINFO_PAGE))
         for job in jobs:
-            if job.started_ms is None:
+            if job.status == PENDING or job.started_ms is None:
                 continue
             finished = job.status in (COMPLETED, FAILED)
             tracked.append(

@@ -1,9 +1,9 @@
 """One bounded HTTP GET of a source's jobs endpoint, with faults named by reason.
 
 `requests` read timeouts bound each socket read, not the whole body, so a source that
-trickles a byte at a time is also cut off by a total deadline; the body is read in chunks and
-abandoned as soon as it passes the size cap (after gzip decoding, so a small bomb cannot slip
-through).
+trickles a byte at a time is also cut off by a total deadline; the body is read as it arrives
+and abandoned as soon as it passes the size cap (after gzip decoding, so a small bomb cannot
+slip through).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 
 import requests
-from urllib3.exceptions import ProtocolError, ReadTimeoutError
+from urllib3.exceptions import HTTPError, ReadTimeoutError
 
 CHUNK_BYTES = 1 << 20
 
@@ -34,7 +34,7 @@ class FetchLimits:
     max_bytes: int = 64 * 1024 * 1024
 
 
-def fetch(session: requests.Session, url: str, limits: FetchLimits) -> bytes:
+def fetch(session: requests.Session, url: str, limits: FetchLimits) -> bytearray:
     """The response body, or FetchError with reason connection, timeout, http_status or
     too_large. Decoding the body (and `invalid_json`) is the caller's business."""
     deadline = time.monotonic() + limits.total_timeout
@@ -60,21 +60,24 @@ def fetch(session: requests.Session, url: str, limits: FetchLimits) -> bytes:
         if _is_read_timeout(error):
             raise FetchError("timeout", str(error)) from error
         raise FetchError("connection", str(error)) from error
-    except (requests.RequestException, ProtocolError) as error:
+    except ReadTimeoutError as error:
+        raise FetchError("timeout", str(error)) from error
+    except (requests.RequestException, HTTPError) as error:
         raise FetchError("connection", str(error)) from error
 
 
-def _read_body(response: requests.Response, max_bytes: int, deadline: float) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    for chunk in response.iter_content(CHUNK_BYTES):
-        size += len(chunk)
-        if size > max_bytes:
+def _read_body(response: requests.Response, max_bytes: int, deadline: float) -> bytearray:
+    """Read what has arrived, piece by piece (`read1`), so the deadline and the cap are
+    checked as data comes in rather than after a 1 MiB buffer finally fills. The pieces go
+    into one growing buffer, so a large body is never held twice (pieces and their join)."""
+    body = bytearray()
+    while chunk := response.raw.read1(CHUNK_BYTES, decode_content=True):
+        if len(body) + len(chunk) > max_bytes:
             raise FetchError("too_large", f"body passed the cap of {max_bytes} bytes")
         if time.monotonic() > deadline:
             raise FetchError("timeout", "body not complete within the total timeout")
-        chunks.append(chunk)
-    return b"".join(chunks)
+        body += chunk
+    return body
 
 
 def _is_read_timeout(error: BaseException) -> bool:

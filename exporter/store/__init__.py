@@ -1,4 +1,4 @@
-"""Open a store from its URL: `sqlite:///path/file.db` (PostgreSQL comes in a later change)."""
+"""Open a store from its URL: `sqlite:///path/file.db` or `postgresql://user@host:port/db`."""
 
 from __future__ import annotations
 
@@ -16,4 +16,11 @@ def open_store(url: str) -> Store:
         from exporter.store.sqlite import SqliteStore, sqlite_path
 
         return SqliteStore(sqlite_path(url))
-    raise ValueError(f"unsupported store URL {url!r}: expected sqlite:///path/file.db")
+    if scheme in ("postgresql", "postgres"):
+        from exporter.store.postgres import PostgresStore
+
+        return PostgresStore(url)
+    raise ValueError(
+        f"unsupported store URL {url!r}: expected sqlite:///path/file.db or "
+        "postgresql://user@host:port/db"
+    )

@@ -6,7 +6,7 @@ state means (the tracker does) and never speak HTTP.
 
 from __future__ import annotations
 
-from collections.abc import Container
+from collections.abc import Container, Hashable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -44,7 +44,7 @@ class RunningStats:
 class Snapshot:
     """Every stored count, grouped for the collector; `version` changes with any write."""
 
-    version: int
+    version: Hashable
     series: dict[SeriesKey, dict[CountName, float]] = field(default_factory=dict)
     health: dict[str, dict[CountName, float]] = field(default_factory=dict)
     running: dict[SeriesKey, RunningStats] = field(default_factory=dict)
@@ -109,6 +109,11 @@ class Store(Protocol):
 
     def queue_expire(self, now_ms: float, transition: Transition, limit: int) -> list[QueueJob]:
         """Apply `transition` to up to `limit` running jobs whose lease ended before now."""
+        ...
+
+    def queue_prune(self, finished_before_ms: float) -> int:
+        """Delete completed and failed jobs that finished before the cutoff; their counts
+        stay. Returns how many were deleted."""
         ...
 
     def ping(self) -> None:

@@ -157,7 +157,8 @@ class SqliteStore:
                     (source,),
                 ):
                     if outcome is None:
-                        running[job_id] = RunningJob((label_type, label_name), start_ms, missing)
+                        series = index.canonical((label_type, label_name))
+                        running[job_id] = RunningJob(series, start_ms, missing)
                     else:
                         finished.add(job_id)
                 index.admit(
@@ -313,6 +314,11 @@ class SqliteStore:
             ]
 
         return self._write("expiring leases", expire)
+
+    def queue_prune(self, finished_before_ms: float) -> int:
+        return self._write(
+            "pruning finished jobs", lambda db: sqlite_queue.prune(db, finished_before_ms)
+        )
 
     @staticmethod
     def _apply_change(db: sqlite3.Connection, change: QueueChange) -> QueueJob:

@@ -10,6 +10,14 @@ import sqlite3
 from collections.abc import Sequence
 
 from exporter.queue_records import QueueJob, QueueQuery
+from exporter.store.queue_rows import (
+    COLUMN_COUNT,
+    COLUMNS,
+    UPDATED,
+    insert_values,
+    row_to_job,
+    update_values,
+)
 
 # Schema version 2: the job API's jobs (see MIGRATIONS in sqlite.py).
 SCHEMA = """
@@ -36,45 +44,23 @@ CREATE TABLE queue_jobs (
 CREATE INDEX queue_jobs_due ON queue_jobs (next_attempt_ms, seq) WHERE status = 'pending';
 CREATE INDEX queue_jobs_leases ON queue_jobs (lease_expires_ms) WHERE status = 'running';
 CREATE INDEX queue_jobs_status ON queue_jobs (status, seq);
+CREATE INDEX queue_jobs_finished ON queue_jobs (finished_ms)
+    WHERE status IN ('completed', 'failed');
 """
 
-_COLUMNS = (
-    "id, type, name, label_type, label_name, status, payload, result, attempts, max_attempts,"
-    " last_error, worker, created_ms, started_ms, finished_ms, next_attempt_ms,"
-    " lease_expires_ms"
-)
-_SELECT = f"SELECT {_COLUMNS}, seq FROM queue_jobs"
-_INSERT = f"INSERT INTO queue_jobs ({_COLUMNS}) VALUES ({', '.join('?' * 17)})"
-_UPDATE = (
-    "UPDATE queue_jobs SET status = ?, payload = ?, result = ?, attempts = ?,"
-    " max_attempts = ?, last_error = ?, worker = ?, started_ms = ?, finished_ms = ?,"
-    " next_attempt_ms = ?, lease_expires_ms = ? WHERE seq = ?"
-)
-
-
-def row_to_job(row: Sequence) -> QueueJob:
-    values = list(row)
-    for position in (6, 7):  # payload, result: BLOB back to bytes
-        if values[position] is not None:
-            values[position] = bytes(values[position])
-    return QueueJob(*values)
+_SELECT = f"SELECT {COLUMNS}, seq FROM queue_jobs"
+_INSERT = f"INSERT INTO queue_jobs ({COLUMNS}) VALUES ({', '.join('?' * COLUMN_COUNT)})"
+_UPDATE = f"UPDATE queue_jobs SET {', '.join(f'{column} = ?' for column in UPDATED)} WHERE seq = ?"
 
 
 def insert(db: sqlite3.Connection, job: QueueJob) -> QueueJob:
-    values = _insert_values(job)
+    values = insert_values(job)
     cursor = db.execute(_INSERT, values)
     return row_to_job((*values, cursor.lastrowid))
 
 
 def update(db: sqlite3.Connection, job: QueueJob) -> None:
-    db.execute(
-        _UPDATE,
-        (
-            job.status, job.payload, job.result, job.attempts, job.max_attempts,
-            job.last_error, job.worker, job.started_ms, job.finished_ms,
-            job.next_attempt_ms, job.lease_expires_ms, job.seq,
-        ),
-    )  # fmt: skip
+    db.execute(_UPDATE, update_values(job))
 
 
 def get(db: sqlite3.Connection, job_id: str) -> QueueJob | None:
@@ -114,6 +100,14 @@ def page(db: sqlite3.Connection, query: QueueQuery) -> list[QueueJob]:
     return [row_to_job(row) for row in db.execute(f"{sql} ORDER BY seq LIMIT ?", params)]
 
 
+def prune(db: sqlite3.Connection, finished_before_ms: float) -> int:
+    cursor = db.execute(
+        "DELETE FROM queue_jobs WHERE status IN ('completed', 'failed') AND finished_ms < ?",
+        (finished_before_ms,),
+    )
+    return cursor.rowcount
+
+
 def series(db: sqlite3.Connection, source: str) -> set[tuple[str, str]]:
     """Every (type, name) series the guard admitted: from jobs, and from counts that outlive
     them."""
@@ -136,12 +130,3 @@ def running_stats(db: sqlite3.Connection):
 
 def count(db: sqlite3.Connection) -> int:
     return db.execute("SELECT COUNT(*) FROM queue_jobs").fetchone()[0]
-
-
-def _insert_values(job: QueueJob) -> tuple:
-    return (
-        job.id, job.type, job.name, job.label_type, job.label_name, job.status, job.payload,
-        job.result, job.attempts, job.max_attempts, job.last_error, job.worker,
-        job.created_ms, job.started_ms, job.finished_ms, job.next_attempt_ms,
-        job.lease_expires_ms,
-    )  # fmt: skip

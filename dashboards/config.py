@@ -1,0 +1,87 @@
+"""The one place for selectors, thresholds, windows and dashboard uids.
+
+Alert rules, recording rules and dashboards all read these values, so an alert's threshold and
+the line a dashboard draws for it cannot drift apart, and an alert can link the dashboard that
+explains it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything a deployment may want to change, with the defaults the project ships."""
+
+    # Prometheus job that scrapes the exporter (prometheus/prometheus.yml uses this name).
+    exporter_job: str = "job-exporter"
+
+    # Window of the recorded rates and quantiles the dashboards and alerts read.
+    rate_window: str = "5m"
+
+    # Failure ratio: failed / all finished over `failure_window`, above the ratio, while at
+    # least `failure_min_finished` jobs finished in that window (one failure in one job is noise).
+    failure_ratio_threshold: float = 0.10
+    failure_min_finished: int = 10
+    failure_window: str = "15m"
+    failure_for: str = "15m"
+
+    # Stuck: the oldest running job of a series is older than `stuck_factor` times its usual p95
+    # duration (over `stuck_baseline_window`), and at least `stuck_min_seconds`; a series with
+    # no duration history yet is stuck after `stuck_fallback_seconds`.
+    stuck_factor: float = 3.0
+    stuck_min_seconds: int = 900
+    stuck_fallback_seconds: int = 14400
+    stuck_baseline_window: str = "6h"
+    stuck_for: str = "5m"
+
+    # Lost: any job counted lost (vanished from its source, or lease expired) in the window.
+    lost_window: str = "15m"
+    lost_threshold: int = 0
+
+    # Queue wait: p95 time from created to first started, over the rate window.
+    queue_wait_p95_seconds: int = 300
+    queue_wait_for: str = "10m"
+
+    # Backlog: more pending jobs than this, and still growing over the window.
+    backlog_min_pending: int = 100
+    backlog_window: str = "30m"
+    backlog_for: str = "15m"
+
+    # Exporter health.
+    source_down_for: str = "5m"
+    exporter_down_for: str = "5m"
+    scrape_errors_window: str = "15m"
+    scrape_errors_threshold: int = 3
+    scrape_errors_for: str = "5m"
+
+    # Where alerts point people.
+    grafana_url: str = "http://localhost:3000"
+    runbook_url: str = "docs/runbook.md"
+
+    # Fixed dashboard uids, so links and alert annotations survive re-imports.
+    summary_uid: str = "job-exporter-summary"
+    by_type_uid: str = "job-exporter-by-type"
+    by_name_uid: str = "job-exporter-by-name"
+    dashboard_tag: str = "job-exporter"
+    datasource_uid: str = "prometheus"
+
+    @property
+    def exporter_selector(self) -> str:
+        """Label matcher for the exporter's own scrape series (`up`)."""
+        return f'job="{self.exporter_job}"'
+
+    def dashboard_url(self, uid: str) -> str:
+        """Absolute link to a dashboard, for alert annotations."""
+        return f"{self.grafana_url}/d/{uid}"
+
+    def runbook(self, anchor: str) -> str:
+        """Link to one alert's section of the runbook."""
+        return f"{self.runbook_url}#{anchor}"
+
+
+DEFAULT = Config()
+
+# Quantiles the dashboards draw and the rules record.
+QUANTILES: tuple[float, ...] = (0.5, 0.95, 0.99)

@@ -1,0 +1,370 @@
+"""Prometheus recording and alert rules, built from the shared config.
+
+Recording rules precompute what the dashboards would otherwise compute on every refresh (rates,
+ratios and histogram quantiles by type and by name); alert rules read the same records and the
+thresholds in `config`, and link the dashboard and runbook section that explain them.
+Names follow Prometheus's `level:metric:operations` convention.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from dashboards.config import DEFAULT, QUANTILES, Config
+
+STN = "source, type, name"
+ST = "source, type"
+
+Rule = dict[str, Any]
+
+
+def rate_suffix(window: str) -> str:
+    """Operation suffix of a record over `window`, e.g. `rate5m`."""
+    return f"rate{window}"
+
+
+# Record names are functions of the config, so dashboards and alerts name them the same way.
+def started(level: str, cfg: Config = DEFAULT) -> str:
+    """Jobs started per second."""
+    return f"{level}:background_jobs_started:{rate_suffix(cfg.rate_window)}"
+
+
+def finished(level: str, cfg: Config = DEFAULT) -> str:
+    """Jobs finished per second, by outcome (level ends in `_outcome`)."""
+    return f"{level}:background_jobs_finished:{rate_suffix(cfg.rate_window)}"
+
+
+def failure_ratio(level: str, cfg: Config = DEFAULT) -> str:
+    """Failed over all finished jobs."""
+    return f"{level}:background_jobs_failure_ratio:{rate_suffix(cfg.rate_window)}"
+
+
+def buckets(metric: str, level: str, cfg: Config = DEFAULT) -> str:
+    """Histogram bucket rates (level ends in `_le`)."""
+    return f"{level}:{metric}_bucket:{rate_suffix(cfg.rate_window)}"
+
+
+def quantile(metric: str, level: str, window: str | None = None, cfg: Config = DEFAULT) -> str:
+    """Histogram quantiles; the quantile is a label."""
+    return f"{level}:{metric}:quantile_{rate_suffix(window or cfg.rate_window)}"
+
+
+def retries(level: str, cfg: Config = DEFAULT) -> str:
+    """Retries scheduled per second, by trigger (level ends in `_trigger`)."""
+    return f"{level}:background_jobs_retries:{rate_suffix(cfg.rate_window)}"
+
+
+DURATION = "background_jobs_duration_seconds"
+QUEUE_WAIT = "background_jobs_queue_wait_seconds"
+
+
+def _ratio(numerator_record: str, by: str) -> str:
+    """Failed / finished from a by-outcome record; 0 (not absent) when nothing failed."""
+    return (
+        f'  sum by ({by}) ({numerator_record}{{outcome="failed"}})\n'
+        f"    or\n"
+        f"  0 * sum by ({by}) ({numerator_record})\n"
+        f")\n"
+        f"/\n"
+        f"(sum by ({by}) ({numerator_record}) > 0)\n"
+    )
+
+
+def _quantiles(bucket_record: str, record: str) -> list[Rule]:
+    """One rule per quantile; NaN (no observations in the window) is dropped, not recorded."""
+    return [
+        {
+            "record": record,
+            "expr": f"histogram_quantile({q}, {bucket_record}) >= 0\n",
+            "labels": {"quantile": str(q)},
+        }
+        for q in QUANTILES
+    ]
+
+
+def recording_rules(cfg: Config = DEFAULT) -> list[Rule]:
+    """The records the dashboards and the alerts read."""
+    w = cfg.rate_window
+    rules: list[Rule] = [
+        {
+            "record": started("source_type_name", cfg),
+            "expr": f"sum by ({STN}) (rate(background_jobs_started_total[{w}]))\n",
+        },
+        {
+            "record": started("source_type", cfg),
+            "expr": f"sum by ({ST}) ({started('source_type_name', cfg)})\n",
+        },
+        {
+            "record": finished("source_type_name_outcome", cfg),
+            "expr": f"sum by ({STN}, outcome) (rate(background_jobs_finished_total[{w}]))\n",
+        },
+        {
+            "record": finished("source_type_outcome", cfg),
+            "expr": f"sum by ({ST}, outcome) ({finished('source_type_name_outcome', cfg)})\n",
+        },
+        {
+            "record": failure_ratio("source_type_name", cfg),
+            "expr": "(\n" + _ratio(finished("source_type_name_outcome", cfg), STN),
+        },
+        {
+            "record": failure_ratio("source_type", cfg),
+            "expr": "(\n" + _ratio(finished("source_type_outcome", cfg), ST),
+        },
+        {
+            "record": buckets(DURATION, "source_type_name_le", cfg),
+            "expr": f"sum by ({STN}, le) (rate({DURATION}_bucket[{w}]))\n",
+        },
+        *_quantiles(
+            buckets(DURATION, "source_type_name_le", cfg),
+            quantile(DURATION, "source_type_name", cfg=cfg),
+        ),
+        {
+            "record": buckets(DURATION, "source_type_le", cfg),
+            "expr": f"sum by ({ST}, le) ({buckets(DURATION, 'source_type_name_le', cfg)})\n",
+        },
+        *_quantiles(
+            buckets(DURATION, "source_type_le", cfg),
+            quantile(DURATION, "source_type", cfg=cfg),
+        ),
+        {
+            # The "usual" duration the stuck alert compares running jobs with.
+            "record": quantile(DURATION, "source_type_name", cfg.stuck_baseline_window, cfg),
+            "expr": (
+                f"histogram_quantile(0.95, sum by ({STN}, le) "
+                f"(rate({DURATION}_bucket[{cfg.stuck_baseline_window}]))) >= 0\n"
+            ),
+            "labels": {"quantile": "0.95"},
+        },
+        {
+            "record": buckets(QUEUE_WAIT, "source_type_name_le", cfg),
+            "expr": f"sum by ({STN}, le) (rate({QUEUE_WAIT}_bucket[{w}]))\n",
+        },
+        *_quantiles(
+            buckets(QUEUE_WAIT, "source_type_name_le", cfg),
+            quantile(QUEUE_WAIT, "source_type_name", cfg=cfg),
+        ),
+        {
+            "record": retries("source_type_name_trigger", cfg),
+            "expr": f"sum by ({STN}, trigger) (rate(background_jobs_retries_total[{w}]))\n",
+        },
+    ]
+    return rules
+
+
+def stuck_age_expr(cfg: Config = DEFAULT, selector: str = "") -> str:
+    """Age of the oldest running job of each series, kept only where it counts as stuck.
+
+    Shared by the alert and the dashboards' stuck counts (which pass a `selector` such as
+    `source=~"$source"`), so both agree on what stuck means.
+    """
+    baseline = quantile(DURATION, "source_type_name", cfg.stuck_baseline_window, cfg)
+    oldest = "background_jobs_oldest_start_timestamp_seconds" + (
+        f"{{{selector}}}" if selector else ""
+    )
+    baseline_selector = f'{{{selector + ", " if selector else ""}quantile="0.95"}}'
+    return (
+        f"(time() - max by ({STN}) ({oldest}))\n"
+        f"> on ({STN})\n"
+        f"(\n"
+        f"  clamp_min({cfg.stuck_factor:g} * max by ({STN}) "
+        f"({baseline}{baseline_selector}), {cfg.stuck_min_seconds})\n"
+        f"    or\n"
+        f"  0 * max by ({STN}) ({oldest})"
+        f" + {cfg.stuck_fallback_seconds}\n"
+        f")\n"
+    )
+
+
+def _name_link(cfg: Config) -> str:
+    """Dashboard link for an alert labelled with source, type and name (URL-escaped: job
+    names such as `POST /webhooks/stripe` hold spaces and slashes)."""
+    return (
+        f"{cfg.dashboard_url(cfg.by_name_uid)}?var-source={{{{ $labels.source | urlquery }}}}"
+        f"&var-type={{{{ $labels.type | urlquery }}}}&var-name={{{{ $labels.name | urlquery }}}}"
+    )
+
+
+def _summary_link(cfg: Config, with_source: bool) -> str:
+    """Summary dashboard link, filtered to the alert's source when it has one."""
+    url = cfg.dashboard_url(cfg.summary_uid)
+    return url + ("?var-source={{ $labels.source | urlquery }}" if with_source else "")
+
+
+def _alert(
+    cfg: Config,
+    name: str,
+    expr: str,
+    for_: str | None,
+    severity: str,
+    summary: str,
+    description: str,
+    dashboard: str,
+) -> Rule:
+    """One alert rule with the annotations every alert carries."""
+    rule: Rule = {"alert": name, "expr": expr}
+    if for_:
+        rule["for"] = for_
+    rule["labels"] = {"severity": severity}
+    rule["annotations"] = {
+        "summary": summary,
+        "description": description,
+        "dashboard": dashboard,
+        "runbook_url": cfg.runbook(name.lower()),
+    }
+    return rule
+
+
+def job_alert_rules(cfg: Config = DEFAULT) -> list[Rule]:
+    """Alerts about the jobs themselves."""
+    job = "{{ $labels.type }} job {{ $labels.name }} on source {{ $labels.source }}"
+    window = cfg.failure_window
+    finished_in = f"increase(background_jobs_finished_total[{window}])"
+    failed_in = f'increase(background_jobs_finished_total{{outcome="failed"}}[{window}])'
+    lost = 'background_jobs_finished_total{outcome="lost"}'
+    return [
+        _alert(
+            cfg,
+            "BackgroundJobsFailureRatioHigh",
+            f"(\n  sum by ({STN}) ({failed_in})\n/\n  sum by ({STN}) ({finished_in})\n)"
+            f" > {cfg.failure_ratio_threshold:g}\n"
+            f"and\nsum by ({STN}) ({finished_in}) >= {cfg.failure_min_finished}\n",
+            cfg.failure_for,
+            "warning",
+            f"Many runs of {job} fail",
+            f"{{{{ $value | humanizePercentage }}}} of the runs of {job} that finished in the "
+            f"last {cfg.failure_window} failed (threshold "
+            f"{cfg.failure_ratio_threshold:.0%}, from {cfg.failure_min_finished} runs).",
+            _name_link(cfg),
+        ),
+        _alert(
+            cfg,
+            "BackgroundJobsStuck",
+            stuck_age_expr(cfg),
+            cfg.stuck_for,
+            "warning",
+            f"A run of {job} looks stuck",
+            f"The oldest running {job} started {{{{ $value | humanizeDuration }}}} ago, "
+            f"over {cfg.stuck_factor:g} times its usual p95 duration "
+            f"(at least {cfg.stuck_min_seconds}s; {cfg.stuck_fallback_seconds}s without history).",
+            _name_link(cfg),
+        ),
+        _alert(
+            cfg,
+            "BackgroundJobsLost",
+            f"sum by ({STN}) (increase({lost}[{cfg.lost_window}])) > {cfg.lost_threshold}\n"
+            f"or\n"
+            f"# a series born with its first lost job has no increase yet; it is new only if the\n"
+            f"# exporter was already scraped then (not after a restart of Prometheus)\n"
+            f"sum by ({STN}) (\n"
+            f"  {lost} unless {lost} offset {cfg.lost_window}\n"
+            f"  and on (job, instance)"
+            f" up{{{cfg.exporter_selector}}} offset {cfg.lost_window} == 1\n"
+            f") > {cfg.lost_threshold}\n",
+            None,
+            "warning",
+            f"Runs of {job} were lost",
+            f"{{{{ $value | humanize }}}} runs of {job} were lost in the last {cfg.lost_window}: "
+            f"they vanished from their source without finishing, or their lease expired.",
+            _name_link(cfg),
+        ),
+        _alert(
+            cfg,
+            "BackgroundJobsQueueWaitHigh",
+            f'{quantile(QUEUE_WAIT, "source_type_name", cfg=cfg)}{{quantile="0.95"}}'
+            f" > {cfg.queue_wait_p95_seconds}\n",
+            cfg.queue_wait_for,
+            "warning",
+            f"Runs of {job} wait long to start",
+            f"p95 queue wait of {job} is {{{{ $value | humanizeDuration }}}} "
+            f"(threshold {cfg.queue_wait_p95_seconds}s).",
+            _name_link(cfg),
+        ),
+        _alert(
+            cfg,
+            "BackgroundJobsBacklogGrowing",
+            f"sum by ({STN}) (background_jobs_pending) > {cfg.backlog_min_pending}\n"
+            f"and\n"
+            f"sum by ({STN}) (deriv(background_jobs_pending[{cfg.backlog_window}])) > 0\n",
+            cfg.backlog_for,
+            "warning",
+            f"The backlog of {job} keeps growing",
+            f"{{{{ $value | humanize }}}} runs of {job} are pending, more than "
+            f"{cfg.backlog_min_pending}, and the backlog grew over the last {cfg.backlog_window}.",
+            _name_link(cfg),
+        ),
+    ]
+
+
+def exporter_alert_rules(cfg: Config = DEFAULT) -> list[Rule]:
+    """Alerts about the exporter and the sources it scrapes."""
+    return [
+        _alert(
+            cfg,
+            "JobExporterDown",
+            f"up{{{cfg.exporter_selector}}} == 0\n",
+            cfg.exporter_down_for,
+            "critical",
+            "job-exporter {{ $labels.instance }} is down",
+            f"Prometheus could not scrape job-exporter at {{{{ $labels.instance }}}} for "
+            f"{cfg.exporter_down_for}: no job metrics are collected.",
+            _summary_link(cfg, with_source=False),
+        ),
+        _alert(
+            cfg,
+            "JobExporterSourceDown",
+            "job_exporter_source_up == 0\n",
+            cfg.source_down_for,
+            "critical",
+            "job-exporter cannot scrape source {{ $labels.source }}",
+            f"The last scrapes of source {{{{ $labels.source }}}} by {{{{ $labels.instance }}}} "
+            f"failed for {cfg.source_down_for}: its job counts are frozen.",
+            _summary_link(cfg, with_source=True),
+        ),
+        _alert(
+            cfg,
+            "JobExporterScrapeErrors",
+            f"sum by (source, reason) "
+            f"(increase(job_exporter_source_scrape_errors_total[{cfg.scrape_errors_window}]))"
+            f" > {cfg.scrape_errors_threshold}\n",
+            cfg.scrape_errors_for,
+            "warning",
+            "Scrapes of source {{ $labels.source }} keep failing ({{ $labels.reason }})",
+            f"{{{{ $value | humanize }}}} scrapes of source {{{{ $labels.source }}}} failed with "
+            f"reason {{{{ $labels.reason }}}} in the last {cfg.scrape_errors_window} "
+            f"(threshold {cfg.scrape_errors_threshold}).",
+            _summary_link(cfg, with_source=True),
+        ),
+    ]
+
+
+# File name (under prometheus/rules/) -> group name -> rules.
+def rule_files(cfg: Config = DEFAULT) -> dict[str, dict[str, list[Rule]]]:
+    """Every generated rule file, one group per file so each has one test file beside it."""
+    return {
+        "recording.rules.yml": {"job-exporter.recording": recording_rules(cfg)},
+        "job-alerts.rules.yml": {"job-exporter.jobs": job_alert_rules(cfg)},
+        "exporter-alerts.rules.yml": {"job-exporter.exporter": exporter_alert_rules(cfg)},
+    }
+
+
+class _Dumper(yaml.SafeDumper):
+    """SafeDumper that writes multi-line strings (PromQL) as literal blocks."""
+
+
+def _str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    """Literal block style for multi-line strings, plain style otherwise."""
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _str)
+
+HEADER = "# Generated by `python -m dashboards` from dashboards/rules.py: edit that, not this.\n"
+
+
+def render(groups: dict[str, list[Rule]]) -> str:
+    """One rule file's text, stable byte for byte."""
+    doc = {"groups": [{"name": name, "rules": rules} for name, rules in groups.items()]}
+    return HEADER + yaml.dump(doc, Dumper=_Dumper, sort_keys=False, width=1000)

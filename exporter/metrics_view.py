@@ -1,0 +1,243 @@
+"""What /metrics shows, decided once: the families, and every sample's value per series.
+
+Both the prometheus_client collector (for registries) and the fast renderer (for /metrics)
+draw from this view, so the rules of which samples exist (zero-filled outcomes, an oldest
+start only while jobs run, queue wait only where there is one) live in one place.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from exporter.counts import (
+    DURATION_BUCKET,
+    DURATION_SUM,
+    FINISHED,
+    FOLDED_JOBS,
+    INVALID_JOBS,
+    OUTCOMES,
+    PENDING,
+    QUEUE_WAIT_BUCKET,
+    QUEUE_WAIT_SUM,
+    RETRIES,
+    SCRAPE_ERROR_REASONS,
+    SCRAPE_ERRORS,
+    STARTED,
+    TRIGGERS,
+    Buckets,
+)
+from exporter.health import SourceHealth
+from exporter.store import Snapshot
+
+JOB_LABELS = ("source", "type", "name")
+CountName = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class Family:
+    """A metric family; counters are named without `_total`, as OpenMetrics names them."""
+
+    name: str
+    kind: str  # counter, gauge or histogram
+    help: str
+    labels: tuple[str, ...] = ()
+
+
+RUNNING = Family("background_jobs_running", "gauge", "Jobs running now.", JOB_LABELS)
+PENDING_JOBS = Family(
+    "background_jobs_pending", "gauge", "Jobs waiting to run (job API).", JOB_LABELS
+)
+OLDEST = Family(
+    "background_jobs_oldest_start_timestamp_seconds", "gauge",
+    "Start time of the oldest running job, in seconds since the epoch.", JOB_LABELS,
+)  # fmt: skip
+STARTED_JOBS = Family("background_jobs_started", "counter", "Jobs started.", JOB_LABELS)
+FINISHED_JOBS = Family(
+    "background_jobs_finished", "counter", "Jobs finished, by outcome.", (*JOB_LABELS, "outcome")
+)
+RETRIES_SCHEDULED = Family(
+    "background_jobs_retries", "counter", "Retries scheduled, by trigger.",
+    (*JOB_LABELS, "trigger"),
+)  # fmt: skip
+DURATION = Family(
+    "background_jobs_duration_seconds", "histogram", "Run time of finished jobs.", JOB_LABELS
+)
+QUEUE_WAIT = Family(
+    "background_jobs_queue_wait_seconds", "histogram",
+    "Time from a job's creation to its first start (job API).", JOB_LABELS,
+)  # fmt: skip
+SOURCE_UP = Family(
+    "job_exporter_source_up", "gauge", "1 when the last scrape of the source succeeded.",
+    ("source",),
+)  # fmt: skip
+SCRAPE_DURATION = Family(
+    "job_exporter_source_scrape_duration_seconds", "gauge",
+    "How long the last scrape of the source took.", ("source",),
+)  # fmt: skip
+LAST_SUCCESS = Family(
+    "job_exporter_source_last_success_timestamp_seconds", "gauge",
+    "When the source was last scraped successfully, in seconds since the epoch.", ("source",),
+)  # fmt: skip
+SCRAPE_ERROR_COUNT = Family(
+    "job_exporter_source_scrape_errors", "counter", "Failed scrapes, by reason.",
+    ("source", "reason"),
+)  # fmt: skip
+INVALID = Family(
+    "job_exporter_invalid_jobs", "counter", "Items skipped because a field was invalid.",
+    ("source", "field"),
+)  # fmt: skip
+FOLDED = Family(
+    "job_exporter_folded_jobs", "counter",
+    "Jobs whose name was folded into __other__ by the per-source series cap.", ("source",),
+)  # fmt: skip
+TRACKED = Family(
+    "job_exporter_tracked_jobs", "gauge", "Jobs the store remembers, per source.", ("source",)
+)
+STORE_ERRORS = Family(
+    "job_exporter_store_errors", "counter",
+    "Store operations that failed (the exporter's log says why).",
+)  # fmt: skip
+BUILD_INFO = Family(
+    "job_exporter_build_info", "gauge", "Always 1; the version label says which release runs.",
+    ("version",),
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class HistogramValues:
+    cumulative: tuple[float, ...]  # one per bucket bound, +Inf last
+    sum: float
+
+    @property
+    def count(self) -> float:
+        return self.cumulative[-1]
+
+
+@dataclass(frozen=True, slots=True)
+class JobSeries:
+    labels: tuple[str, str, str]  # source, type, name
+    running: float
+    pending: float
+    oldest_start_s: float | None  # None: nothing runs, so no sample
+    started: float
+    finished: tuple[float, ...]  # in OUTCOMES order
+    retries: tuple[float, ...]  # in TRIGGERS order
+    duration: HistogramValues
+    queue_wait: HistogramValues | None  # None: never queued, so no samples
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRow:
+    source: str
+    up: float | None
+    scrape_duration_s: float | None
+    last_success_s: float | None
+    errors: tuple[float, ...] | None  # in SCRAPE_ERROR_REASONS order; None for push sources
+    invalid: tuple[tuple[str, float], ...]
+    folded: float
+
+
+@dataclass(frozen=True)
+class MetricsView:
+    bucket_labels: tuple[str, ...]
+    series: tuple[JobSeries, ...]
+    sources: tuple[SourceRow, ...]
+    tracked: tuple[tuple[str, int], ...]
+    store_errors: float
+    version: str
+
+
+def build_view(
+    snapshot: Snapshot | None,
+    health: Mapping[str, SourceHealth],
+    store_errors: float,
+    buckets: Buckets,
+    version: str,
+) -> MetricsView:
+    """The view of a snapshot (None when the store could not be read: health alone)."""
+    series: tuple[JobSeries, ...] = ()
+    stored_health: Mapping[str, Mapping[CountName, float]] = {}
+    tracked: tuple[tuple[str, int], ...] = ()
+    if snapshot is not None:
+        series = tuple(_job_series(snapshot, buckets))
+        stored_health = snapshot.health
+        tracked = tuple(sorted(snapshot.tracked.items()))
+    sources = tuple(
+        _source_row(source, health.get(source), stored_health.get(source, {}))
+        for source in sorted(stored_health.keys() | health.keys())
+    )
+    return MetricsView(buckets.labels, series, sources, tracked, store_errors, version)
+
+
+def _job_series(snapshot: Snapshot, buckets: Buckets):
+    for key in sorted(snapshot.series.keys() | snapshot.running.keys()):
+        counts = snapshot.series.get(key, {})
+        stats = snapshot.running.get(key)
+        queue_wait = None
+        # Keyed on the buckets: a sum of zero (every wait under a millisecond) is never
+        # stored, as no zero delta is, yet the observations are there.
+        if any(family == QUEUE_WAIT_BUCKET for family, _ in counts):
+            queue_wait = _histogram(counts, QUEUE_WAIT_BUCKET, QUEUE_WAIT_SUM, buckets)
+        yield JobSeries(
+            labels=key,
+            running=stats.count if stats else 0.0,
+            pending=max(0.0, counts.get((PENDING, ""), 0.0)),
+            oldest_start_s=stats.oldest_start_ms / 1000 if stats else None,
+            started=counts.get((STARTED, ""), 0.0),
+            finished=tuple(counts.get((FINISHED, outcome), 0.0) for outcome in OUTCOMES),
+            retries=tuple(counts.get((RETRIES, trigger), 0.0) for trigger in TRIGGERS),
+            duration=_histogram(counts, DURATION_BUCKET, DURATION_SUM, buckets),
+            queue_wait=queue_wait,
+        )
+
+
+def _histogram(
+    counts: Mapping[CountName, float], bucket_family: str, sum_family: str, buckets: Buckets
+) -> HistogramValues:
+    """Stored per-bucket counts to cumulative counts over the configured bounds.
+
+    A bound stored under an older bucket layout goes to the first configured bound that
+    holds it, so changing buckets never loses an observation.
+    """
+    per_bound = [0.0] * len(buckets.bounds)
+    for (family, label), value in counts.items():
+        if family == bucket_family:
+            bound = math.inf if label == "+Inf" else float(label)
+            per_bound[_first_at_least(buckets.bounds, bound)] += value
+    cumulative = []
+    total = 0.0
+    for value in per_bound:
+        total += value
+        cumulative.append(total)
+    return HistogramValues(tuple(cumulative), counts.get((sum_family, ""), 0.0))
+
+
+def _first_at_least(bounds: tuple[float, ...], value: float) -> int:
+    for position, bound in enumerate(bounds):
+        if value <= bound:
+            return position
+    return len(bounds) - 1
+
+
+def _source_row(
+    source: str, state: SourceHealth | None, counts: Mapping[CountName, float]
+) -> SourceRow:
+    """Scraped sources (those with a health state, or stored scrape errors) get every error
+    reason zero-filled; pushed sources show only what they have."""
+    errors = None
+    if state is not None or any(family == SCRAPE_ERRORS for family, _ in counts):
+        errors = tuple(counts.get((SCRAPE_ERRORS, reason), 0.0) for reason in SCRAPE_ERROR_REASONS)
+    invalid = [
+        (label, value) for (family, label), value in counts.items() if family == INVALID_JOBS
+    ]
+    return SourceRow(
+        source=source,
+        up=None if state is None else float(bool(state.up)),
+        scrape_duration_s=state.last_duration_s if state else None,
+        last_success_s=state.last_success_ms / 1000 if state and state.last_success_ms else None,
+        errors=errors,
+        invalid=tuple(sorted(invalid)),
+        folded=counts.get((FOLDED_JOBS, ""), 0.0),
+    )

@@ -1,0 +1,115 @@
+"""A job source that misbehaves differently on every request, for chaos tests."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+MODES = ("hang", "trickle", "huge", "truncated", "wrong_types", "many_names", "disconnect", "good")
+EXPECTED_REASON = {
+    "hang": "timeout",
+    "trickle": "timeout",
+    "huge": "too_large",
+    "truncated": "invalid_json",
+    "disconnect": "connection",
+}
+
+
+class ChaosSource:
+    """Cycles through MODES; `served` counts how often each mode was acted out."""
+
+    def __init__(self, start_ms: float) -> None:
+        self.start_ms = start_ms
+        self.served: dict[str, int] = dict.fromkeys(MODES, 0)
+        self._next = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        chaos = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                with chaos._lock:
+                    mode = MODES[chaos._next % len(MODES)]
+                    chaos._next += 1
+                    chaos.served[mode] += 1
+                with contextlib.suppress(OSError):  # the exporter hung up on us, as it should
+                    getattr(chaos, f"_{mode}")(self)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/jobs"
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+
+    def close(self) -> None:
+        self._stop.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+    def _send(self, handler: BaseHTTPRequestHandler, body: bytes) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body)
+
+    def _job(self, n: int, name: str = "chaos") -> dict[str, Any]:
+        return {"id": f"c{n}", "name": name, "startTimestamp": self.start_ms,
+                "backgroundJobType": "TASK", "isFinished": False}  # fmt: skip
+
+    def _hang(self, handler: BaseHTTPRequestHandler) -> None:
+        self._stop.wait(5)
+
+    def _trickle(self, handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Length", "100000")
+        handler.end_headers()
+        for _ in range(100):
+            if self._stop.wait(0.05):
+                return
+            handler.wfile.write(b" ")
+            handler.wfile.flush()
+
+    def _huge(self, handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(200)
+        handler.send_header("Transfer-Encoding", "chunked")
+        handler.end_headers()
+        piece = b" " * (1 << 20)
+        handler.wfile.write(b"%x\r\n[\r\n" % 1)
+        for _ in range(50):  # 50 MB, never finished as far as the exporter cares
+            handler.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+        handler.wfile.write(b"1\r\n]\r\n0\r\n\r\n")
+
+    def _truncated(self, handler: BaseHTTPRequestHandler) -> None:
+        self._send(handler, json.dumps([self._job(n) for n in range(50)]).encode()[:-40])
+
+    def _wrong_types(self, handler: BaseHTTPRequestHandler) -> None:
+        items: list[Any] = [self._job(n) for n in range(10)]
+        items += [{"id": 5, "name": None, "startTimestamp": "yesterday", "isFinished": "no"}, 7]
+        self._send(handler, json.dumps(items).encode())
+
+    def _many_names(self, handler: BaseHTTPRequestHandler) -> None:
+        items = [self._job(n, name=f"name-{n}") for n in range(10_000)]
+        self._send(handler, json.dumps(items).encode())
+
+    def _disconnect(self, handler: BaseHTTPRequestHandler) -> None:
+        handler.close_connection = True
+        handler.connection.shutdown(2)
+
+    def _good(self, handler: BaseHTTPRequestHandler) -> None:
+        self._send(handler, json.dumps([self._job(n) for n in range(10)]).encode())
+
+
+def resident_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS line")

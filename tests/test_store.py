@@ -1,0 +1,130 @@
+"""The store protocol, run unchanged against SQLite and a real PostgreSQL server."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from exporter.counts import FINISHED, STARTED, Buckets
+from exporter.models import JobInfo
+from exporter.store import Prune, StaleIndex, StoreError, open_store
+from exporter.tracker import LabelGuard, plan_changes
+
+NOW = 1_700_000_000_000.0
+
+
+def info(job_id: str, finished: bool = False) -> JobInfo:
+    return JobInfo(job_id, "send_email", NOW, "TASK", finished)
+
+
+def plan_for(index, *jobs: JobInfo):
+    observed = {j.id: j for j in jobs}
+    return plan_changes(
+        index, observed, NOW, complete_list=True, guard=LabelGuard(), buckets=Buckets()
+    )
+
+
+@pytest.fixture
+def store(store_url: str):
+    opened = open_store(store_url)
+    yield opened
+    opened.close()
+
+
+def test_counts_and_jobs_survive_reopening(store_url: str):
+    store = open_store(store_url)
+    index = store.load_index("app")
+    store.apply(index, plan_for(index, info("a"), info("b", finished=True)))
+    store.close()
+
+    reopened = open_store(store_url)
+    index = reopened.load_index("app")
+    assert set(index.running) == {"a"} and index.finished == {"b"}
+    assert index.series == {("TASK", "send_email")}
+    counts = reopened.snapshot().series[("app", "TASK", "send_email")]
+    assert counts[(STARTED, "")] == 2 and counts[(FINISHED, "completed")] == 1
+    reopened.close()
+
+
+def test_a_stale_index_writes_nothing(store_url: str):
+    """Two writers planned against the same state: the second must replan, not double count."""
+    first, second = open_store(store_url), open_store(store_url)
+    index_one = first.load_index("app")
+    index_two = second.load_index("app")
+    first.apply(index_one, plan_for(index_one, info("a")))
+    with pytest.raises(StaleIndex):
+        second.apply(index_two, plan_for(index_two, info("a")))
+    assert index_two.running == {}  # untouched, since nothing was written
+    snapshot = second.snapshot()  # sees the first writer's commit
+    assert snapshot.series[("app", "TASK", "send_email")][(STARTED, "")] == 1
+    first.close()
+    second.close()
+
+
+@pytest.mark.parametrize("rows", [2, 800], ids=["few", "copied"])
+def test_a_failed_write_leaves_store_and_index_unchanged(store, rows: int):
+    index = store.load_index("app")
+    plan = plan_for(index, *(info(f"job-{n}") for n in range(rows)))
+    plan.inserts.append(plan.inserts[0])  # a duplicate key fails the transaction midway
+    with pytest.raises(StoreError):
+        store.apply(index, plan)
+    assert index.running == {} and index.generation == 0
+    assert store.snapshot().series == {}
+    assert store.load_index("app").running == {}
+
+
+def test_many_inserts_and_their_counts(store):
+    index = store.load_index("app")
+    store.apply(index, plan_for(index, *(info(f"job-{n}", n % 2 == 0) for n in range(2000))))
+    reloaded = store.load_index("app")
+    assert len(reloaded.running) == 1000 and len(reloaded.finished) == 1000
+    counts = store.snapshot().series[("app", "TASK", "send_email")]
+    assert counts[(STARTED, "")] == 2000 and counts[(FINISHED, "completed")] == 1000
+    assert store.snapshot().running[("app", "TASK", "send_email")].count == 1000
+
+
+def test_prune_spares_listed_and_recent_jobs(store):
+    index = store.load_index("app")
+    store.apply(index, plan_for(index, info("old"), info("listed"), info("running")))
+    index = store.load_index("app")
+    store.apply(index, plan_for(index, info("old", True), info("listed", True), info("running")))
+    pruned = store.apply(
+        index, plan_for(index, info("listed", True), info("running")),
+        Prune(before_ms=NOW + 1, still_listed={"listed", "running"}),
+    )  # fmt: skip
+    assert pruned == ["old"]
+    assert store.snapshot().tracked == {"app": 2}
+    assert index.finished == {"listed"}
+
+
+def test_health_counts_add_up(store):
+    store.add_counts("app", Counter({("", "", "scrape_errors", "timeout"): 1}))
+    store.add_counts("app", Counter({("", "", "scrape_errors", "timeout"): 2}))
+    assert store.snapshot().health["app"][("scrape_errors", "timeout")] == 3
+
+
+def test_snapshot_is_cached_until_something_changes(store):
+    first = store.snapshot()
+    assert store.snapshot() is first
+    store.add_counts("app", Counter({("", "", "scrape_errors", "timeout"): 1}))
+    assert store.snapshot() is not first
+
+
+def test_another_writers_change_refreshes_the_snapshot(store_url: str):
+    reader, writer = open_store(store_url), open_store(store_url)
+    before = reader.snapshot()
+    writer.add_counts("app", Counter({("", "", "scrape_errors", "timeout"): 1}))
+    after = reader.snapshot()
+    assert after is not before
+    assert after.health["app"][("scrape_errors", "timeout")] == 1
+    reader.close()
+    writer.close()
+
+
+def test_ping_answers_until_closed(store_url: str):
+    store = open_store(store_url)
+    store.ping()
+    store.close()
+    with pytest.raises(StoreError):
+        store.ping()
