@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from importlib import resources
 
+import msgspec
 import pytest
 import requests
 
+from exporter.api import stats_schemas
 from tests.fixtures import START_MS, Exporter, JobSource, job
 
 
@@ -114,3 +116,20 @@ def test_the_page_ships_as_package_data():
     assert {"index.html", "app.js", "style.css"} <= names
     vendor = {entry.name for entry in (static / "vendor").iterdir()}
     assert {"uPlot.esm.js", "uPlot.min.css", "uPlot.LICENSE"} <= vendor
+
+
+def test_answers_match_the_shapes_the_openapi_document_gives(
+    exporter: Exporter, job_source: JobSource
+):
+    run_a_minute(exporter, job_source)
+    shapes = {
+        "/api/v1/stats/summary": stats_schemas.SummaryStats,
+        "/api/v1/stats/types": stats_schemas.TypesStats,
+        "/api/v1/stats/names": stats_schemas.NameList,
+    }
+    for path, shape in shapes.items():
+        msgspec.json.decode(get(exporter, path).content, type=shape, strict=True)
+    one = get(exporter, "/api/v1/stats/name", source="app", type="TASK", name="send_email")
+    msgspec.json.decode(one.content, type=stats_schemas.NameStats, strict=True)
+    described = get(exporter, "/api/openapi.json").json()["paths"]
+    assert {"/api/v1/stats/summary", "/api/v1/stats/name"} <= described.keys()
