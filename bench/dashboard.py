@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """How fast the dashboard opens with 10,000 jobs in the store, beside a same-run baseline.
 
 Starts `job-exporter serve` on 127.0.0.1 with a fresh SQLite store, pushes JOBS jobs spread
@@ -11,9 +10,10 @@ for two history samples, then measures:
 - page, small store: the same against a second exporter holding only one job of each kind,
   so the difference to the line above is what the 10,000 jobs cost the page.
 
-All run on the same machine, one after the other. Run from the repository root:
-`.venv/bin/python bench/dashboard_load.py`. Needs Debian's `chromium` (scripts/setup
-installs it). Prints medians and worst cases.
+All run on the same machine, one after the other. `python -m bench --only dashboard` gives
+the harness's ratio line (page load with 10,000 jobs over page load with the small store);
+`python -m bench.dashboard` prints the table per view, medians and worst cases. Needs
+Debian's `chromium` (scripts/setup installs it).
 """
 
 from __future__ import annotations
@@ -29,10 +29,13 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import requests
 from playwright.sync_api import sync_playwright
+
+from bench.harness import Result
 
 CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -150,6 +153,72 @@ def describe(times: list[float]) -> str:
     return f"{statistics.median(times):8.1f} {max(times):8.1f}"
 
 
+@dataclass
+class ViewFigures:
+    view: str
+    json_ms: list[float]
+    page_ms: list[float]
+    small_page_ms: list[float]
+    json_bytes: int
+
+
+def measure(jobs: int, functions: int, api_jobs: int, runs: int) -> tuple[list[ViewFigures], str]:
+    """Every view's figures, and a line describing the store and the exporter's memory."""
+    chromium = os.environ.get("CHROMIUM") or shutil.which("chromium")
+    if not chromium:
+        raise SystemExit("chromium is not installed; scripts/setup installs it")
+    with tempfile.TemporaryDirectory(prefix="job-exporter-bench-") as folder:
+        (Path(folder) / "big").mkdir()
+        (Path(folder) / "small").mkdir()
+        process, url = start_exporter(Path(folder) / "big")
+        small_process, small_url = start_exporter(Path(folder) / "small")
+        try:
+            fill_s = fill(url, jobs, functions, api_jobs)
+            fill(small_url, len(TYPES), len(TYPES), 1)
+            time.sleep(11)  # two history samples (every 5 s), so the charts have rates
+            about = (
+                f"{jobs:,} pushed jobs over {functions:,} functions and {api_jobs:,} API jobs"
+                f" (filled in {fill_s:.1f} s); exporter RSS {rss_mb(process.pid):.0f} MB"
+                f" (small store: {rss_mb(small_process.pid):.0f} MB)"
+            )
+            figures = []
+            for view, (paths, charts) in VIEWS.items():
+                queries = []
+                for target in (url, small_url):
+                    names = requests.get(f"{target}/api/v1/stats/names?limit=1", timeout=10)
+                    first = names.json()["names"][0]
+                    query = f"source={first['source']}&type={first['type']}&name={first['name']}"
+                    queries.append([path.format(first=query) for path in paths])
+                json_times, size = baseline(url, queries[0], runs * 4)
+                figures.append(ViewFigures(
+                    view, json_times, page_loads(url, view, charts, runs, chromium),
+                    page_loads(small_url, view, charts, runs, chromium), size,
+                ))  # fmt: skip
+            return figures, about
+        finally:
+            for running in (process, small_process):
+                running.terminate()
+                running.wait(15)
+
+
+def run(quick: bool) -> list[Result]:
+    """For `python -m bench`: do 10,000 jobs slow the page down? (the views' median loads)"""
+    figures, about = measure(10_000, 2_000, 1_000, runs=3 if quick else 7)
+    print(f"  {about}")
+    for f in figures:
+        print(f"  {f.view}: page {statistics.median(f.page_ms):.0f} ms, small store "
+              f"{statistics.median(f.small_page_ms):.0f} ms, its JSON by plain HTTP "
+              f"{statistics.median(f.json_ms):.1f} ms")  # fmt: skip
+    big = statistics.median(t for f in figures for t in f.page_ms)
+    small = statistics.median(t for f in figures for t in f.small_page_ms)
+    json_ms = statistics.median(t for f in figures for t in f.json_ms)
+    return [
+        Result("dashboard_10k_jobs", "a view opens in headless Chromium, 10,000 jobs stored",
+               big, small, "the same with one job per type stored", "ms", 1.5, at_most=True,
+               note=f"the views' JSON alone by plain HTTP: {json_ms:.1f} ms (median)"),
+    ]  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=10_000, help="pushed jobs")
@@ -157,44 +226,16 @@ def main() -> None:
     parser.add_argument("--api-jobs", type=int, default=1_000, help="job-API jobs")
     parser.add_argument("--runs", type=int, default=5, help="measured loads per view")
     args = parser.parse_args()
-    chromium = os.environ.get("CHROMIUM") or shutil.which("chromium")
-    if not chromium:
-        raise SystemExit("chromium is not installed; scripts/setup installs it")
-
-    with tempfile.TemporaryDirectory(prefix="job-exporter-bench-") as folder:
-        (Path(folder) / "big").mkdir()
-        (Path(folder) / "small").mkdir()
-        process, url = start_exporter(Path(folder) / "big")
-        small_process, small_url = start_exporter(Path(folder) / "small")
-        try:
-            fill_s = fill(url, args.jobs, args.functions, args.api_jobs)
-            fill(small_url, len(TYPES), len(TYPES), 1)
-            time.sleep(11)  # two history samples (every 5 s), so the charts have rates
-            print(f"store: {args.jobs} pushed jobs over {args.functions} functions and "
-                  f"{args.api_jobs} API jobs (filled in {fill_s:.1f} s)")  # fmt: skip
-            print(f"exporter RSS after sampling: {rss_mb(process.pid):.0f} MB "
-                  f"(small store: {rss_mb(small_process.pid):.0f} MB)")  # fmt: skip
-            print(f"\n{'view':8} {'JSON baseline ms':>17} {'page ms':>17} "
-                  f"{'page ms, small store':>21}  {'JSON bytes':>10}")  # fmt: skip
-            print(f"{'':8}" + f" {'median':>8} {'max':>8}" * 3)
-            for view, (paths, charts) in VIEWS.items():
-                figures = []
-                for target in (url, small_url):
-                    names = requests.get(f"{target}/api/v1/stats/names?limit=1", timeout=10)
-                    first = names.json()["names"][0]
-                    query = f"source={first['source']}&type={first['type']}&name={first['name']}"
-                    figures.append([path.format(first=query) for path in paths])
-                json_times, size = baseline(url, figures[0], args.runs * 4)
-                page_times = page_loads(url, view, charts, args.runs, chromium)
-                small_times = page_loads(small_url, view, charts, args.runs, chromium)
-                print(f"{view:8} {describe(json_times)} {describe(page_times)} "
-                      f"{describe(small_times)}     {size:>10}")  # fmt: skip
-            print("\npage: navigation start to charts with data (or job rows), fresh context;"
-                  "\nbaseline: the same JSON requests by plain HTTP; all in this run.")  # fmt: skip
-        finally:
-            for running in (process, small_process):
-                running.terminate()
-                running.wait(15)
+    figures, about = measure(args.jobs, args.functions, args.api_jobs, args.runs)
+    print(f"store: {about}")
+    print(f"\n{'view':8} {'JSON baseline ms':>17} {'page ms':>17} "
+          f"{'page ms, small store':>21}  {'JSON bytes':>10}")  # fmt: skip
+    print(f"{'':8}" + f" {'median':>8} {'max':>8}" * 3)
+    for f in figures:
+        print(f"{f.view:8} {describe(f.json_ms)} {describe(f.page_ms)} "
+              f"{describe(f.small_page_ms)}     {f.json_bytes:>10}")  # fmt: skip
+    print("\npage: navigation start to charts with data (or job rows), fresh context;"
+          "\nbaseline: the same JSON requests by plain HTTP; all in this run.")  # fmt: skip
 
 
 if __name__ == "__main__":
