@@ -130,3 +130,18 @@ def test_a_refused_retry_shows_why(exporter: Exporter, screens: Screens):
     page.locator('[data-panel="details"] button.retry').click()
     expect(page.locator('[data-panel="details"] .form-result')).to_contain_text("Retry failed:")
     expect(page.locator('[data-panel="details"]')).to_have_attribute("data-status", "pending")
+
+
+def test_an_exporter_with_an_api_token_takes_it_from_the_settings(make_exporter, screens):
+    exporter = make_exporter({}, api_token="s3cret-token")
+    page = screens.page()
+    page.goto(f"{exporter.url}/#/jobs")
+    fill_form(page, "TASK", "send_email", '{"to": "ada@example.org"}')
+    page.click("text=Create job")
+    expect(page.locator(".form-result")).to_contain_text("enter the API token in Settings")
+    page.click("#settings-open")
+    page.fill('input[name="token"]', "s3cret-token")
+    page.click("#settings-save")
+    page.click("text=Create job")
+    expect(page.locator(".form-result")).to_contain_text("Created job")
+    assert page.evaluate("localStorage.getItem('job-exporter.settings')").find("s3cret") == -1

@@ -221,6 +221,8 @@ export function mount(root, context) {
   function select(id) {
     selected = id;
     detailsPanel.hidden = false;
+    // One column on narrow screens puts the details above the list: bring them into view.
+    if (matchMedia("(max-width: 1100px)").matches) detailsPanel.scrollIntoView({ block: "start" });
     for (const tr of tbody.children) tr.classList.toggle("selected", tr.dataset.jobId === id);
     context.refreshNow();
   }
