@@ -70,6 +70,7 @@ class Screens:
     def shot(self, page: Page, name: str) -> Path:
         ARTIFACTS.mkdir(exist_ok=True)
         path = ARTIFACTS / f"{self.prefix}-{name}.png"
+        page.evaluate("window.scrollTo(0, 0)")  # a full-page shot keeps the sticky bar on top
         page.screenshot(path=str(path), full_page=True)
         return path
 

@@ -6,6 +6,7 @@ opens its own browser context. Screenshots land in `test-artifacts/`.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -144,6 +145,13 @@ def test_a_phone_sized_screen_shows_everything_without_sideways_scrolling(demo, 
         screens.shot(page, view)
     page.click("#theme-toggle")
     screens.shot(page, "name-other-theme")
+    page.goto(f"{demo.url}/#/jobs")
+    expect(page.locator("table.jobs tbody tr").first).to_be_visible()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    page.locator("table.jobs tbody tr").first.click()
+    expect(page.locator('[data-panel="details"]')).to_have_attribute("data-job-id", re.compile("."))
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    screens.shot(page, "jobs")
 
 
 def test_a_failing_request_shows_its_error_and_recovers(demo, screens: Screens):
