@@ -82,6 +82,7 @@ def test_totals_sum_every_family_per_view(store: FakeStore):
 
 
 def test_rates_per_minute_come_from_the_clock_not_from_sampling(sampler, store, clock):
+    store.add(HOOK, STARTED)  # the store is not empty: what comes next is new
     sampler.sample()
     store.add(EMAIL, STARTED, value=10)
     store.add(EMAIL, FINISHED, "completed", 4)
@@ -92,7 +93,7 @@ def test_rates_per_minute_come_from_the_clock_not_from_sampling(sampler, store, 
     sampler.sample()
     series = sampler.series(sampler.summary, SUMMARY, HOUR)
     assert series["t"] == [START_MS, START_MS + 30_000]
-    assert series["started"] == [None, 20.0]  # 10 jobs in half a minute
+    assert series["started"] == [None, 20.0]  # 10 jobs in half a minute, not 11
     assert series["completed"] == [None, 8.0]
     assert series["failed"] == [None, 0.0]
     assert series["running"] == [0, 6]
@@ -100,6 +101,7 @@ def test_rates_per_minute_come_from_the_clock_not_from_sampling(sampler, store, 
 
 
 def test_a_second_sample_in_the_same_step_replaces_the_first(sampler, store, clock):
+    store.add(HOOK, STARTED)
     sampler.sample()
     clock.advance(5)
     store.add(EMAIL, STARTED, value=1)
@@ -124,6 +126,24 @@ def test_a_function_that_appears_later_has_zero_history_not_a_gap(sampler, store
     assert old["started"] == [None, 6.0]
     assert new["started"] == [None, 6.0]
     assert new["running"] == [0, 0]
+
+
+def test_what_an_empty_store_finds_first_is_no_burst(sampler, store, clock):
+    sampler.sample()  # nothing yet: a first start, or the demo before its first scrape
+    clock.advance(5)
+    store.add(EMAIL, STARTED, value=300)  # found by the first scrape: started long before
+    store.set_running(EMAIL, 4)
+    sampler.sample()
+    clock.advance(5)
+    store.add(EMAIL, STARTED, value=2)
+    sampler.sample()
+    summary = sampler.series(sampler.summary, SUMMARY, HOUR)
+    task = sampler.series(sampler.types, "TASK", HOUR)
+    email = sampler.series(sampler.names, EMAIL, HOUR)  # 30 s slots: t0 and t5 share one
+    assert summary["started"] == task["started"] == [None, None, 24.0]
+    assert email["started"] == [None, 24.0]
+    summary = sampler.series(sampler.summary, SUMMARY, HOUR)
+    assert summary["running"] == [0, 4, 4]  # gauges are known all along
 
 
 def test_thinning_keeps_the_newest_point_and_every_counted_job(sampler, store, clock):

@@ -17,13 +17,21 @@ def get(exporter: Exporter, path: str, **params: object) -> requests.Response:
 
 
 def run_a_minute(exporter: Exporter, job_source: JobSource) -> None:
-    """Two jobs start, one finishes after 4 s and one fails; a sample every 5 s."""
+    """Two jobs start, one finishes after 4 s and one fails; a sample every 5 s.
+
+    A finished CRON job is there before the first sample: what appears in a store that was
+    empty is found rather than started, and gets no rate.
+    """
+    seed = job("seed", type="CRON", name="cleanup", finished=True)
+    job_source.serve_jobs([seed])
+    exporter.scrape()
     exporter.runtime.history.sample()
-    job_source.serve_jobs([job("a"), job("b", type="HTTP", name="POST /hook")])
+    job_source.serve_jobs([seed, job("a"), job("b", type="HTTP", name="POST /hook")])
     exporter.scrape()
     exporter.clock.advance(5)
     exporter.runtime.history.sample()
     job_source.serve_jobs([
+        seed,
         job("a", finished=True, finishTimestamp=START_MS + 4000, status="completed"),
         job("b", type="HTTP", name="POST /hook", finished=True, status="failed"),
     ])  # fmt: skip
@@ -36,7 +44,7 @@ def test_summary_has_totals_and_moving_series(exporter: Exporter, job_source: Jo
     run_a_minute(exporter, job_source)
     answer = get(exporter, "/api/v1/stats/summary").json()
     assert answer["step"] == 5 and answer["span"] >= 3600
-    assert answer["totals"] == {"running": 0, "pending": 0, "started": 2, "completed": 1,
+    assert answer["totals"] == {"running": 0, "pending": 0, "started": 3, "completed": 2,
                                 "failed": 1, "lost": 0}  # fmt: skip
     series = answer["series"]
     assert series["t"] == [START_MS, START_MS + 5000, START_MS + 10_000]
@@ -50,13 +58,13 @@ def test_summary_has_totals_and_moving_series(exporter: Exporter, job_source: Jo
 def test_types_give_one_series_per_type(exporter: Exporter, job_source: JobSource):
     run_a_minute(exporter, job_source)
     answer = get(exporter, "/api/v1/stats/types", points=2).json()
-    assert [entry["type"] for entry in answer["types"]] == ["HTTP", "TASK"]
-    http = answer["types"][0]
+    assert [entry["type"] for entry in answer["types"]] == ["CRON", "HTTP", "TASK"]
+    http = answer["types"][1]
     # Three samples thinned to two: every second one back from the newest, rates exact.
     assert http["t"] == [START_MS, START_MS + 10_000]
     assert http["failed"] == [None, 6.0]
     assert get(exporter, "/api/v1/stats/types", limit=1).json()["types"][0]["type"] in {
-        "HTTP", "TASK"
+        "CRON", "HTTP", "TASK"
     }  # fmt: skip
 
 

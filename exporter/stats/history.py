@@ -15,6 +15,7 @@ the newcomer has no history and `untracked` says how many were turned away.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from collections import defaultdict
 from collections.abc import Hashable
@@ -88,8 +89,14 @@ class HistorySampler:
             self._last_version = snapshot.version
         summary, per_type, per_name = self._totals
         with self._lock:
-            fresh_types = set(per_type) - self._seen_types if self._seen_types is not None else ()
-            fresh_names = set(per_name) - self._seen_names if self._seen_names is not None else ()
+            # Keys new since the last sample had no counts then: zeros are their history.
+            # Not so after an empty store (a first start, the demo's first scrape): what
+            # appears then was found, not started in those seconds, so it gets no rate.
+            known = self._seen_names is not None and bool(self._seen_names)
+            fresh_types = set(per_type) - self._seen_types if known else set()
+            fresh_names = set(per_name) - self._seen_names if known else set()
+            if not per_name:
+                summary = [*summary[:STARTED_FIELD], *[math.nan] * (FIELDS - STARTED_FIELD)]
             self.summary.record(now_ms, {SUMMARY: summary}, fresh=[SUMMARY])
             self.types.record(now_ms, per_type, fresh=fresh_types)
             self.names.record(now_ms, per_name, fresh=fresh_names)
