@@ -98,17 +98,16 @@ class Runtime:
             push_lost_after_s=settings.push_lost_after,
             retention_ms=self.ingestor.rules.retention_ms,
         )
-        self.demo_crew = (
-            DemoCrew(self.queue, settings.demo_workers) if settings.demo_workers else None
-        )
+        self.demo_crew: DemoCrew | None = None
         self.history = HistorySampler(self.store, self.clock)
         self._scheduler: BackgroundScheduler | None = None
 
-    def start(self) -> None:
+    def start(self, url: str | None = None) -> None:
         """Scrape every source on its own interval, first right away; sample the dashboard's
         history; sweep expired leases (every `lease_sweep_interval`), overdue pushed jobs and
-        old API jobs; start the demo crew when asked. Sweeps are safe with several replicas:
-        each one's writes check the state they change, in the same transaction."""
+        old API jobs; start the demo crew when asked, its workers reaching this process at
+        `url` over HTTP. Sweeps are safe with several replicas: each one's writes check the
+        state they change, in the same transaction."""
         scheduler = BackgroundScheduler(
             executors={
                 "default": {"type": "threadpool", "max_workers": 4 + len(self.scraper.targets)}
@@ -151,7 +150,10 @@ class Runtime:
         )
         scheduler.start()
         self._scheduler = scheduler
-        if self.demo_crew is not None:
+        if self.settings.demo_workers and url is not None:
+            self.demo_crew = DemoCrew(
+                self.queue, url, self.settings.demo_workers, token=self.settings.api_token
+            )
             self.demo_crew.start()
 
     def stop(self) -> None:

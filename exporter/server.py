@@ -67,7 +67,7 @@ def serve(sock: socket.socket, build_app: Callable[[], Flask], threads: int = 8)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, stop)
     try:
-        runtime.start()
+        runtime.start(local_url(sock))
         log.info("job-exporter listening on %s", local_url(sock))
         server.run()
     finally:

@@ -39,7 +39,7 @@ def moved(samples: dict, seen: set) -> set:
 
 def test_the_demo_crew_moves_every_job_metric(tmp_path):
     with live_server(tmp_path, clock=SystemClock()) as server:
-        crew = DemoCrew(server.runtime.queue, workers=3, seed=7, pace=0.05)
+        crew = DemoCrew(server.runtime.queue, server.base_url, workers=3, seed=7, pace=0.05)
         crew.start()
         seen: set = set()
         try:
@@ -56,7 +56,7 @@ def test_the_demo_crew_moves_every_job_metric(tmp_path):
 
 def test_the_runtime_starts_and_stops_its_demo_crew(tmp_path):
     with live_server(tmp_path, clock=SystemClock(), demo_workers=2) as server:
-        server.runtime.start()
+        server.runtime.start(server.base_url)
         names = {t.name for t in threading.enumerate()}
         assert {"demo-producer", "demo-worker-1", "demo-worker-2"} <= names
     assert not [t for t in threading.enumerate() if t.name.startswith("demo-")]

@@ -11,7 +11,6 @@ committed, so every replica refreshes its cached counts when, and only when, any
 from __future__ import annotations
 
 import threading
-from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -22,7 +21,8 @@ from exporter.counts import STARTED, CountDeltas
 from exporter.queue_records import API_SOURCE, QueueChange, QueueJob, QueueQuery, Transition
 from exporter.records import JobRow, Plan, RunningJob, SourceIndex
 from exporter.store import postgres_queue
-from exporter.store.base import Prune, RunningStats, Snapshot, StaleIndex, StoreError
+from exporter.store.base import Prune, Snapshot, StaleIndex, StoreError
+from exporter.store.snapshot_sql import read_snapshot
 
 MIGRATION_LOCK = 7_317_001  # pg_advisory_xact_lock key: one replica migrates at a time
 
@@ -214,7 +214,7 @@ class PostgresStore:
             db.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             (version,) = db.execute("SELECT pg_current_snapshot()::text").fetchone()
             if self._cached is None or self._cached.version != version:
-                self._cached = _read_snapshot(db, version)
+                self._cached = read_snapshot(db, version)
             return self._cached
 
     def tracked_jobs(self, source: str | None = None) -> list[JobRow]:
@@ -293,32 +293,6 @@ def _add_counts(db: psycopg.Connection, source: str, deltas: CountDeltas) -> Non
     if rows:
         with db.cursor() as cursor:
             cursor.executemany(_ADD_COUNT, rows)
-
-
-def _read_snapshot(db: psycopg.Connection, version: str) -> Snapshot:
-    series: dict[tuple[str, str, str], dict[tuple[str, str], float]] = defaultdict(dict)
-    health: dict[str, dict[tuple[str, str], float]] = defaultdict(dict)
-    for source, job_type, name, family, label, value in db.execute(
-        "SELECT source, type, name, family, label, value FROM counts"
-    ):
-        if job_type or name:
-            series[(source, job_type, name)][(family, label)] = value
-        else:
-            health[source][(family, label)] = value
-    running = {
-        (source, job_type, name): RunningStats(count, oldest)
-        for source, job_type, name, count, oldest in db.execute(
-            "SELECT source, label_type, label_name, COUNT(*), MIN(start_ms) FROM jobs"
-            " WHERE outcome IS NULL GROUP BY source, label_type, label_name"
-        )
-    }
-    for job_type, name, count, oldest in postgres_queue.running_stats(db):
-        running[(API_SOURCE, job_type, name)] = RunningStats(count, oldest)
-    tracked = dict(db.execute("SELECT source, COUNT(*) FROM jobs GROUP BY source").fetchall())
-    queued = postgres_queue.count(db)
-    if queued:
-        tracked[API_SOURCE] = queued
-    return Snapshot(version, dict(series), dict(health), running, tracked)
 
 
 def _safe(url: str) -> str:

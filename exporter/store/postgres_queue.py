@@ -128,14 +128,3 @@ def series(db: psycopg.Connection, source: str) -> set[tuple[str, str]]:
         )
     )
     return pairs
-
-
-def running_stats(db: psycopg.Connection):
-    return db.execute(
-        "SELECT label_type, label_name, COUNT(*), MIN(started_ms) FROM queue_jobs"
-        " WHERE status = 'running' GROUP BY label_type, label_name"
-    ).fetchall()
-
-
-def count(db: psycopg.Connection) -> int:
-    return db.execute("SELECT COUNT(*) FROM queue_jobs").fetchone()[0]

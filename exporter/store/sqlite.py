@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,7 +18,8 @@ from exporter.counts import STARTED, CountDeltas
 from exporter.queue_records import API_SOURCE, QueueChange, QueueJob, QueueQuery, Transition
 from exporter.records import JobRow, Plan, RunningJob, SourceIndex
 from exporter.store import sqlite_queue
-from exporter.store.base import Prune, RunningStats, Snapshot, StaleIndex, StoreError
+from exporter.store.base import Prune, Snapshot, StaleIndex, StoreError
+from exporter.store.snapshot_sql import read_snapshot
 
 # Each entry migrates the schema from version N to N + 1; PRAGMA user_version holds N.
 MIGRATIONS: tuple[str, ...] = (
@@ -231,35 +231,11 @@ class SqliteStore:
 
     def _read_snapshot(self, version: int) -> Snapshot:
         reader = self._reader
-        series: dict[tuple[str, str, str], dict[tuple[str, str], float]] = defaultdict(dict)
-        health: dict[str, dict[tuple[str, str], float]] = defaultdict(dict)
         reader.execute("BEGIN")
         try:
-            for source, job_type, name, family, label, value in reader.execute(
-                "SELECT source, type, name, family, label, value FROM counts"
-            ):
-                if job_type or name:
-                    series[(source, job_type, name)][(family, label)] = value
-                else:
-                    health[source][(family, label)] = value
-            running = {
-                (source, job_type, name): RunningStats(count, oldest)
-                for source, job_type, name, count, oldest in reader.execute(
-                    "SELECT source, label_type, label_name, COUNT(*), MIN(start_ms) FROM jobs"
-                    " WHERE outcome IS NULL GROUP BY source, label_type, label_name"
-                )
-            }
-            for job_type, name, count, oldest in sqlite_queue.running_stats(reader):
-                running[(API_SOURCE, job_type, name)] = RunningStats(count, oldest)
-            tracked = dict(
-                reader.execute("SELECT source, COUNT(*) FROM jobs GROUP BY source").fetchall()
-            )
-            queued = sqlite_queue.count(reader)
-            if queued:
-                tracked[API_SOURCE] = queued
+            return read_snapshot(reader, version)
         finally:
             reader.execute("COMMIT")
-        return Snapshot(version, dict(series), dict(health), running, tracked)
 
     def tracked_jobs(self, source: str | None = None) -> list[JobRow]:
         sql = "SELECT * FROM jobs"

@@ -118,15 +118,3 @@ def series(db: sqlite3.Connection, source: str) -> set[tuple[str, str]]:
         ).fetchall()
     )
     return pairs
-
-
-def running_stats(db: sqlite3.Connection):
-    """(label_type, label_name, count, oldest start) of the running jobs, per series."""
-    return db.execute(
-        "SELECT label_type, label_name, COUNT(*), MIN(started_ms) FROM queue_jobs"
-        " WHERE status = 'running' GROUP BY label_type, label_name"
-    ).fetchall()
-
-
-def count(db: sqlite3.Connection) -> int:
-    return db.execute("SELECT COUNT(*) FROM queue_jobs").fetchone()[0]

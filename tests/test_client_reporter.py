@@ -1,0 +1,146 @@
+"""JobReporter: never blocks or breaks the app, bounded, and nothing counted twice."""
+
+from __future__ import annotations
+
+import socket
+import threading
+
+import pytest
+import requests
+from werkzeug.serving import make_server
+
+from exporter.app import create_app, runtime_of
+from exporter.client import JobReporter
+from exporter.clock import ManualClock
+from exporter.config import Settings
+from tests.api_helpers import START_MS, Metrics, live_server, store_url
+
+
+def closed_port() -> int:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    return port
+
+
+@pytest.fixture
+def hung_exporter():
+    """A socket that accepts connections and never answers: the worst exporter there is."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    yield f"http://127.0.0.1:{server.getsockname()[1]}"
+    server.close()
+
+
+def test_calls_return_while_the_exporter_hangs_and_the_queue_stays_bounded(hung_exporter):
+    reporter = JobReporter(hung_exporter, max_queue=50, batch_size=10, timeout=30)
+    done = threading.Event()
+
+    @reporter.track(type="TASK", name="work")
+    def work(n: int) -> int:
+        return n
+
+    def app() -> None:
+        assert sum(work(n) for n in range(100)) == sum(range(100))
+        done.set()
+
+    threading.Thread(target=app, daemon=True).start()
+    # 100 calls, 200 events, while the exporter never answers a single request.
+    assert done.wait(10), "the app's calls blocked on the exporter"
+    assert reporter.queued <= 50
+    assert reporter.dropped >= 150
+    reporter.close(timeout=0.1)
+
+
+def test_the_app_exception_passes_unchanged():
+    reporter = JobReporter(f"http://127.0.0.1:{closed_port()}")
+    error = KeyError("mine")
+
+    @reporter.track(type="TASK")
+    def broken() -> None:
+        raise error
+
+    with pytest.raises(KeyError) as raised:
+        broken()
+    assert raised.value is error
+    assert broken.__name__ == "broken"
+    reporter.close(timeout=0.1)
+
+
+class FakeTime:
+    """The reporter's clock, kept in step with the exporter's manual clock."""
+
+    def __init__(self, start_ms: float) -> None:
+        self.now = start_ms / 1000
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def finished(metrics, outcome: str, type: str, name: str, source: str = "billing"):
+    return metrics.value("background_jobs_finished_total", source=source, type=type, name=name,
+                         outcome=outcome)  # fmt: skip
+
+
+def test_decorated_and_block_jobs_reach_metrics_with_outcome_and_duration(tmp_path):
+    clock = FakeTime(START_MS)
+    with live_server(tmp_path) as server:
+        reporter = JobReporter(server.base_url, source="billing", clock=clock, flush_interval=0.02)
+
+        @reporter.track(type="TASK", name="invoice")
+        def invoice(amount: int) -> int:
+            clock.now += 1.5
+            return amount
+
+        assert invoice(7) == 7
+        with pytest.raises(ValueError), reporter.job("HTTP", "POST /hook"):
+            clock.now += 0.25
+            raise ValueError("the app's own")
+        assert reporter.flush(timeout=10)
+        metrics = server.metrics()
+        reporter.close()
+    assert finished(metrics, "completed", "TASK", "invoice") == 1
+    assert finished(metrics, "failed", "HTTP", "POST /hook") == 1
+    duration = "background_jobs_duration_seconds_sum"
+    assert metrics.value(duration, source="billing", type="TASK", name="invoice") == 1.5
+    assert metrics.value(duration, source="billing", type="HTTP", name="POST /hook") == 0.25
+    assert reporter.sent == 4 and reporter.dropped == 0
+
+
+def test_events_queued_while_the_exporter_is_down_arrive_once_it_is_up(tmp_path):
+    clock = FakeTime(START_MS)
+    port = closed_port()
+    reporter = JobReporter(f"http://127.0.0.1:{port}", source="billing", clock=clock,
+                           flush_interval=0.02, retry_base=0.02, retry_cap=0.1)  # fmt: skip
+    for n in range(10):
+        with reporter.job("TASK", "nightly", job_id=f"night-{n}"):
+            clock.now += 1
+    assert not reporter.flush(timeout=0.3)  # nothing can arrive yet
+    assert reporter.queued == 20
+
+    app = create_app(Settings(store=store_url(tmp_path)), clock=ManualClock(START_MS))
+    server = make_server("127.0.0.1", port, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        assert reporter.flush(timeout=15)
+        counts = Metrics.parse(requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text)
+        started = "background_jobs_started_total"
+        assert counts.value(started, source="billing", type="TASK", name="nightly") == 10
+        assert finished(counts, "completed", "TASK", "nightly") == 10
+        # A batch resent after a lost answer (simulated: the same events again) counts nothing.
+        for n in range(10):
+            reporter.emit({"id": f"night-{n}", "name": "nightly", "backgroundJobType": "TASK",
+                           "startTimestamp": START_MS, "isFinished": True,
+                           "finishTimestamp": START_MS + 1000, "status": "completed"})  # fmt: skip
+        assert reporter.flush(timeout=10)
+        again = Metrics.parse(requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text)
+        assert again.value(started, source="billing", type="TASK", name="nightly") == 10
+        assert finished(again, "completed", "TASK", "nightly") == 10
+    finally:
+        reporter.close()
+        server.shutdown()
+        server.server_close()
+        runtime_of(app).stop()
