@@ -195,9 +195,17 @@ def test_a_slow_request_shows_loading(demo, screens: Screens):
     expect(loading).to_have_count(0)
 
 
-def test_screenshots_are_saved_as_artefacts(demo, screens: Screens):
+def test_the_page_talks_only_to_its_own_exporter(demo, screens: Screens):
     page = screens.page()
-    page.goto(f"{demo.url}/#/summary")
-    charts_with_data(page, 3)
-    path = screens.shot(page, "summary")
+    urls: list[str] = []
+    page.on("request", lambda r: urls.append(r.url))
+    for view, charts in (("summary", 3), ("types", 9), ("name", 3)):
+        page.goto(f"{demo.url}/#/{view}")
+        charts_with_data(page, charts, timeout_ms=60_000)
+    page.goto(f"{demo.url}/#/jobs")
+    expect(page.locator("table.jobs tbody tr").first).to_be_visible()
+    path = screens.shot(page, "jobs")
     assert Path(path).stat().st_size > 10_000
+    assert urls and all(url.startswith(f"{demo.url}/") for url in urls)
+    paths = {url[len(demo.url) :].split("?")[0] for url in urls}
+    assert all(p == "/" or p.startswith(("/ui/", "/api/v1/")) for p in paths), paths
