@@ -17,7 +17,7 @@ from pathlib import Path
 
 from bench.harness import Result, write_table
 
-BENCHMARKS = ("metrics", "scrape", "throughput", "api", "memory")
+BENCHMARKS = ("metrics", "scrape", "throughput", "api", "memory", "dashboard")
 
 CHANGES = """
 - `/metrics` is written straight from one metrics view (`exporter/render.py`): each series'

@@ -6,7 +6,19 @@ import random
 
 from flask import Flask
 
-from exporter.api import auth, bodies, demo, errors, jobs, metrics, openapi, push, schedules
+from exporter import web
+from exporter.api import (
+    auth,
+    bodies,
+    demo,
+    errors,
+    jobs,
+    metrics,
+    openapi,
+    push,
+    schedules,
+    stats,
+)
 from exporter.clock import Clock
 from exporter.config import Settings
 from exporter.runtime import EXTENSION, Runtime
@@ -37,6 +49,8 @@ def create_app(
     app.register_blueprint(jobs.blueprint)
     app.register_blueprint(schedules.blueprint)
     app.register_blueprint(openapi.blueprint)
+    app.register_blueprint(stats.blueprint)
+    app.register_blueprint(web.blueprint)
     if settings.mock_source:
         demo.init_app(app, runtime.clock)
     return app

@@ -27,6 +27,7 @@ from exporter.queue import Backoff, JobQueue, QueuePolicy
 from exporter.schedules import Scheduler
 from exporter.sources.fetch import FetchLimits
 from exporter.sources.scrape import Scraper, ScrapeTarget
+from exporter.stats.history import HistorySampler
 from exporter.store import Store, open_store
 from exporter.sweeps import Sweeper
 from exporter.tracker import LabelGuard
@@ -107,18 +108,19 @@ class Runtime:
             scheduler=self.scheduler,
         )
         self.demo_crew: DemoCrew | None = None
+        self.history = HistorySampler(self.store, self.clock)
         self._scheduler: BackgroundScheduler | None = None
 
     def start(self, url: str | None = None) -> None:
-        """Scrape every source on its own interval, first right away; sweep expired leases
-        (every `lease_sweep_interval`), overdue pushed jobs and old API jobs; fire due
-        schedules (every `schedule_sweep_interval`, first right away); start the demo
-        crew when asked, its workers reaching this process at `url` over HTTP. Sweeps are
-        safe with several replicas: each one's writes check the state they change, in the
-        same transaction."""
+        """Scrape every source on its own interval, first right away; sample the dashboard's
+        history; sweep expired leases (every `lease_sweep_interval`), overdue pushed jobs and
+        old API jobs; fire due schedules (every `schedule_sweep_interval`, first right away);
+        start the demo crew when asked, its workers reaching this process at `url` over HTTP.
+        Sweeps are safe with several replicas: each one's writes check the state they change,
+        in the same transaction."""
         scheduler = BackgroundScheduler(
             executors={
-                "default": {"type": "threadpool", "max_workers": 4 + len(self.scraper.targets)}
+                "default": {"type": "threadpool", "max_workers": 5 + len(self.scraper.targets)}
             },
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
         )
@@ -131,6 +133,13 @@ class Runtime:
                 id=f"scrape:{target.name}",
                 next_run_time=_now(),
             )
+        scheduler.add_job(
+            self.history.sample,
+            "interval",
+            seconds=self.history.limits.step_s,
+            id="history",
+            next_run_time=_now(),
+        )
         scheduler.add_job(
             self.sweeper.leases,
             "interval",

@@ -430,6 +430,11 @@ def test_openapi_describes_every_endpoint_of_the_contract(server):
         ("post", "/api/v1/schedules/{id}/pause"),
         ("post", "/api/v1/schedules/{id}/resume"),
         ("post", "/api/v1/schedules/{id}/run"),
+        # the dashboard's chart data
+        ("get", "/api/v1/stats/summary"),
+        ("get", "/api/v1/stats/types"),
+        ("get", "/api/v1/stats/names"),
+        ("get", "/api/v1/stats/name"),
     }
     described = {(method, path) for path, ops in doc["paths"].items() for method in ops}
     assert described == expected

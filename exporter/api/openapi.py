@@ -17,7 +17,7 @@ import msgspec
 from flask import Blueprint, Response
 
 from exporter import __version__
-from exporter.api import schemas
+from exporter.api import schemas, stats_schemas
 from exporter.api.responses import json_response
 from exporter.models import JobInfo
 from exporter.queue_records import STATUSES
@@ -51,6 +51,17 @@ _SCHEDULE = ("the schedule", "Schedule")
 _NO_SCHEDULE = ("no schedule has this id", "Error")
 _BAD_SCHEDULE = ("invalid body, cron expression, time zone or interval; `errors` names the "
                  "field", "Error")  # fmt: skip
+_WINDOW = _query("window", "seconds back from the newest sample (default: all kept)",
+                 {"type": "number"})  # fmt: skip
+_POINTS = _query("points", "points at most, thinned evenly (default 300)",
+                 {"type": "integer", "minimum": 2, "maximum": 2000})  # fmt: skip
+_LIMIT100 = {"type": "integer", "minimum": 1, "maximum": 100}
+_LIMIT2000 = {"type": "integer", "minimum": 1, "maximum": 2000}
+
+
+def _required(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": True, "schema": _STR}
+
 
 OPERATIONS: tuple[Operation, ...] = (
     Operation(
@@ -147,6 +158,32 @@ OPERATIONS: tuple[Operation, ...] = (
         "post", "/api/v1/schedules/{id}/run", "Create the schedule's job now, paused or not",
         responses={"201": ("the new job", "Job"), "404": _NO_SCHEDULE}, parameters=(_ID,),
     ),
+    # The built-in dashboard's chart data (README: The dashboard).
+    Operation(
+        "get", "/api/v1/stats/summary", "All jobs over the last hour, as chart columns",
+        responses={"200": ("totals and series", "SummaryStats"), "400": _BAD},
+        parameters=(_WINDOW, _POINTS), write=False,
+    ),
+    Operation(
+        "get", "/api/v1/stats/types", "One series per job type, the busiest first",
+        responses={"200": ("a series per type", "TypesStats"), "400": _BAD},
+        parameters=(_WINDOW, _POINTS, _query("limit", "types at most", _LIMIT100)),
+        write=False,
+    ),
+    Operation(
+        "get", "/api/v1/stats/names", "Job functions that have history, busiest first",
+        responses={"200": ("the functions", "NameList"), "400": _BAD},
+        parameters=(_query("q", "part of the name", _STR), _query("type", "only this type", _STR),
+                    _query("limit", "functions at most", _LIMIT2000)),
+        write=False,
+    ),
+    Operation(
+        "get", "/api/v1/stats/name", "One job function's series",
+        responses={"200": ("its series", "NameStats"), "400": _BAD,
+                   "404": ("no history for that function", "Error")},
+        parameters=(_required("source"), _required("type"), _required("name"), _WINDOW, _POINTS),
+        write=False,
+    ),
 )  # fmt: skip
 
 _SCHEMA_TYPES: dict[str, Any] = {
@@ -164,6 +201,7 @@ _SCHEMA_TYPES: dict[str, Any] = {
     "PushBody": JobInfo | list[JobInfo],
     "TrackedJobs": list[schemas.TrackedJob],
     "Error": schemas.Error,
+    **stats_schemas.SCHEMAS,
 }
 
 
@@ -251,6 +289,10 @@ _OPERATION_IDS = {
     ("post", "/api/v1/schedules/{id}/pause"): "pauseSchedule",
     ("post", "/api/v1/schedules/{id}/resume"): "resumeSchedule",
     ("post", "/api/v1/schedules/{id}/run"): "runSchedule",
+    ("get", "/api/v1/stats/summary"): "statsSummary",
+    ("get", "/api/v1/stats/types"): "statsByType",
+    ("get", "/api/v1/stats/names"): "statsNames",
+    ("get", "/api/v1/stats/name"): "statsByName",
 }
 
 

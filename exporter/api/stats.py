@@ -1,0 +1,118 @@
+"""`/api/v1/stats/...`: the dashboard's chart data, from the history sampler's rings.
+
+Every answer is columnar (`t` and one list per line of a chart), ready for a charting
+library, and thinned on the server to the points the page asks for. Bad parameters get a
+400 naming the field.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from flask import Blueprint, jsonify, request
+
+from exporter.api.errors import error_response
+from exporter.runtime import current_runtime
+from exporter.stats.history import SUMMARY, HistorySampler
+from exporter.stats.ring import Tier, Window, empty_series
+
+blueprint = Blueprint("stats", __name__, url_prefix="/api/v1/stats")
+
+DEFAULT_POINTS = 300
+MAX_POINTS = 2000
+
+
+class BadParameter(ValueError):
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+@blueprint.errorhandler(BadParameter)
+def bad_parameter(error: BadParameter):
+    return error_response(
+        400, f"invalid {error.field}", [{"field": error.field, "message": str(error)}]
+    )
+
+
+def _sampler() -> HistorySampler:
+    return current_runtime().history
+
+
+def _number(field: str, default: float, low: float, high: float, integer: bool = False) -> float:
+    text = request.args.get(field)
+    if text is None or text == "":
+        return default
+    try:
+        value = int(text) if integer else float(text)
+    except ValueError:
+        kind = "an integer" if integer else "a number"
+        raise BadParameter(field, f"must be {kind}, got {text[:50]!r}") from None
+    if not math.isfinite(value) or not low <= value <= high:
+        raise BadParameter(field, f"must be between {low:g} and {high:g}")
+    return value
+
+
+def _text(field: str, required: bool = False, longest: int = 200) -> str:
+    value = request.args.get(field, "")
+    if required and not value:
+        raise BadParameter(field, "is required")
+    if len(value) > longest:
+        raise BadParameter(field, f"must be at most {longest} characters")
+    return value
+
+
+def _window(tier: Tier) -> Window:
+    span = tier.span_s
+    seconds = _number("window", span, tier.step_ms / 1000, span)
+    points = int(_number("points", DEFAULT_POINTS, 2, MAX_POINTS, integer=True))
+    return Window(seconds, points)
+
+
+def _meta(tier: Tier) -> dict[str, Any]:
+    return {"step": tier.step_ms / 1000, "span": tier.span_s}
+
+
+@blueprint.get("/summary")
+def summary():
+    """All jobs: running, pending, started and finished per minute, mean duration."""
+    sampler = _sampler()
+    series = sampler.series(sampler.summary, SUMMARY, _window(sampler.summary)) or empty_series()
+    totals = sampler.latest_totals()
+    return jsonify({**_meta(sampler.summary), "totals": totals, "series": series})
+
+
+@blueprint.get("/types")
+def types():
+    """One series per job type, the busiest `limit` (default 12) types, sorted by name."""
+    sampler = _sampler()
+    window = _window(sampler.types)
+    limit = int(_number("limit", 12, 1, 100, integer=True))
+    return jsonify({**_meta(sampler.types), "types": sampler.type_series(window, limit),
+                    "untracked": sampler.types.untracked})  # fmt: skip
+
+
+@blueprint.get("/names")
+def names():
+    """The job functions that have history, busiest first; `q` filters by name, `type` too."""
+    sampler = _sampler()
+    limit = int(_number("limit", 100, 1, 2000, integer=True))
+    rows, total = sampler.name_list(_text("q"), _text("type", longest=100), limit)
+    return jsonify({"names": rows, "total": total, "untracked": sampler.names.untracked})
+
+
+@blueprint.get("/name")
+def name():
+    """One job function's series: `source`, `type` and `name` pick it."""
+    sampler = _sampler()
+    key = (_text("source", required=True, longest=64), _text("type", required=True, longest=100),
+           _text("name", required=True))  # fmt: skip
+    window = _window(sampler.names)
+    series = sampler.series(sampler.names, key, window)
+    if series is None:
+        return error_response(404, "no history for that job function", [
+            {"field": "name", "message": f"no history for {key[2]!r} ({key[1]}, {key[0]})"}
+        ])  # fmt: skip
+    return jsonify({**_meta(sampler.names), "source": key[0], "type": key[1], "name": key[2],
+                    "series": series})  # fmt: skip

@@ -1,0 +1,1 @@
+"""The dashboard's history: compact aggregates of the store's counts over time."""

@@ -1,0 +1,185 @@
+"""The history sampler: every few seconds, the store's totals per view go into fixed rings.
+
+The dashboard needs an hour of history the moment it opens, without replaying raw jobs in
+the browser, so the server keeps compact aggregates: one `store.snapshot()` per tick (cheap
+when nothing changed) summed per view and appended to the rings of `exporter.stats.ring`.
+
+Memory is fixed by the settings below. With the defaults, the summary and up to 50 job types
+keep one hour at 5 s steps (722 samples), and up to 2,000 (source, type, name) series keep
+one hour at 30 s steps (122 samples, the newest refreshed every tick); 8 totals of 8 bytes
+per sample make at most 2.3 MB for types and 15.6 MB for names. When more series exist, the
+one idle longest (unchanged for a whole hour) gives up its ring to the newcomer; otherwise
+the newcomer has no history and `untracked` says how many were turned away.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections import defaultdict
+from collections.abc import Hashable
+from dataclasses import dataclass
+
+from exporter.clock import Clock
+from exporter.counts import DURATION_BUCKET, DURATION_SUM, FINISHED, PENDING, STARTED
+from exporter.stats.ring import (
+    COMPLETED,
+    DURATION_COUNT,
+    FAILED,
+    FIELDS,
+    LOST,
+    RUNNING,
+    Tier,
+    Window,
+)
+from exporter.stats.ring import DURATION_SUM as SUM_FIELD
+from exporter.stats.ring import PENDING as PENDING_FIELD
+from exporter.stats.ring import STARTED as STARTED_FIELD
+from exporter.store import Snapshot, Store, StoreError
+
+log = logging.getLogger(__name__)
+
+SUMMARY = "summary"
+HOUR_S = 3600.0
+OUTCOME_FIELDS = {"completed": COMPLETED, "failed": FAILED, "lost": LOST}
+NameKey = tuple[str, str, str]  # (source, type, name)
+
+
+@dataclass(frozen=True)
+class HistoryLimits:
+    step_s: float = 5.0  # summary and types: one sample per step
+    name_step_s: float = 30.0  # one job function's series
+    span_s: float = HOUR_S  # how far back every view reaches
+    max_types: int = 50
+    max_names: int = 2000
+
+    def capacity(self, step_s: float) -> int:
+        """Samples to cover the span, plus one to give the oldest point its rate."""
+        return int(self.span_s // step_s) + 2
+
+
+class HistorySampler:
+    """Samples the store into rings; queried by the stats endpoints. Thread-safe."""
+
+    def __init__(self, store: Store, clock: Clock, limits: HistoryLimits | None = None) -> None:
+        self.store = store
+        self.clock = clock
+        self.limits = limits = limits or HistoryLimits()
+        self.summary = Tier(limits.step_s, limits.capacity(limits.step_s), max_keys=1)
+        self.types = Tier(limits.step_s, limits.capacity(limits.step_s), limits.max_types)
+        self.names = Tier(limits.name_step_s, limits.capacity(limits.name_step_s),
+                          limits.max_names)  # fmt: skip
+        self._lock = threading.Lock()
+        self._seen_types: set[str] | None = None  # None before the first sample
+        self._seen_names: set[NameKey] | None = None
+        self._last_version: int | None = None
+        self._totals: tuple[dict, dict, dict] | None = None
+
+    def sample(self) -> bool:
+        """Take one sample now; False (and a log line) when the store cannot be read."""
+        try:
+            snapshot = self.store.snapshot()
+        except StoreError as error:
+            log.warning("history sample skipped: %s", error)
+            return False
+        now_ms = self.clock.now_ms()
+        if self._totals is None or snapshot.version != self._last_version:
+            self._totals = totals_of(snapshot)
+            self._last_version = snapshot.version
+        summary, per_type, per_name = self._totals
+        with self._lock:
+            # Keys new since the last sample had no counts then: zeros are their history.
+            # Not so after an empty store (a first start, the demo's first scrape): what
+            # appears then was found, not started in those seconds, so it gets no rate.
+            known = self._seen_names is not None and bool(self._seen_names)
+            fresh_types = set(per_type) - self._seen_types if known else set()
+            fresh_names = set(per_name) - self._seen_names if known else set()
+            if not per_name:
+                summary = [*summary[:STARTED_FIELD], *[math.nan] * (FIELDS - STARTED_FIELD)]
+            self.summary.record(now_ms, {SUMMARY: summary}, fresh=[SUMMARY])
+            self.types.record(now_ms, per_type, fresh=fresh_types)
+            self.names.record(now_ms, per_name, fresh=fresh_names)
+            self._seen_types = set(per_type)
+            self._seen_names = set(per_name)
+        return True
+
+    def series(self, tier: Tier, key: Hashable, window: Window) -> dict[str, object] | None:
+        with self._lock:
+            return tier.series(key, window)
+
+    def type_series(self, window: Window, limit: int) -> list[dict[str, object]]:
+        """The busiest `limit` types (most jobs started), each with its series."""
+        with self._lock:
+            ranked = sorted(self.types.tracked(), key=lambda k: _activity(self.types, k))
+            chosen = sorted(ranked[:limit])
+            return [{"type": key, **(self.types.series(key, window) or {})} for key in chosen]
+
+    def name_list(
+        self, text: str = "", job_type: str = "", limit: int = 100
+    ) -> tuple[list[dict[str, object]], int]:
+        """Series that have history, busiest first, filtered; and how many matched in all."""
+        text = text.casefold()
+        with self._lock:
+            matches = [
+                key for key in self.names.tracked()
+                if (not job_type or key[1] == job_type) and text in key[2].casefold()
+            ]  # fmt: skip
+            matches.sort(key=lambda k: (_activity(self.names, k), k))
+            rows = []
+            for source, kind, name in matches[:limit]:
+                latest = self.names.latest((source, kind, name)) or [0.0] * FIELDS
+                rows.append({
+                    "source": source, "type": kind, "name": name,
+                    "running": _int(latest[RUNNING]), "started": _int(latest[STARTED_FIELD]),
+                    "failed": _int(latest[FAILED]),
+                })  # fmt: skip
+            return rows, len(matches)
+
+    def latest_totals(self) -> dict[str, float | None] | None:
+        """The newest sample of all jobs, for the summary's headline numbers."""
+        with self._lock:
+            latest = self.summary.latest(SUMMARY)
+        if latest is None:
+            return None
+        names = ("running", "pending", "started", "completed", "failed", "lost")
+        fields = (RUNNING, PENDING_FIELD, STARTED_FIELD, COMPLETED, FAILED, LOST)
+        return {name: _int(max(latest[f], 0.0)) for name, f in zip(names, fields, strict=True)}
+
+
+def totals_of(snapshot: Snapshot) -> tuple[list[float], dict[str, list[float]], dict]:
+    """The snapshot's totals for all jobs, per type and per (source, type, name)."""
+    per_name: dict[NameKey, list[float]] = {}
+    per_type: dict[str, list[float]] = defaultdict(lambda: [0.0] * FIELDS)
+    summary = [0.0] * FIELDS
+    for key in snapshot.series.keys() | snapshot.running.keys():
+        counts = snapshot.series.get(key, {})
+        values = [0.0] * FIELDS
+        stats = snapshot.running.get(key)
+        values[RUNNING] = float(stats.count) if stats else 0.0
+        values[PENDING_FIELD] = max(0.0, counts.get((PENDING, ""), 0.0))
+        values[STARTED_FIELD] = counts.get((STARTED, ""), 0.0)
+        for (family, label), value in counts.items():
+            if family == FINISHED and label in OUTCOME_FIELDS:
+                values[OUTCOME_FIELDS[label]] += value
+            elif family == DURATION_BUCKET:
+                values[DURATION_COUNT] += value
+            elif family == DURATION_SUM:
+                values[SUM_FIELD] += value
+        per_name[key] = values
+        kind = per_type[key[1]]
+        for position in range(FIELDS):
+            kind[position] += values[position]
+            summary[position] += values[position]
+    return summary, dict(per_type), per_name
+
+
+def _activity(tier: Tier, key: Hashable) -> tuple[float, ...]:
+    """Sort key putting the most started jobs first."""
+    latest = tier.latest(key)
+    started = latest[STARTED_FIELD] if latest else 0.0
+    return (-(started if started == started else 0.0),)
+
+
+def _int(value: float) -> int | None:
+    return None if value != value else int(value)

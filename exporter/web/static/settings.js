@@ -1,0 +1,71 @@
+// The settings the seed dashboard offers, kept in localStorage: polling interval, maximum
+// points per chart, and the theme. Stored values are checked on read, so a hand-edited or
+// older entry falls back to the defaults instead of breaking the page.
+
+const KEY = "job-exporter.settings";
+
+export const LIMITS = {
+  pollSeconds: { min: 1, max: 300 },
+  maxPoints: { min: 10, max: 2000 },
+};
+
+const DEFAULTS = { pollSeconds: 5, maxPoints: 300, theme: null };
+
+const listeners = new Set();
+let current = load();
+
+function load() {
+  let saved = {};
+  try {
+    saved = JSON.parse(localStorage.getItem(KEY) || "{}") || {};
+  } catch {
+    saved = {};
+  }
+  const settings = { ...DEFAULTS };
+  for (const field of ["pollSeconds", "maxPoints"]) {
+    const value = Number(saved[field]);
+    if (Number.isInteger(value) && value >= LIMITS[field].min && value <= LIMITS[field].max) {
+      settings[field] = value;
+    }
+  }
+  if (saved.theme === "dark" || saved.theme === "light") settings.theme = saved.theme;
+  return settings;
+}
+
+/** Problems with proposed settings, by field; empty when they can be saved. */
+export function validate(proposed) {
+  const problems = {};
+  for (const [field, { min, max }] of Object.entries(LIMITS)) {
+    const value = Number(proposed[field]);
+    if (!Number.isInteger(value) || value < min || value > max) {
+      problems[field] = `must be a whole number from ${min} to ${max}`;
+    }
+  }
+  if (!["dark", "light"].includes(proposed.theme)) problems.theme = "must be dark or light";
+  return problems;
+}
+
+export function settings() {
+  return { ...current, theme: effectiveTheme() };
+}
+
+export function effectiveTheme() {
+  if (current.theme) return current.theme;
+  return matchMedia("(prefers-color-scheme: dark)").matches ? "dark" : "light";
+}
+
+export function save(changes) {
+  current = { ...current, ...changes };
+  localStorage.setItem(KEY, JSON.stringify(current));
+  applyTheme();
+  for (const listener of listeners) listener(settings());
+}
+
+export function onChange(listener) {
+  listeners.add(listener);
+  return () => listeners.delete(listener);
+}
+
+export function applyTheme() {
+  document.documentElement.dataset.theme = effectiveTheme();
+}
