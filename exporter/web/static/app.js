@@ -1,4 +1,4 @@
-// The page's entry point: routes between the four views by the address's hash, polls the
+// The page's entry point: routes between the five views by the address's hash, polls the
 // shown view at the configured interval, and wires the settings dialog and theme switch.
 
 import { setToken, token } from "./api.js";
@@ -7,8 +7,11 @@ import * as summaryView from "./view-summary.js";
 import * as typesView from "./view-types.js";
 import * as nameView from "./view-name.js";
 import * as jobsView from "./view-jobs.js";
+import * as schedulesView from "./view-schedules.js";
 
-const VIEWS = { summary: summaryView, types: typesView, name: nameView, jobs: jobsView };
+const VIEWS = {
+  summary: summaryView, types: typesView, name: nameView, jobs: jobsView, schedules: schedulesView,
+};
 
 const root = document.getElementById("view");
 let current = null; // { name, view }
