@@ -10,7 +10,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /app
 
 # Metadata first, so the dependency layer is rebuilt only when it changes.
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY exporter ./exporter
 RUN pip install --no-compile . \
     && useradd --system --uid 10001 --no-create-home exporter
