@@ -19,6 +19,7 @@ import hypothesis
 import pytest
 import requests
 import schemathesis
+from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 
@@ -117,6 +118,48 @@ def test_no_5xx_and_every_4xx_has_the_error_shape(
         assert fuzzed_exporter.process.poll() is None, fuzzed_exporter.log
 
     fuzz()
+
+
+# The endpoints outside the OpenAPI document, and a few that are not endpoints at all.
+UNDOCUMENTED = ["/metrics", "/healthz", "/readyz", "/api/openapi.json", "/api/docs", "/",
+                "/api/v1/nothing", "/api/v1/jobs/x/nothing"]  # fmt: skip
+header_text = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=60).map(
+    str.strip
+)
+
+
+@hypothesis.given(
+    path=st.sampled_from(UNDOCUMENTED),
+    method=st.sampled_from(["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]),
+    query=st.dictionaries(st.text(max_size=10), st.text(max_size=20), max_size=3),
+    accept=header_text
+    | st.sampled_from(
+        [
+            "application/openmetrics-text; version=9.9.9",
+            "application/openmetrics-text; escaping=allow-utf-8",
+            "text/plain;version=0.0.4;q=x",
+            "*/*;q=-1",
+        ]
+    ),
+    encoding=header_text | st.sampled_from(["gzip", "gzip;q=0", "br", "identity;q=0", "*"]),
+    body=st.binary(max_size=100),
+)
+@hypothesis.settings(max_examples=MAX_EXAMPLES * 2, deadline=None, derandomize=True,
+                     database=None)  # fmt: skip
+def test_undocumented_endpoints_take_any_method_query_and_headers(
+    fuzzed_exporter: ExporterProcess, path: str, method: str, query: dict[str, str],
+    accept: str, encoding: str, body: bytes,
+) -> None:  # fmt: skip
+    """/metrics negotiates its format from Accept and its compression from Accept-Encoding:
+    odd values there must fall back to plain text, not fail."""
+    headers = {"Accept": accept, "Accept-Encoding": encoding}
+    response = requests.request(method, fuzzed_exporter.url + path, params=query,
+                                headers=headers, data=body, timeout=10)  # fmt: skip
+    STATUSES[response.status_code] += 1
+    assert response.status_code < 500, (response.status_code, response.text[:500])
+    if response.status_code >= 400 and method != "HEAD":
+        body_json = response.json()
+        assert isinstance(body_json["error"], str) and isinstance(body_json["errors"], list)
 
 
 def test_the_exporter_survived_the_fuzzing(fuzzed_exporter: ExporterProcess) -> None:
