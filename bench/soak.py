@@ -192,10 +192,11 @@ def main() -> int:
     )
     parser.add_argument("--minutes", type=float, default=10.0, help="length of the run")
     parser.add_argument("--quick", action="store_true", help="30 seconds (CI)")
+    parser.add_argument("--seconds", type=float, help="length in seconds (overrides the rest)")
     parser.add_argument("--store", help="store URL (default: a SQLite file in a temp folder)")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
-    seconds = 30.0 if args.quick else args.minutes * 60
+    seconds = args.seconds or (30.0 if args.quick else args.minutes * 60)
     span = max(5.0, min(60.0, seconds / 10))  # the windows compared
 
     folder = tempfile.TemporaryDirectory()
