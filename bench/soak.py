@@ -44,6 +44,7 @@ class Samples:
     started: float = field(default_factory=time.monotonic)
     latency: dict[str, list[tuple[float, float]]] = field(default_factory=lambda: defaultdict(list))
     memory: list[tuple[float, float]] = field(default_factory=list)
+    tracked: list[tuple[float, float]] = field(default_factory=list)  # job_exporter_tracked_jobs
     failures: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -105,7 +106,12 @@ def load(url: str, stop_at: float, samples: Samples, seed: int) -> list[threadin
     def metrics_reader() -> None:
         session = requests.Session()
         while time.monotonic() < stop_at:
-            call(session, "metrics", "GET", "/metrics")
+            response = call(session, "metrics", "GET", "/metrics")
+            if response is not None and response.ok:
+                tracked = sum(float(line.rsplit(" ", 1)[1]) for line in response.text.splitlines()
+                              if line.startswith("job_exporter_tracked_jobs{"))  # fmt: skip
+                with samples.lock:
+                    samples.tracked.append((samples.now(), tracked))
             time.sleep(0.2)  # a handful of Prometheus servers scraping every second or so
 
     def pusher() -> None:
@@ -173,12 +179,19 @@ def report(samples: Samples, seconds: float, span: float) -> None:
     memory_first = window(samples.memory, 0, span)
     memory_last = window(samples.memory, late, seconds + 1)
     row("resident memory", max(memory_first), max(memory_last), "MB")
+    tracked_first = window(samples.tracked, 0, span)
+    tracked_last = window(samples.tracked, late, seconds + 1)
+    row("jobs tracked (k)", max(tracked_first) / 1000, max(tracked_last) / 1000, "")
     for kind in KINDS:
         first = [v * 1000 for v in window(samples.latency[kind], 0, span)]
         last = [v * 1000 for v in window(samples.latency[kind], late, seconds + 1)]
         row(f"{kind} p50 ({len(first)}/{len(last)})", quantile(first, 0.5),
             quantile(last, 0.5), "ms")  # fmt: skip
         row(f"{kind} p99", quantile(first, 0.99), quantile(last, 0.99), "ms")
+    tenth = seconds / 10
+    timeline = [max(window(samples.memory, k * tenth, (k + 1) * tenth) or [float("nan")])
+                for k in range(10)]  # fmt: skip
+    print("resident memory by tenth of the run (MB): " + " ".join(f"{m:.0f}" for m in timeline))
     total = sum(len(points) for points in samples.latency.values())
     print(f"requests: {total:,} in {seconds:.0f} s ({total / seconds:.0f}/s), "
           f"failed: {len(samples.failures)}")  # fmt: skip

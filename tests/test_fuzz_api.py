@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import os
 import signal
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterator
-from pathlib import Path
 
 import hypothesis
 import pytest
@@ -26,21 +25,24 @@ from schemathesis.checks import not_a_server_error
 from exporter.api import openapi
 from tests.processes import ExporterProcess
 
-# Per operation and mode (19 of them): about 1,900 requests, 30 s. FUZZ_EXAMPLES=1000 digs deeper.
+# Per operation and mode (19 of them) and store: 1,900 requests, 35 s. FUZZ_EXAMPLES raises it.
 MAX_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "100"))
 
-# Every response schemathesis saw, by status; the summary test reads it for the figures.
-STATUSES: Counter[int] = Counter()
+# Every response seen, by process and status; the survival test prints them as figures.
+STATUSES: defaultdict[str, Counter[int]] = defaultdict(Counter)
 
 
-@pytest.fixture(scope="module")
-def fuzzed_exporter(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ExporterProcess]:
-    """One real `serve` process on a SQLite file for the whole module; no sources, so only
-    the fuzzed requests touch it."""
-    store: Path = tmp_path_factory.mktemp("fuzz") / "store.db"
-    process = ExporterProcess(
-        "serve", "--listen", "127.0.0.1:0", "--store", f"sqlite:///{store}",
-    )  # fmt: skip
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def fuzzed_exporter(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ExporterProcess]:
+    """One real `serve` process per store for the whole module; no sources, so only the
+    fuzzed requests touch it. Both stores: PostgreSQL refuses some text SQLite takes."""
+    if request.param == "sqlite":
+        store = f"sqlite:///{tmp_path_factory.mktemp('fuzz') / 'store.db'}"
+    else:
+        store = request.getfixturevalue("postgres_cluster").new_database()
+    process = ExporterProcess("serve", "--listen", "127.0.0.1:0", "--store", store)
     yield process
     assert process.stop(signal.SIGTERM) == 0, process.log
 
@@ -110,7 +112,7 @@ def test_no_5xx_and_every_4xx_has_the_error_shape(
     )
     def fuzz(case: schemathesis.Case) -> None:
         response = case.call(base_url=fuzzed_exporter.url, timeout=10)
-        STATUSES[response.status_code] += 1
+        STATUSES[fuzzed_exporter.url][response.status_code] += 1
         case.validate_response(response, checks=[not_a_server_error])
         assert response.status_code < 500, (response.status_code, response.text[:500])
         if 400 <= response.status_code < 500:
@@ -155,7 +157,7 @@ def test_undocumented_endpoints_take_any_method_query_and_headers(
     headers = {"Accept": accept, "Accept-Encoding": encoding}
     response = requests.request(method, fuzzed_exporter.url + path, params=query,
                                 headers=headers, data=body, timeout=10)  # fmt: skip
-    STATUSES[response.status_code] += 1
+    STATUSES[fuzzed_exporter.url][response.status_code] += 1
     assert response.status_code < 500, (response.status_code, response.text[:500])
     if response.status_code >= 400 and method != "HEAD":
         body_json = response.json()
@@ -164,8 +166,8 @@ def test_undocumented_endpoints_take_any_method_query_and_headers(
 
 def test_the_exporter_survived_the_fuzzing(fuzzed_exporter: ExporterProcess) -> None:
     """Runs after the fuzzing: still serving, still ready, and it logged no internal error."""
-    total = sum(STATUSES.values())
-    print(f"fuzzing: {total} requests, statuses {dict(sorted(STATUSES.items()))}")
+    statuses = STATUSES[fuzzed_exporter.url]
+    print(f"fuzzing: {statuses.total()} requests, statuses {dict(sorted(statuses.items()))}")
     assert requests.get(f"{fuzzed_exporter.url}/healthz", timeout=5).status_code == 200
     assert requests.get(f"{fuzzed_exporter.url}/readyz", timeout=5).status_code == 200
     assert fuzzed_exporter.metrics().names()
