@@ -22,6 +22,7 @@ _item_decoder = msgspec.json.Decoder(JobInfo)
 _PATH_FIELD = re.compile(r"`\$(?:\[\d+\])?\.(\w+)")
 _MISSING_FIELD = re.compile(r"missing required field `(\w+)`")
 _KNOWN_FIELDS = frozenset(FIELD_WIRE_NAMES.values())
+NUL = "\x00"
 
 
 class InvalidDocument(ValueError):
@@ -62,7 +63,11 @@ def _message_of(error: msgspec.ValidationError) -> str:
 
 
 def _semantic_error(job: JobInfo, latest_start_ms: float) -> tuple[str, str] | None:
-    """Rules a static schema cannot state: not too far in the future, finish after start."""
+    """Rules a static schema cannot state: not too far in the future, finish after start,
+    no NUL character (PostgreSQL text cannot hold one; both stores refuse it alike)."""
+    if NUL in job.id or NUL in job.name or NUL in job.background_job_type:
+        field = "id" if NUL in job.id else "name" if NUL in job.name else "backgroundJobType"
+        return field, "contains a NUL character"
     if job.start_timestamp > latest_start_ms:
         return "startTimestamp", "more than 24 h in the future"
     if job.finish_timestamp is not None and job.finish_timestamp < job.start_timestamp:

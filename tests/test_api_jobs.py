@@ -142,6 +142,13 @@ def test_list_filters_and_pages_with_a_cursor(server):
         ({"limit": "ten"}, "limit"),
         ({"cursor": "-1"}, "cursor"),
         ({"cursor": "abc"}, "cursor"),
+        # Found by tests/test_fuzz_api.py: str.isdigit() takes a superscript two or an
+        # Arabic-Indic digit, int() does not.
+        ({"cursor": "\u00b2"}, "cursor"),
+        ({"limit": "\u0661"}, "limit"),
+        # Beyond a 64-bit integer the store cannot bind it (SQLite OverflowError).
+        ({"cursor": str(2**63)}, "cursor"),
+        ({"cursor": "9" * 5000}, "cursor"),
     ],
 )
 def test_list_names_a_bad_parameter(server, params, field):

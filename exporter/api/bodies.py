@@ -17,6 +17,8 @@ from exporter.api.errors import ApiError, error_response
 
 T = TypeVar("T")
 BODY_FIELD = "body"  # the `field` of an error about the body as a whole
+NUL = "\x00"
+FREE_FORM = frozenset({"payload", "result"})
 
 _AT_PATH = re.compile(r" - at `\$\.?(.*)`$")
 _MISSING = re.compile(r"missing required field `(\w+)`")
@@ -31,6 +33,17 @@ def init_app(app: Flask) -> None:
         cap = current_app.config.get("MAX_CONTENT_LENGTH")
         message = f"the request body is larger than {cap} bytes"
         return error_response(413, message, [_error(BODY_FIELD, "too large")])
+
+    @app.before_request
+    def refuse_nul() -> None:
+        """A NUL in the path or the query is a 400: PostgreSQL text cannot hold one, so it
+        would otherwise surface as a store failure."""
+        values = [*(request.view_args or {}).items(), *request.args.items(multi=True)]
+        for name, value in values:
+            if isinstance(value, str) and NUL in value:
+                field = "id" if name == "job_id" else name
+                raise ApiError(400, f"{field} contains a NUL character",
+                               [_error(field, "contains a NUL character")])  # fmt: skip
 
 
 def is_json_content_type() -> bool:
@@ -58,7 +71,7 @@ def read_json(model: type[T]) -> T:
     """Decode and validate the body as `model`; 400 naming the field when it does not fit."""
     raw = raw_json_body()
     try:
-        return msgspec.json.decode(raw, type=model)
+        body = msgspec.json.decode(raw, type=model)
     except msgspec.ValidationError as error:
         raise ApiError(
             400, "the request body is invalid", [_error(field_of(error), message_of(error))]
@@ -67,6 +80,25 @@ def read_json(model: type[T]) -> T:
         raise ApiError(
             400, "the request body is not valid JSON", [_error(BODY_FIELD, str(error))]
         ) from error
+    if (field := _field_with_nul(body)) is not None:
+        raise ApiError(400, "the request body is invalid",
+                       [_error(field, "contains a NUL character")])  # fmt: skip
+    return body
+
+
+def _field_with_nul(body: object) -> str | None:
+    """The first text field (or list of them) holding a NUL; free-form JSON (payload and
+    result) is stored as escaped JSON text and may hold anything."""
+    if not isinstance(body, msgspec.Struct):
+        return None
+    for field in msgspec.structs.fields(body):
+        if field.name in FREE_FORM:
+            continue
+        value = getattr(body, field.name)
+        texts = value if isinstance(value, list) else [value]
+        if any(isinstance(text, str) and NUL in text for text in texts):
+            return field.encode_name
+    return None
 
 
 def field_of(error: msgspec.ValidationError) -> str:

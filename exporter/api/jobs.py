@@ -3,6 +3,8 @@ fail, retry. Thin: parse and check the request, call the queue, encode its answe
 
 from __future__ import annotations
 
+import re
+
 import msgspec
 from flask import Blueprint, Response, request
 
@@ -18,6 +20,8 @@ from exporter.store import StoreError
 blueprint = Blueprint("jobs", __name__, url_prefix="/api/v1/jobs")
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
+MAX_INT64 = 2**63 - 1  # the largest integer either store binds
+_DIGITS = re.compile(r"[0-9]{1,19}")  # ASCII only, and short enough to convert cheaply
 
 
 @blueprint.errorhandler(UnknownJob)
@@ -55,7 +59,7 @@ def list_jobs() -> Response:
         status=status,
         type=args.get("type"),
         name=args.get("name"),
-        after_seq=_int_arg("cursor", 0, 0, None),
+        after_seq=_int_arg("cursor", 0, 0),
         limit=_int_arg("limit", DEFAULT_PAGE, 1, MAX_PAGE),
     )
     jobs, next_seq = current_runtime().queue.list(query)
@@ -115,13 +119,14 @@ def capped_json(value: object, field: str) -> bytes | None:
     return encoded
 
 
-def _int_arg(name: str, default: int, low: int, high: int | None) -> int:
+def _int_arg(name: str, default: int, low: int, high: int = MAX_INT64) -> int:
+    """An integer query argument in ASCII digits within bounds: `str.isdigit()` also takes
+    "²", which `int()` refuses, and the stores bind at most a signed 64-bit integer."""
     text = request.args.get(name)
     if text is None:
         return default
-    if not text.isdigit() or int(text) < low or (high is not None and int(text) > high):
-        bounds = f"from {low}" + (f" to {high}" if high is not None else "")
-        raise ApiError(400, f"invalid {name}", [_field(name, f"an integer {bounds}")])
+    if not _DIGITS.fullmatch(text) or not low <= int(text) <= high:
+        raise ApiError(400, f"invalid {name}", [_field(name, f"an integer from {low} to {high}")])
     return int(text)
 
 
