@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 from pathlib import Path
+
+import requests
 
 from exporter.store import open_store
 from tests.fixtures import JobSource, Reply, job, wait_until
@@ -39,3 +44,61 @@ def test_sigterm_finishes_the_scrape_in_flight(tmp_path: Path, job_source: JobSo
         assert series[("started", "")] == 1  # the answer that came after SIGTERM was stored
     finally:
         counted.close()
+
+
+SLOW_ROUTE_SERVER = textwrap.dedent("""
+    import sys, threading
+    from pathlib import Path
+    from exporter.app import create_app
+    from exporter.config import Settings
+    from exporter.server import bind, serve
+
+    folder = Path(sys.argv[1])
+    sock = bind("127.0.0.1", 0)
+    (folder / "port").write_text(str(sock.getsockname()[1]))
+
+    def build():
+        app = create_app(Settings(store=f"sqlite:///{folder / 'store.db'}"))
+
+        @app.get("/slow")  # a request still running when SIGTERM arrives
+        def slow():
+            (folder / "in-flight").write_text("yes")
+            threading.Event().wait(1.0)
+            return {"finished": True}
+
+        return app
+
+    serve(sock, build)
+""")
+
+
+def test_sigterm_lets_a_request_in_flight_finish(tmp_path: Path):
+    process = subprocess.Popen(
+        [sys.executable, "-c", SLOW_ROUTE_SERVER, str(tmp_path)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    answers: list[requests.Response] = []
+    try:
+        wait_until(lambda: (tmp_path / "port").exists())
+        url = f"http://127.0.0.1:{(tmp_path / 'port').read_text()}/slow"
+        wait_until(lambda: _answers(url.replace("/slow", "/healthz")))
+        client = threading.Thread(target=lambda: answers.append(requests.get(url, timeout=15)))
+        client.start()
+        wait_until(lambda: (tmp_path / "in-flight").exists())  # the handler is running now
+        process.send_signal(signal.SIGTERM)
+        client.join(15)
+        code = process.wait(15)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(5)
+    assert code == 0
+    assert len(answers) == 1 and answers[0].status_code == 200
+    assert answers[0].json() == {"finished": True}
+
+
+def _answers(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=2).ok
+    except requests.RequestException:
+        return False
