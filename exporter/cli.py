@@ -293,10 +293,12 @@ def demo(ctx: click.Context, **options: Any) -> None:
 
 def _run(initial: Settings, settings_for) -> None:
     """Bind first, then build the app with settings that may need the bound address."""
+    from exporter.allocator import tune_allocator
     from exporter.app import create_app
     from exporter.server import bind, local_url, serve
     from exporter.store import StoreError
 
+    tune_allocator()  # before the threads start, so their arenas follow it too
     host, port = parse_listen(initial.listen)
     try:
         sock = bind(host, port)
