@@ -76,3 +76,21 @@ def observe(
     seconds = max(0.0, seconds)
     deltas[(*series, bucket_family, buckets.label_for(seconds))] += 1
     deltas[(*series, sum_family, "")] += seconds
+
+
+def observe_all(
+    deltas: CountDeltas,
+    buckets: Buckets,
+    series: tuple[str, str],
+    bucket_family: str,
+    sum_family: str,
+    observations: list[float],
+) -> None:
+    """Add several observations of one series at once: one sum change for all of them."""
+    labels, bounds = buckets.labels, buckets.bounds
+    total = 0.0
+    for seconds in observations:
+        seconds = max(0.0, seconds)
+        deltas[(*series, bucket_family, labels[bisect_left(bounds, seconds)])] += 1
+        total += seconds
+    deltas[(*series, sum_family, "")] += total

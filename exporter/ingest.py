@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from exporter.counts import INVALID_JOBS, Buckets
 from exporter.models import JobInfo
 from exporter.records import Plan, SourceIndex
 from exporter.store import Prune, StaleIndex, Store, StoreError
-from exporter.tracker import LabelGuard, dedupe, plan_changes, plan_timeouts
+from exporter.tracker import LabelGuard, plan_changes, plan_timeouts
 
 PRUNE_EVERY_MS = 60_000
 WRITE_ATTEMPTS = 3
@@ -44,7 +44,7 @@ class Ingestor:
     def ingest(
         self,
         source: str,
-        jobs: Iterable[JobInfo],
+        jobs: Sequence[JobInfo],
         now_ms: float,
         *,
         complete_list: bool,
@@ -55,14 +55,13 @@ class Ingestor:
         Returns the plan that was written. Raises StoreError when nothing could be written;
         then neither the store nor the index changed.
         """
-        observed = dedupe(jobs)
         invalid = Counter(
             {("", "", INVALID_JOBS, f): n for f, n in (invalid_by_field or {}).items()}
         )
 
         def planner(index: SourceIndex) -> Plan:
             plan = plan_changes(
-                index, observed, now_ms,
+                index, jobs, now_ms,
                 complete_list=complete_list,
                 guard=self.rules.guard,
                 buckets=self.rules.buckets,
@@ -70,36 +69,48 @@ class Ingestor:
             plan.counts.update(invalid)
             return plan
 
+        def prune_for(plan: Plan) -> Prune | None:
+            if now_ms - self._last_prune_ms.get(source, 0) < PRUNE_EVERY_MS:
+                return None
+            still_listed = plan.listed if complete_list else frozenset()
+            return Prune(before_ms=now_ms - self.rules.retention_ms, still_listed=still_listed)
+
         with self._lock_of(source):
-            prune = self._due_prune(source, observed if complete_list else frozenset(), now_ms)
-            plan = self._write(source, planner, prune)
-            if prune is not None:
+            plan, pruned = self._write(source, planner, prune_for)
+            if pruned:
                 self._last_prune_ms[source] = now_ms
             return plan
 
     def expire_running(self, source: str, started_before_ms: float, now_ms: float) -> Plan:
         """Count a pushed source's jobs still running since before the cutoff as lost."""
         with self._lock_of(source):
-            return self._write(
-                source, lambda index: plan_timeouts(index, started_before_ms, now_ms), None
+            plan, _ = self._write(
+                source,
+                lambda index: plan_timeouts(index, started_before_ms, now_ms),
+                lambda plan: None,
             )
+            return plan
 
     def _write(
-        self, source: str, planner: Callable[[SourceIndex], Plan], prune: Prune | None
-    ) -> Plan:
+        self,
+        source: str,
+        planner: Callable[[SourceIndex], Plan],
+        prune_for: Callable[[Plan], Prune | None],
+    ) -> tuple[Plan, bool]:
         """Plan against the index and write; replan when another writer moved the source
-        on. The caller holds the source's lock."""
+        on. Returns the plan and whether it pruned. The caller holds the source's lock."""
         for _ in range(WRITE_ATTEMPTS):
             index = self._index_of(source)
             plan = planner(index)
+            prune = prune_for(plan)
             if plan.empty and prune is None:
-                return plan
+                return plan, False
             try:
                 self.store.apply(index, plan, prune)
             except StaleIndex:
                 del self._indexes[source]  # another writer moved on: reload, plan again
                 continue
-            return plan
+            return plan, prune is not None
         raise StoreError(f"source {source!r} kept changing under this write")
 
     def tracked(self) -> dict[str, int]:
@@ -115,8 +126,3 @@ class Ingestor:
     def _lock_of(self, source: str) -> threading.Lock:
         with self._locks_guard:
             return self._locks.setdefault(source, threading.Lock())
-
-    def _due_prune(self, source: str, still_listed, now_ms: float) -> Prune | None:
-        if now_ms - self._last_prune_ms.get(source, 0) < PRUNE_EVERY_MS:
-            return None
-        return Prune(before_ms=now_ms - self.rules.retention_ms, still_listed=still_listed)

@@ -19,9 +19,8 @@ def info(job_id: str, finished: bool = False) -> JobInfo:
 
 
 def plan_for(index, *jobs: JobInfo):
-    observed = {j.id: j for j in jobs}
     return plan_changes(
-        index, observed, NOW, complete_list=True, guard=LabelGuard(), buckets=Buckets()
+        index, list(jobs), NOW, complete_list=True, guard=LabelGuard(), buckets=Buckets()
     )
 
 
@@ -128,3 +127,48 @@ def test_ping_answers_until_closed(store_url: str):
     store.close()
     with pytest.raises(StoreError):
         store.ping()
+
+
+def _store_at_version_3(url: str) -> None:
+    """A store as release 0.1.0 left it: schema 3, one running job in the old row shape."""
+    old_row = ("app", "a", "TASK", "send_email", "TASK", "send_email", NOW, *[None] * 3, 0, NOW)
+    if url.startswith("sqlite:///"):
+        import sqlite3
+
+        from exporter.store.sqlite import MIGRATIONS, _statements, sqlite_path
+
+        with sqlite3.connect(sqlite_path(url)) as db:
+            for script in MIGRATIONS[:3]:
+                for statement in _statements(script):
+                    db.execute(statement)
+            db.execute("INSERT INTO jobs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", old_row)
+            db.execute("INSERT INTO sources VALUES ('app', 1)")
+            db.execute("PRAGMA user_version = 3")
+        return
+    import psycopg
+
+    from exporter.store.postgres import MIGRATIONS
+
+    with psycopg.connect(url, autocommit=False) as db:
+        db.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+        for script in MIGRATIONS[:3]:
+            db.execute(script)
+        db.execute("INSERT INTO jobs VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                   old_row)  # fmt: skip
+        db.execute("INSERT INTO sources VALUES ('app', 1)")
+        db.execute("INSERT INTO schema_version VALUES (3)")
+
+
+def test_a_store_from_schema_3_upgrades_with_its_jobs(store_url: str):
+    _store_at_version_3(store_url)
+    store = open_store(store_url)
+    try:
+        [row] = store.tracked_jobs("app")
+        assert (row.id, row.outcome, row.start_ms) == ("a", None, NOW)
+        index = store.load_index("app")
+        assert set(index.running) == {"a"} and index.generation == 1
+        store.apply(index, plan_for(index, info("a", finished=True)))
+        [row] = store.tracked_jobs("app")
+        assert row.outcome == "completed"
+    finally:
+        store.close()

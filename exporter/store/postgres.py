@@ -26,10 +26,10 @@ from exporter.queue_records import (
     QueueQuery,
     Transition,
 )
-from exporter.records import JobRow, Plan, RunningJob, SourceIndex
+from exporter.records import JobRow, Plan, SourceIndex
 from exporter.schedule_records import Schedule, ScheduleFire, ScheduleTransition
 from exporter.store import postgres_queue, schedule_rows
-from exporter.store.base import Prune, Snapshot, StaleIndex, StoreError
+from exporter.store.base import JOBS_SLIMMED, Prune, Snapshot, StaleIndex, StoreError
 from exporter.store.snapshot_sql import read_snapshot
 
 MIGRATION_LOCK = 7_317_001  # pg_advisory_xact_lock key: one replica migrates at a time
@@ -73,16 +73,17 @@ MIGRATIONS: tuple[str, ...] = (
     """,
     postgres_queue.SCHEMA,  # 2: the job API's jobs
     schedule_rows.POSTGRES_SCHEMA,  # 3: schedules and their fires
+    JOBS_SLIMMED,  # 4
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 COPY_FROM = 500  # inserts beyond this many rows go through COPY
 
 _JOB_COLUMNS = (
     "source, id, type, name, label_type, label_name, start_ms, finish_ms, finished_at_ms,"
-    " outcome, missing, last_seen_ms"
+    " outcome, missing"
 )
 _INSERT_JOB = (
-    f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+    f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
 )
 _FINISH_JOB = (
     "UPDATE jobs SET outcome = %s, finish_ms = %s, finished_at_ms = %s, missing = 0"
@@ -152,18 +153,13 @@ class PostgresStore:
                     (source, STARTED),
                 ).fetchall()
             )
-            running, finished = index.running, index.finished
-            cursor = db.execute(
-                "SELECT id, label_type, label_name, start_ms, missing, outcome FROM jobs"
-                " WHERE source = %s",
-                (source,),
+            index.load(
+                db.execute(
+                    "SELECT id, label_type, label_name, start_ms, missing, outcome FROM jobs"
+                    " WHERE source = %s",
+                    (source,),
+                )
             )
-            for job_id, label_type, label_name, start_ms, missing, outcome in cursor:
-                if outcome is None:
-                    series = index.canonical((label_type, label_name))
-                    running[job_id] = RunningJob(series, start_ms, missing)
-                else:
-                    finished.add(job_id)
         return index
 
     def apply(self, index: SourceIndex, plan: Plan, prune: Prune | None = None) -> list[str]:

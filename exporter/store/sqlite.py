@@ -23,10 +23,10 @@ from exporter.queue_records import (
     QueueQuery,
     Transition,
 )
-from exporter.records import JobRow, Plan, RunningJob, SourceIndex
+from exporter.records import JobRow, Plan, SourceIndex
 from exporter.schedule_records import Schedule, ScheduleFire, ScheduleTransition
 from exporter.store import schedule_rows, sqlite_queue
-from exporter.store.base import Prune, Snapshot, StaleIndex, StoreError
+from exporter.store.base import JOBS_SLIMMED, Prune, Snapshot, StaleIndex, StoreError
 from exporter.store.snapshot_sql import read_snapshot
 
 # Each entry migrates the schema from version N to N + 1; PRAGMA user_version holds N.
@@ -66,11 +66,12 @@ MIGRATIONS: tuple[str, ...] = (
     """,
     sqlite_queue.SCHEMA,  # 2: the job API's jobs
     schedule_rows.SQLITE_SCHEMA,  # 3: schedules and their fires
+    JOBS_SLIMMED,  # 4
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _S = schedule_rows.SQLITE
-_INSERT_JOB = "INSERT INTO jobs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_INSERT_JOB = "INSERT INTO jobs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _FINISH_JOB = (
     "UPDATE jobs SET outcome = ?, finish_ms = ?, finished_at_ms = ?, missing = 0"
     " WHERE source = ? AND id = ?"
@@ -159,18 +160,13 @@ class SqliteStore:
                     "SELECT generation FROM sources WHERE source = ?", (source,)
                 ).fetchone()
                 index = SourceIndex(source, generation=row[0] if row else 0)
-                running = index.running
-                finished = index.finished
-                for job_id, label_type, label_name, start_ms, missing, outcome in reader.execute(
-                    "SELECT id, label_type, label_name, start_ms, missing, outcome"
-                    " FROM jobs WHERE source = ?",
-                    (source,),
-                ):
-                    if outcome is None:
-                        series = index.canonical((label_type, label_name))
-                        running[job_id] = RunningJob(series, start_ms, missing)
-                    else:
-                        finished.add(job_id)
+                index.load(
+                    reader.execute(
+                        "SELECT id, label_type, label_name, start_ms, missing, outcome"
+                        " FROM jobs WHERE source = ?",
+                        (source,),
+                    )
+                )
                 index.admit(
                     reader.execute(
                         "SELECT type, name FROM counts WHERE source = ? AND family = ?",
