@@ -27,6 +27,7 @@ from exporter.records import JobRow, Plan, SourceIndex
 from exporter.schedule_records import Schedule, ScheduleFire, ScheduleTransition
 from exporter.store import schedule_rows, sqlite_queue
 from exporter.store.base import JOBS_SLIMMED, Prune, Snapshot, StaleIndex, StoreError
+from exporter.store.checkpointer import Checkpointer
 from exporter.store.snapshot_sql import read_snapshot
 
 # Each entry migrates the schema from version N to N + 1; PRAGMA user_version holds N.
@@ -101,10 +102,14 @@ class SqliteStore:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._write_lock = threading.Lock()
         self._read_lock = threading.Lock()
+        self._checkpointer: Checkpointer | None = None
         self._writer = self._connect()
         self._migrate()
         self._reader = self._connect()
         self._cached: Snapshot | None = None
+        if self.path != ":memory:":
+            self._writer.execute("PRAGMA wal_autocheckpoint = 0")  # the thread does it
+            self._checkpointer = Checkpointer(self._connect)
 
     def _connect(self) -> sqlite3.Connection:
         try:
@@ -150,6 +155,8 @@ class SqliteStore:
             except sqlite3.Error as error:
                 connection.execute("ROLLBACK")
                 raise StoreError(f"commit failed on {self.path}: {error}") from error
+            if self._checkpointer is not None:
+                self._checkpointer.committed()
 
     def load_index(self, source: str) -> SourceIndex:
         with self._read_lock:
@@ -374,6 +381,8 @@ class SqliteStore:
                 raise StoreError(f"SQLite store {self.path} does not answer: {error}") from error
 
     def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.close()
         with self._write_lock, self._read_lock:
             self._reader.close()
             self._writer.close()

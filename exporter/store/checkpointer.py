@@ -1,0 +1,54 @@
+"""Copies the SQLite write-ahead log into the database on a thread of its own.
+
+By default SQLite checkpoints inside whichever commit pushes the log past 1,000 pages, so
+every so often a scrape or a push pays for copying and syncing megabytes it did not write
+(a commit of 1,000 finishes took 4 ms, or 24 ms when it drew the checkpoint). Here the
+writer never checkpoints; this thread does, soon after commits, on its own connection.
+A passive checkpoint neither blocks nor waits for writers or readers, and SQLite releases
+the GIL while it copies, so the work moves to the other core instead of the request.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+from collections.abc import Callable
+
+log = logging.getLogger(__name__)
+
+QUIET_S = 0.05  # let a burst of commits finish before copying what they wrote
+
+
+class Checkpointer:
+    """Call `committed()` after each write; `close()` stops the thread."""
+
+    def __init__(self, connect: Callable[[], sqlite3.Connection]) -> None:
+        self._connect = connect
+        self._pending = threading.Event()
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sqlite-checkpoint", daemon=True)
+        self._thread.start()
+
+    def committed(self) -> None:
+        self._pending.set()
+
+    def close(self) -> None:
+        self._stopping.set()
+        self._pending.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        connection = self._connect()
+        try:
+            while True:
+                self._pending.wait()
+                if self._stopping.wait(QUIET_S):
+                    return  # closing: the last connection to close checkpoints anyway
+                self._pending.clear()
+                try:
+                    connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                except sqlite3.Error as error:
+                    log.warning("SQLite checkpoint failed (tried again after a write): %s", error)
+        finally:
+            connection.close()
