@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import sqlite3
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
+from exporter.counts import STARTED
 from exporter.store import StoreError, open_store
 from exporter.store.sqlite import SCHEMA_VERSION, SqliteStore, sqlite_path
 
@@ -50,3 +52,22 @@ def test_unknown_store_urls_are_refused():
 def test_malformed_sqlite_urls_are_refused(url: str):
     with pytest.raises(ValueError, match=r"sqlite:///path/file\.db"):
         sqlite_path(url)
+
+
+def test_commits_are_checkpointed_by_the_thread_not_the_writer(tmp_path: Path):
+    path = tmp_path / "store.db"
+    store = SqliteStore(path)
+    try:
+        assert store._writer.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+        checkpointer = store._checkpointer
+        assert checkpointer is not None
+        checkpointer.checkpointed.clear()
+        size_before = path.stat().st_size
+        counts = Counter({("TASK", f"job-{n}", STARTED, ""): 1 for n in range(5000)})
+        store.add_counts("app", counts)
+        assert checkpointer.checkpointed.wait(30), "no checkpoint after a write"
+        # The rows reached the database file itself, not only the log.
+        assert path.stat().st_size - size_before > 5000 * 20
+    finally:
+        store.close()
+    assert not store._checkpointer._thread.is_alive()

@@ -27,6 +27,7 @@ class Checkpointer:
         self._connect = connect
         self._pending = threading.Event()
         self._stopping = threading.Event()
+        self.checkpointed = threading.Event()  # set after each checkpoint, for tests
         self._thread = threading.Thread(target=self._run, name="sqlite-checkpoint", daemon=True)
         self._thread.start()
 
@@ -50,5 +51,7 @@ class Checkpointer:
                     connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
                 except sqlite3.Error as error:
                     log.warning("SQLite checkpoint failed (tried again after a write): %s", error)
+                    continue
+                self.checkpointed.set()
         finally:
             connection.close()
