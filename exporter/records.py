@@ -29,13 +29,6 @@ class JobRow(NamedTuple):
     missing: int  # consecutive successful scrapes it was absent from
 
 
-# Plans carry new rows as plain tuples in JobRow's column order: sqlite3 binds an exact tuple
-# faster than a NamedTuple, and 100,000 of them are built without a Python-level __new__.
-ROW_ID, ROW_LABEL_TYPE, ROW_LABEL_NAME, ROW_START_MS, ROW_OUTCOME = (
-    JobRow._fields.index(name) for name in ("id", "label_type", "label_name", "start_ms", "outcome")
-)
-
-
 class FinishRow(NamedTuple):
     outcome: str
     finish_ms: float | None
@@ -54,7 +47,12 @@ class MissingRow(NamedTuple):
 class Plan:
     """What one scrape or push changes: rows to write and counts to add."""
 
-    inserts: list[tuple] = field(default_factory=list)  # rows in JobRow's column order
+    # New rows are plain tuples in JobRow's column order: sqlite3 binds an exact tuple faster
+    # than a NamedTuple, and 100,000 of them are built without a Python-level __new__.
+    inserts: list[tuple] = field(default_factory=list)
+    # What the index gains once the rows are committed, ready for one dict or set update.
+    new_running: list[tuple[str, RunningJob]] = field(default_factory=list)
+    new_finished: list[str] = field(default_factory=list)
     finishes: list[FinishRow] = field(default_factory=list)
     missing: list[MissingRow] = field(default_factory=list)
     counts: CountDeltas = field(default_factory=CountDeltas)
@@ -122,13 +120,9 @@ class SourceIndex:
 
     def apply(self, plan: Plan, generation: int) -> None:
         """Bring the index up to date after the store committed `plan`."""
-        running, finished, canonical = self.running, self.finished, self.canonical
-        for row in plan.inserts:
-            if row[ROW_OUTCOME] is None:
-                series = canonical((row[ROW_LABEL_TYPE], row[ROW_LABEL_NAME]))
-                running[row[ROW_ID]] = RunningJob(series, row[ROW_START_MS])
-            else:
-                finished.add(row[ROW_ID])
+        running, finished = self.running, self.finished
+        running.update(plan.new_running)
+        finished.update(plan.new_finished)
         for finish in plan.finishes:
             running.pop(finish.id, None)
             finished.add(finish.id)

@@ -107,6 +107,9 @@ def _plan_pass(
     durations: dict[Series, list[float]] = defaultdict(list)
     admitted: dict[Series, Series] = {}  # (type, name) -> itself, once the guard let it in
     list_id = plan.listed.add
+    inserts = plan.inserts
+    new_running = plan.new_running.append
+    new_finished = plan.new_finished.append
     seen_running = 0
     for job in jobs:
         job_id = job.id
@@ -124,24 +127,24 @@ def _plan_pass(
         pair = (job.background_job_type, job.name)
         series = admitted.get(pair)
         if series is None:
-            series = guard.labels(index, plan, *pair)
+            series = index.canonical(guard.labels(index, plan, *pair))
             if series == pair:
-                admitted[pair] = pair
+                admitted[pair] = series
         started[series] += 1
-        outcome = None
-        finished_at = None
+        start_ms = job.start_timestamp
         if job.is_finished:
             outcome = "failed" if job.failed else "completed"
-            finished_at = now_ms
             outcomes[(series, outcome)] += 1
-            if job.finish_timestamp is not None:
-                durations[series].append((job.finish_timestamp - job.start_timestamp) / 1000)
-        plan.inserts.append(
-            (
-                source, job_id, job.background_job_type, job.name, *series,
-                job.start_timestamp, job.finish_timestamp, finished_at, outcome, 0,
+            finish_ms = job.finish_timestamp
+            if finish_ms is not None:
+                durations[series].append((finish_ms - start_ms) / 1000)
+            inserts.append(
+                (source, job_id, *pair, *series, start_ms, finish_ms, now_ms, outcome, 0)
             )
-        )  # fmt: skip
+            new_finished(job_id)
+        else:
+            inserts.append((source, job_id, *pair, *series, start_ms, None, None, None, 0))
+            new_running((job_id, RunningJob(series, start_ms)))
     _add_counts(plan, buckets, started, outcomes, durations)
     if complete_list and seen_running < len(index.running):
         _plan_missing(plan, index, plan.listed, now_ms)  # only when some went missing
