@@ -69,6 +69,7 @@ class Scraper:
                 body = fetch(self._session, target.url, self.limits)
                 now_ms = self.clock.now_ms()
                 decoded = decode_jobs(body, now_ms)
+                del body  # the decoded jobs hold nothing of it: free megabytes before planning
             except FetchError as error:
                 return self._failed(name, error.reason, error.detail, started)
             except InvalidDocument as error:
