@@ -72,7 +72,7 @@ class Ingestor:
         def prune_for(plan: Plan) -> Prune | None:
             if now_ms - self._last_prune_ms.get(source, 0) < PRUNE_EVERY_MS:
                 return None
-            still_listed = plan.listed if complete_list else frozenset()
+            still_listed = {job.id for job in jobs} if complete_list else frozenset()
             return Prune(before_ms=now_ms - self.rules.retention_ms, still_listed=still_listed)
 
         with self._lock_of(source):

@@ -58,7 +58,6 @@ class Plan:
     counts: CountDeltas = field(default_factory=CountDeltas)
     new_series: set[Series] = field(default_factory=set)
     new_types: set[str] = field(default_factory=set)
-    listed: set[str] = field(default_factory=set)  # every id the scrape or push named
 
     def admit(self, series: Series) -> None:
         self.new_series.add(series)
@@ -77,6 +76,7 @@ class RunningJob(msgspec.Struct, gc=False):
     series: Series
     start_ms: float
     missing: int = 0
+    seen: int = 0  # the planning pass that last saw it listed: scratch, never stored
 
 
 @dataclass

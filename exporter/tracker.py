@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import filterfalse
+from itertools import count
 
 from exporter.counts import (
     DURATION_BUCKET,
@@ -34,6 +34,7 @@ from exporter.records import (
 
 OTHER = "__other__"
 LOST_AFTER_MISSING_SCRAPES = 2
+_passes = count(1)  # planning passes, numbered to mark the running jobs each one sees
 
 
 @dataclass(frozen=True)
@@ -77,13 +78,14 @@ def plan_changes(
     jobs absent from it can be counted lost; a push lists only what it mentions.
 
     The same id twice counts once, the last occurrence winning at the first one's place.
-    Duplicates are rare, so the plan is made in one pass that also collects the ids, and
-    made again from deduplicated jobs only when the ids turn out fewer than the jobs.
+    Duplicates are rare, so the plan is made in one pass that notices them, and made again
+    from deduplicated jobs only when it does.
     """
     plan = _plan_pass(index, jobs, now_ms, complete_list, guard, buckets)
-    if len(plan.listed) != len(jobs):
+    if plan is None:
         latest = list({job.id: job for job in jobs}.values())
         plan = _plan_pass(index, latest, now_ms, complete_list, guard, buckets)
+        assert plan is not None
     return plan
 
 
@@ -94,10 +96,14 @@ def _plan_pass(
     complete_list: bool,
     guard: LabelGuard,
     buckets: Buckets,
-) -> Plan:
+) -> Plan | None:
     """One dict lookup per job (a set lookup more for one not running) finds what changed;
     counts are summed per series as they go and added once at the end, so a first scrape
-    of 100,000 jobs changes a few thousand count rows, not 300,000 times a counter."""
+    of 100,000 jobs changes a few thousand count rows, not 300,000 times a counter.
+
+    Each running job seen is marked with this pass's number, which finds both a running id
+    listed twice and, afterwards, the running jobs not listed at all, with no set of every
+    id listed. None means some id came twice."""
     plan = Plan()
     source = index.source
     running_get = index.running.get
@@ -106,16 +112,19 @@ def _plan_pass(
     outcomes: Counter[tuple[Series, str]] = Counter()
     durations: dict[Series, list[float]] = defaultdict(list)
     admitted: dict[Series, Series] = {}  # (type, name) -> itself, once the guard let it in
-    list_id = plan.listed.add
+    stamp = next(_passes)
+    new_ids: set[str] = set()
     inserts = plan.inserts
     new_running = plan.new_running.append
     new_finished = plan.new_finished.append
     seen_running = 0
     for job in jobs:
         job_id = job.id
-        list_id(job_id)
         known = running_get(job_id)
         if known is not None:
+            if known.seen == stamp:
+                return None
+            known.seen = stamp
             seen_running += 1
             if job.is_finished:
                 _finish_known(plan, source, job_id, job, known, now_ms, outcomes, durations)
@@ -124,6 +133,9 @@ def _plan_pass(
             continue
         if job_id in finished_ids:
             continue  # counted already; whatever it says now, never count it again
+        if job_id in new_ids:
+            return None
+        new_ids.add(job_id)
         pair = (job.background_job_type, job.name)
         series = admitted.get(pair)
         if series is None:
@@ -147,7 +159,7 @@ def _plan_pass(
             new_running((job_id, RunningJob(series, start_ms)))
     _add_counts(plan, buckets, started, outcomes, durations)
     if complete_list and seen_running < len(index.running):
-        _plan_missing(plan, index, plan.listed, now_ms)  # only when some went missing
+        _plan_missing(plan, index, stamp, now_ms)  # only when some went missing
     return plan
 
 
@@ -184,10 +196,11 @@ def _finish_known(
     plan.finishes.append(FinishRow(outcome, end_ms, now_ms, source, job_id))
 
 
-def _plan_missing(plan: Plan, index: SourceIndex, observed_ids: set[str], now_ms: float):
+def _plan_missing(plan: Plan, index: SourceIndex, stamp: int, now_ms: float):
     """Running jobs absent from a complete list: lost after two consecutive absences."""
-    for job_id in filterfalse(observed_ids.__contains__, index.running):
-        known = index.running[job_id]
+    for job_id, known in index.running.items():
+        if known.seen == stamp:
+            continue
         missing = known.missing + 1
         if missing >= LOST_AFTER_MISSING_SCRAPES:
             plan.counts[(*known.series, FINISHED, "lost")] += 1

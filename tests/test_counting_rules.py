@@ -145,6 +145,25 @@ def test_the_same_id_twice_in_one_response_counts_once_and_the_last_wins(exporte
     assert metrics.job("background_jobs_running") == 0
 
 
+def test_a_running_id_listed_twice_counts_by_its_last_entry(exporter, job_source):
+    job_source.serve_jobs([job("a"), job("b")])
+    exporter.scrape()
+    # "a" twice, finished then running: the last entry wins, so it is still running;
+    # "b" is absent, and "a" listed twice must not hide that.
+    job_source.serve_jobs([job("a", finished=True, status="completed"), job("a")])
+    exporter.scrape()
+    exporter.scrape()
+    metrics = exporter.metrics()
+    assert finished(metrics, "completed") == 0
+    assert finished(metrics, "lost") == 1  # "b", missing two scrapes in a row
+    assert metrics.job("background_jobs_running") == 1
+    job_source.serve_jobs([job("a"), job("a", finished=True, status="completed")])
+    exporter.scrape()
+    metrics = exporter.metrics()
+    assert finished(metrics, "completed") == 1
+    assert metrics.job("background_jobs_running") == 0
+
+
 def test_a_failed_scrape_changes_no_job_counts(exporter: Exporter, job_source: JobSource):
     job_source.serve_jobs([job("a")])
     exporter.scrape()
