@@ -62,8 +62,8 @@ def run(quick: bool) -> list[Result]:
                steady * 1000, steady_baseline * 1000, "orjson.loads of the same bytes", "ms",
                1.2, at_most=True),
         Result("scrape_first_100k", f"first scrape of {JOBS:,} new jobs ({size})",
-               statistics.median(firsts) * 1000, first_baseline * 1000, "orjson.loads of the same bytes", "ms",
-               8, at_most=True),
+               statistics.median(firsts) * 1000, first_baseline * 1000,
+               "orjson.loads of the same bytes", "ms", 8, at_most=True),
     ]  # fmt: skip
 
 
