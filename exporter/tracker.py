@@ -111,7 +111,7 @@ def _plan_pass(
     started: Counter[Series] = Counter()
     outcomes: Counter[tuple[Series, str]] = Counter()
     durations: dict[Series, list[float]] = defaultdict(list)
-    admitted: dict[Series, Series] = {}  # (type, name) -> itself, once the guard let it in
+    admitted: dict[Series, Series] = {}  # (type, name) -> its shared tuple, once let in unfolded
     stamp = next(_passes)
     new_ids: set[str] = set()
     inserts = plan.inserts
