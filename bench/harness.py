@@ -127,5 +127,8 @@ def write_table(results: list[Result], path: Path, mode: str, changes: str) -> N
             f"| {r.name}: {r.what} | {r.value:.4g} {r.unit} | {baseline} | {r.ratio:.3g} |"
             f" {r.goal_text()} | {'ok' if r.ok else 'MISSED'} |"
         )
+    notes = [f"- {r.name}: {r.note}" for r in results if r.note]
+    if notes:
+        lines += ["", "Notes from this run:", "", *notes]
     lines += ["", "## What was changed to meet the goals", "", changes.strip(), ""]
     path.write_text("\n".join(lines))
