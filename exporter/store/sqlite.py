@@ -26,7 +26,7 @@ from exporter.queue_records import (
 from exporter.records import JobRow, Plan, SourceIndex
 from exporter.schedule_records import Schedule, ScheduleFire, ScheduleTransition
 from exporter.store import schedule_rows, sqlite_queue
-from exporter.store.base import JOBS_SLIMMED, Prune, Snapshot, StaleIndex, StoreError
+from exporter.store.base import Prune, Snapshot, StaleIndex, StoreError
 from exporter.store.checkpointer import Checkpointer
 from exporter.store.snapshot_sql import read_snapshot
 
@@ -67,7 +67,30 @@ MIGRATIONS: tuple[str, ...] = (
     """,
     sqlite_queue.SCHEMA,  # 2: the job API's jobs
     schedule_rows.SQLITE_SCHEMA,  # 3: schedules and their fires
-    JOBS_SLIMMED,  # 4
+    # 4: JOBS_SLIMMED, by rebuilding the table: ALTER TABLE ... DROP COLUMN needs SQLite 3.35,
+    # newer than some systems' Python 3.11 links against (RHEL 9 has 3.34).
+    """
+    CREATE TABLE jobs_slim (
+        source TEXT NOT NULL,
+        id TEXT NOT NULL,
+        type TEXT NOT NULL,
+        name TEXT NOT NULL,
+        label_type TEXT NOT NULL,
+        label_name TEXT NOT NULL,
+        start_ms REAL NOT NULL,
+        finish_ms REAL,
+        finished_at_ms REAL,
+        outcome TEXT,
+        missing INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (source, id)
+    ) WITHOUT ROWID;
+    INSERT INTO jobs_slim SELECT source, id, type, name, label_type, label_name, start_ms,
+        finish_ms, finished_at_ms, outcome, missing FROM jobs;
+    DROP TABLE jobs;
+    ALTER TABLE jobs_slim RENAME TO jobs;
+    CREATE INDEX jobs_running ON jobs (source, label_type, label_name, start_ms)
+        WHERE outcome IS NULL
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
