@@ -91,7 +91,6 @@ class SourceIndex:
     generation: int = 0
     running: dict[str, RunningJob] = field(default_factory=dict)
     finished: set[str] = field(default_factory=set)
-    absent: set[str] = field(default_factory=set)  # running, but missing from a scrape
     series: set[Series] = field(default_factory=set)
     types: set[str] = field(default_factory=set)
     _canonical: dict[Series, Series] = field(default_factory=dict, repr=False)
@@ -113,8 +112,6 @@ class SourceIndex:
             if outcome is None:
                 series = self.canonical((label_type, label_name))
                 self.running[job_id] = RunningJob(series, start_ms, missing)
-                if missing:
-                    self.absent.add(job_id)
             else:
                 self.finished.add(job_id)
 
@@ -126,15 +123,10 @@ class SourceIndex:
         for finish in plan.finishes:
             running.pop(finish.id, None)
             finished.add(finish.id)
-            self.absent.discard(finish.id)
         for missing in plan.missing:
             job = running.get(missing.id)
             if job is not None:
                 job.missing = missing.missing
-                if missing.missing:
-                    self.absent.add(missing.id)
-                else:
-                    self.absent.discard(missing.id)
         self.admit(plan.new_series)
         self.generation = generation
 
