@@ -73,9 +73,7 @@ def observe(
     seconds: float,
 ) -> None:
     """Add one observation of a histogram to `deltas`."""
-    seconds = max(0.0, seconds)
-    deltas[(*series, bucket_family, buckets.label_for(seconds))] += 1
-    deltas[(*series, sum_family, "")] += seconds
+    observe_all(deltas, buckets, series, bucket_family, sum_family, [seconds])
 
 
 def observe_all(
