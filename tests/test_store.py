@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 
+import hypothesis
+import hypothesis.strategies as st
 import pytest
 
 from exporter.counts import FINISHED, STARTED, Buckets
+from exporter.ingest import Ingestor, TrackingRules
 from exporter.models import JobInfo
 from exporter.store import Prune, StaleIndex, StoreError, open_store
 from exporter.tracker import LabelGuard, plan_changes
+
+_sources = itertools.count()
 
 NOW = 1_700_000_000_000.0
 
@@ -170,5 +176,51 @@ def test_a_store_from_schema_3_upgrades_with_its_jobs(store_url: str):
         store.apply(index, plan_for(index, info("a", finished=True)))
         [row] = store.tracked_jobs("app")
         assert row.outcome == "completed"
+    finally:
+        store.close()
+
+
+_job_states = st.lists(
+    st.tuples(
+        st.integers(0, 11),  # id: a few, so the same jobs come back, twice in one list too
+        st.sampled_from(["a", "b", "c", "d"]),  # name: more than the cap of 3 admits
+        st.sampled_from([None, "completed", "failed"]),  # running, or finished how
+        st.integers(0, 5),  # start, in seconds
+    ),
+    max_size=10,
+)
+
+
+@hypothesis.settings(
+    max_examples=40, deadline=None, derandomize=True, database=None,
+    suppress_health_check=[
+        hypothesis.HealthCheck.too_slow, hypothesis.HealthCheck.function_scoped_fixture
+    ],
+)  # fmt: skip
+@hypothesis.given(scrapes=st.lists(_job_states, min_size=1, max_size=5))
+def test_running_stats_agree_with_the_running_rows(store_url: str, scrapes) -> None:
+    """The snapshot derives running counts from started minus finished counts; whatever
+    the scrapes (duplicates, vanishing, finishing, folding), they match the rows."""
+    store = open_store(store_url)
+    try:
+        ingestor = Ingestor(store, TrackingRules(guard=LabelGuard(3)))
+        source = f"s{next(_sources)}"  # hypothesis reuses the store: a fresh source each time
+        for n, listed in enumerate(scrapes):
+            jobs = [
+                JobInfo(f"j{i}", name, NOW + start * 1000, "TASK", outcome is not None,
+                        status=outcome)
+                for i, name, outcome, start in listed
+            ]  # fmt: skip
+            ingestor.ingest(source, jobs, NOW + n * 1000, complete_list=True)
+            rows: dict[tuple[str, str], list[float]] = {}
+            for row in store.tracked_jobs(source):
+                if row.outcome is None:
+                    rows.setdefault((row.label_type, row.label_name), []).append(row.start_ms)
+            running = {
+                key[1:]: (stats.count, stats.oldest_start_ms)
+                for key, stats in store.snapshot().running.items()
+                if key[0] == source
+            }
+            assert running == {key: (len(s), min(s)) for key, s in rows.items()}
     finally:
         store.close()
