@@ -41,6 +41,9 @@ CHANGES = """
   that every insert and finish paid for; the write-ahead log is checkpointed by a thread of
   its own at most once a second, so a commit no longer pays now and then for a 20 ms
   checkpoint of pages it did not write.
+- The snapshot behind `/metrics` takes running counts as started minus finished from the
+  counts it has already read, and each series' oldest running start with one index seek
+  (7 ms for 2,000 series over 100,000 jobs, where grouping every running job took 40-67 ms).
 - Resident memory: glibc's allocator is given a fixed mmap threshold (8 MiB) and two arenas
   at start. Before, a 100,000-job exporter crept from +60 MB to +240 MB within 15 s of
   scrapes, as every scrape's large buffers landed in heaps that were never given back; now
