@@ -75,7 +75,8 @@ def stop(process: subprocess.Popen) -> None:
 def wrk(url: str, seconds: int, connections: int = 4) -> float:
     """Requests per second that wrk (Debian package) reaches against `url`."""
     out = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", url],
+        # wrk's own 2 s timeout would flag the slowest baseline's answers as socket errors
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "60s", url],
         capture_output=True, text=True, timeout=seconds + 60, check=True,
     )  # fmt: skip
     for line in out.stdout.splitlines():
