@@ -60,9 +60,6 @@ class Buckets:
     def labels(self) -> tuple[str, ...]:
         return self._labels  # type: ignore[attr-defined]
 
-    def label_for(self, value: float) -> str:
-        return self.labels[bisect_left(self.bounds, value)]
-
 
 def observe(
     deltas: CountDeltas,

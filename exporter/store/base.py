@@ -18,15 +18,6 @@ from exporter.schedule_records import Schedule, ScheduleFire, ScheduleTransition
 SeriesKey = tuple[str, str, str]  # (source, type, name)
 CountName = tuple[str, str]  # (family, label)
 
-# Schema step 4 (SQLite does the same by rebuilding the table): `last_seen_ms` was written
-# and never read, and the index on finished jobs cost every insert and finish to speed up a
-# prune that runs once a minute (which now reads the source's rows instead, about 20 ms for
-# 100,000).
-JOBS_SLIMMED = """
-    ALTER TABLE jobs DROP COLUMN last_seen_ms;
-    DROP INDEX IF EXISTS jobs_finished_at
-"""
-
 
 class StoreError(RuntimeError):
     """The store could not do what was asked (unreachable, locked too long, corrupt)."""

@@ -29,13 +29,22 @@ from exporter.queue_records import (
 from exporter.records import JobRow, Plan, SourceIndex
 from exporter.schedule_records import Schedule, ScheduleFire, ScheduleTransition
 from exporter.store import postgres_queue, schedule_rows
-from exporter.store.base import JOBS_SLIMMED, Prune, Snapshot, StaleIndex, StoreError
+from exporter.store.base import Prune, Snapshot, StaleIndex, StoreError
 from exporter.store.snapshot_sql import read_snapshot
 
 MIGRATION_LOCK = 7_317_001  # pg_advisory_xact_lock key: one replica migrates at a time
 SCHEDULES_LOCK = 7_317_002  # ... and one creates a schedule at a time (the count limit)
 _S = schedule_rows.POSTGRES
 _LOCKED = " FOR UPDATE"
+
+# Schema step 4 (SQLite's store does the same by rebuilding the table): `last_seen_ms` was written
+# and never read, and the index on finished jobs cost every insert and finish to speed up a
+# prune that runs once a minute (which now reads the source's rows instead, about 20 ms for
+# 100,000).
+JOBS_SLIMMED = """
+    ALTER TABLE jobs DROP COLUMN last_seen_ms;
+    DROP INDEX IF EXISTS jobs_finished_at
+"""
 
 MIGRATIONS: tuple[str, ...] = (
     """

@@ -67,8 +67,9 @@ MIGRATIONS: tuple[str, ...] = (
     """,
     sqlite_queue.SCHEMA,  # 2: the job API's jobs
     schedule_rows.SQLITE_SCHEMA,  # 3: schedules and their fires
-    # 4: JOBS_SLIMMED, by rebuilding the table: ALTER TABLE ... DROP COLUMN needs SQLite 3.35,
-    # newer than some systems' Python 3.11 links against (RHEL 9 has 3.34).
+    # 4: what the PostgreSQL store's JOBS_SLIMMED does, by rebuilding the table: ALTER TABLE
+    # ... DROP COLUMN needs SQLite 3.35, newer than some systems' Python 3.11 links against
+    # (RHEL 9 has 3.34).
     """
     CREATE TABLE jobs_slim (
         source TEXT NOT NULL,
