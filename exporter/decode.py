@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import msgspec
@@ -41,10 +42,12 @@ class ItemError:
 
 @dataclass(slots=True)
 class Decoded:
-    """The valid items in input order and the errors of the skipped ones."""
+    """The valid items in input order and the errors of the skipped ones. `positions` holds
+    each valid item's place in the input, or is None when `jobs[i]` is item i."""
 
     jobs: list[JobInfo]
     errors: list[ItemError] = field(default_factory=list)
+    positions: list[int] | None = None
 
     def invalid_by_field(self) -> Counter[str]:
         return Counter(error.field for error in self.errors)
@@ -105,19 +108,41 @@ def _batch_passes(body: bytes | bytearray, jobs: list[JobInfo], latest_start_ms:
     return True
 
 
+def decode_items(raw_items: Sequence[msgspec.Raw], places: Sequence[int], now_ms: float) -> Decoded:
+    """Decode some items of an already split response, one by one; `places` are their
+    positions in it, which errors and `Decoded.positions` report."""
+    jobs, positions, errors = _decode_each(raw_items, places)
+    return _apply_semantic_rules(jobs, positions, errors, now_ms)
+
+
+def split_items(body: bytes | bytearray) -> list[msgspec.Raw]:
+    """The items of a JSON array, undecoded (views of `body`); InvalidDocument if the body
+    is not a JSON array."""
+    try:
+        return _raw_list_decoder.decode(body)
+    except msgspec.ValidationError as error:
+        raise InvalidDocument(f"expected a JSON array of jobs: {_message_of(error)}") from error
+    except msgspec.DecodeError as error:
+        raise InvalidDocument(f"not valid JSON: {error}") from error
+
+
 def _decode_item_by_item(
     body: bytes | bytearray,
 ) -> tuple[list[JobInfo], list[int], list[ItemError]]:
-    try:
-        raw_items = _raw_list_decoder.decode(body)
-    except (msgspec.ValidationError, msgspec.DecodeError) as error:
-        raise InvalidDocument(f"expected a JSON array of jobs: {_message_of(error)}") from error
+    raw_items = split_items(body)
+    return _decode_each(raw_items, range(len(raw_items)))
+
+
+def _decode_each(
+    raw_items: Sequence[msgspec.Raw], places: Sequence[int]
+) -> tuple[list[JobInfo], list[int], list[ItemError]]:
     jobs: list[JobInfo] = []
     positions: list[int] = []
     errors: list[ItemError] = []
-    for index, raw in enumerate(raw_items):
+    decode = _item_decoder.decode
+    for index, raw in zip(places, raw_items, strict=True):
         try:
-            jobs.append(_item_decoder.decode(raw))
+            jobs.append(decode(raw))
             positions.append(index)
         except msgspec.ValidationError as error:
             errors.append(ItemError(index, field_of(error), _message_of(error)))
@@ -130,14 +155,16 @@ def _apply_semantic_rules(
     latest_start_ms = now_ms + MAX_FUTURE_MS
     # Fast check first: on a healthy response no item breaks a rule and nothing is copied.
     if not any(_semantic_error(job, latest_start_ms) for job in jobs):
-        return Decoded(jobs, errors)
+        return Decoded(jobs, errors, positions)
     valid: list[JobInfo] = []
+    valid_positions: list[int] = []
     for offset, job in enumerate(jobs):
         problem = _semantic_error(job, latest_start_ms)
+        index = positions[offset] if positions is not None else offset
         if problem is None:
             valid.append(job)
+            valid_positions.append(index)
         else:
-            index = positions[offset] if positions is not None else offset
             errors.append(ItemError(index, problem[0], problem[1]))
     errors.sort(key=lambda error: error.index)
-    return Decoded(valid, errors)
+    return Decoded(valid, errors, valid_positions)

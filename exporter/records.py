@@ -58,6 +58,7 @@ class Plan:
     counts: CountDeltas = field(default_factory=CountDeltas)
     new_series: set[Series] = field(default_factory=set)
     new_types: set[str] = field(default_factory=set)
+    deduplicated: bool = False  # some id was listed more than once
 
     def admit(self, series: Series) -> None:
         self.new_series.add(series)

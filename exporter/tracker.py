@@ -9,7 +9,7 @@ failed write leaves both untouched.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from itertools import count
 
@@ -71,21 +71,25 @@ def plan_changes(
     complete_list: bool,
     guard: LabelGuard,
     buckets: Buckets,
+    unlisted: Collection[str] | None = None,
 ) -> Plan:
     """Plan the transitions for `jobs`.
 
     `complete_list` is true for a scrape, which lists every job the source has, so running
-    jobs absent from it can be counted lost; a push lists only what it mentions.
+    jobs absent from it can be counted lost; a push lists only what it mentions. A scrape
+    that passes only its changed items names in `unlisted` the only jobs that may be absent
+    (see listing.py); the running ones among them not in `jobs` are.
 
     The same id twice counts once, the last occurrence winning at the first one's place.
     Duplicates are rare, so the plan is made in one pass that notices them, and made again
     from deduplicated jobs only when it does.
     """
-    plan = _plan_pass(index, jobs, now_ms, complete_list, guard, buckets)
+    plan = _plan_pass(index, jobs, now_ms, complete_list, guard, buckets, unlisted)
     if plan is None:
         latest = list({job.id: job for job in jobs}.values())
-        plan = _plan_pass(index, latest, now_ms, complete_list, guard, buckets)
+        plan = _plan_pass(index, latest, now_ms, complete_list, guard, buckets, unlisted)
         assert plan is not None
+        plan.deduplicated = True
     return plan
 
 
@@ -96,6 +100,7 @@ def _plan_pass(
     complete_list: bool,
     guard: LabelGuard,
     buckets: Buckets,
+    unlisted: Collection[str] | None,
 ) -> Plan | None:
     """One dict lookup per job (a set lookup more for one not running) finds what changed;
     counts are summed per series as they go and added once at the end, so a first scrape
@@ -158,8 +163,12 @@ def _plan_pass(
             inserts.append((source, job_id, *pair, *series, start_ms, None, None, None, 0))
             new_running((job_id, RunningJob(series, start_ms)))
     _add_counts(plan, buckets, started, outcomes, durations)
-    if complete_list and seen_running < len(index.running):
-        _plan_missing(plan, index, stamp, now_ms)  # only when some went missing
+    if complete_list and unlisted is not None:
+        running = index.running
+        candidates = ((i, running[i]) for i in unlisted if i in running)
+        _plan_missing(plan, index.source, candidates, stamp, now_ms)
+    elif complete_list and seen_running < len(index.running):  # only when some went missing
+        _plan_missing(plan, index.source, index.running.items(), stamp, now_ms)
     return plan
 
 
@@ -196,17 +205,23 @@ def _finish_known(
     plan.finishes.append(FinishRow(outcome, end_ms, now_ms, source, job_id))
 
 
-def _plan_missing(plan: Plan, index: SourceIndex, stamp: int, now_ms: float):
+def _plan_missing(
+    plan: Plan,
+    source: str,
+    running: Iterable[tuple[str, RunningJob]],
+    stamp: int,
+    now_ms: float,
+) -> None:
     """Running jobs absent from a complete list: lost after two consecutive absences."""
-    for job_id, known in index.running.items():
+    for job_id, known in running:
         if known.seen == stamp:
             continue
         missing = known.missing + 1
         if missing >= LOST_AFTER_MISSING_SCRAPES:
             plan.counts[(*known.series, FINISHED, "lost")] += 1
-            plan.finishes.append(FinishRow("lost", None, now_ms, index.source, job_id))
+            plan.finishes.append(FinishRow("lost", None, now_ms, source, job_id))
         else:
-            plan.missing.append(MissingRow(missing, index.source, job_id))
+            plan.missing.append(MissingRow(missing, source, job_id))
 
 
 def plan_timeouts(index: SourceIndex, started_before_ms: float, now_ms: float) -> Plan:
