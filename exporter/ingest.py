@@ -14,6 +14,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from exporter.counts import INVALID_JOBS, Buckets
+from exporter.decode import Decoded
+from exporter.listing import Changes, Listing, ListingMemo, relists_unchanged
 from exporter.models import JobInfo
 from exporter.records import Plan, SourceIndex
 from exporter.store import Prune, StaleIndex, Store, StoreError
@@ -40,6 +42,7 @@ class Ingestor:
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
         self._last_prune_ms: dict[str, float] = {}
+        self._memos: dict[str, ListingMemo] = {}
 
     def ingest(
         self,
@@ -55,9 +58,7 @@ class Ingestor:
         Returns the plan that was written. Raises StoreError when nothing could be written;
         then neither the store nor the index changed.
         """
-        invalid = Counter(
-            {("", "", INVALID_JOBS, f): n for f, n in (invalid_by_field or {}).items()}
-        )
+        invalid = _invalid_counts(invalid_by_field or {})
 
         def planner(index: SourceIndex) -> Plan:
             plan = plan_changes(
@@ -80,6 +81,38 @@ class Ingestor:
             if pruned:
                 self._last_prune_ms[source] = now_ms
             return plan
+
+    def ingest_listing(self, source: str, listing: Listing, now_ms: float) -> Decoded:
+        """Apply a scrape's complete list in one transaction, like `ingest`. While the memo
+        of the last scrape applied still fits the index, only the items whose bytes are new
+        are decoded and planned (listing.py). Returns what was decoded: every valid item,
+        or only the new ones. Raises StoreError when nothing could be written."""
+        with self._lock_of(source):
+            memo = self._memos.pop(source, None)  # put back only once this write stands
+            attempt = _ListingPass(listing, now_ms, memo)
+
+            def planner(index: SourceIndex) -> Plan:
+                decoded, unlisted = attempt.decode_for(index)
+                plan = plan_changes(
+                    index, decoded.jobs, now_ms,
+                    complete_list=True, guard=self.rules.guard, buckets=self.rules.buckets,
+                    unlisted=unlisted,
+                )  # fmt: skip
+                plan.counts.update(_invalid_counts(decoded.invalid_by_field()))
+                return plan
+
+            def prune_for(plan: Plan) -> Prune | None:
+                if now_ms - self._last_prune_ms.get(source, 0) < PRUNE_EVERY_MS:
+                    return None
+                before_ms = now_ms - self.rules.retention_ms
+                return Prune(before_ms=before_ms, still_listed=attempt.listed_ids())
+
+            plan, pruned = self._write(source, planner, prune_for)
+            if pruned:
+                self._last_prune_ms[source] = now_ms
+            if not plan.deduplicated:  # see ListingMemo on jobs listed twice
+                self._memos[source] = attempt.memo_after(self._indexes[source], plan)
+            return attempt.decoded
 
     def expire_running(self, source: str, started_before_ms: float, now_ms: float) -> Plan:
         """Count a pushed source's jobs still running since before the cutoff as lost."""
@@ -126,3 +159,49 @@ class Ingestor:
     def _lock_of(self, source: str) -> threading.Lock:
         with self._locks_guard:
             return self._locks.setdefault(source, threading.Lock())
+
+
+def _invalid_counts(invalid_by_field: Mapping[str, int]) -> Counter:
+    return Counter({("", "", INVALID_JOBS, f): n for f, n in invalid_by_field.items()})
+
+
+class _ListingPass:
+    """One scrape's way through `Ingestor.ingest_listing`: what was decoded for the index
+    last planned against, and whether only the new items were (then `changes` is set)."""
+
+    def __init__(self, listing: Listing, now_ms: float, memo: ListingMemo | None) -> None:
+        self.listing = listing
+        self.now_ms = now_ms
+        self.memo = memo
+        self.changes: Changes | None = None
+        self.decoded = Decoded([])
+        self._all: Decoded | None = None
+
+    def decode_for(self, index: SourceIndex) -> tuple[Decoded, set[str] | None]:
+        """The jobs to plan and, when they are only the new items, the jobs that may have
+        gone unlisted."""
+        memo = self.memo
+        if memo is not None and memo.fits(index):
+            changes = memo.compare(self.listing)
+            decoded = self.listing.decode_places(changes.new_places, self.now_ms)
+            if not relists_unchanged(index, decoded.jobs, changes):
+                self.changes, self.decoded = changes, decoded
+                return decoded, changes.gone_ids | memo.absent
+        if self._all is None:
+            self._all = self.listing.decode_all(self.now_ms)
+        self.changes, self.decoded = None, self._all
+        return self._all, None
+
+    def listed_ids(self) -> set[str]:
+        """Every job id the listing names (for the retention prune, once a minute)."""
+        listed = {job.id for job in self.decoded.jobs}
+        if self.changes is not None:
+            listed.update(filter(None, self.changes.kept))
+        return listed
+
+    def memo_after(self, index: SourceIndex, plan: Plan) -> ListingMemo:
+        """The memo once `plan` stands and `index` shows it."""
+        absent = {row.id for row in plan.missing if row.missing}
+        if self.changes is not None and self.memo is not None:
+            return self.memo.advance(index, self.listing, self.decoded, self.changes, absent)
+        return ListingMemo.of(index, self.listing, self.decoded, absent)

@@ -1,4 +1,5 @@
-"""Scrape one source: fetch, decode, plan against the known state, write in one transaction.
+"""Scrape one source: fetch, split into items, plan the changed ones against the known
+state, write in one transaction.
 
 Faults upstream (down, slow, garbage) are counted by reason and logged once per change of
 state; they never raise out of `scrape`, so the scheduler and `/metrics` keep going.
@@ -16,9 +17,10 @@ import requests
 
 from exporter.clock import Clock
 from exporter.counts import SCRAPE_ERRORS
-from exporter.decode import InvalidDocument, decode_jobs
+from exporter.decode import InvalidDocument
 from exporter.health import HealthBoard
 from exporter.ingest import Ingestor
+from exporter.listing import Listing
 from exporter.sources.fetch import FetchError, FetchLimits, fetch
 from exporter.store import StoreError
 
@@ -68,30 +70,31 @@ class Scraper:
             try:
                 body = fetch(self._session, target.url, self.limits)
                 now_ms = self.clock.now_ms()
-                decoded = decode_jobs(body, now_ms)
-                del body  # the decoded jobs hold nothing of it: free megabytes before planning
+                listing = Listing.split(body)
+                del body  # the listing holds it while its items are needed
             except FetchError as error:
                 return self._failed(name, error.reason, error.detail, started)
             except InvalidDocument as error:
                 return self._failed(name, "invalid_json", str(error), started)
+            items = len(listing.items)
             try:
-                self.ingestor.ingest(
-                    name, decoded.jobs, now_ms,
-                    complete_list=True, invalid_by_field=decoded.invalid_by_field(),
-                )  # fmt: skip
+                decoded = self.ingestor.ingest_listing(name, listing, now_ms)
             except StoreError as error:
                 self.health.record_store_error()
                 log.error("source %s: scraped but could not store the result: %s", name, error)
-                return ScrapeResult(False, "store", len(decoded.jobs), len(decoded.errors))
+                return ScrapeResult(False, "store", items)
+            finally:
+                del listing  # free the body and its items before logging and returning
+            valid = items - len(decoded.errors)
             if self.health.record_success(name, time.monotonic() - started, now_ms):
-                log.info("source %s: scrape succeeded (%d jobs)", name, len(decoded.jobs))
+                log.info("source %s: scrape succeeded (%d jobs)", name, valid)
             if decoded.errors:
                 first = decoded.errors[0]
                 log.debug(
                     "source %s: skipped %d invalid items (item %d, %s: %s)",
                     name, len(decoded.errors), first.index, first.field, first.message,
                 )  # fmt: skip
-            return ScrapeResult(True, None, len(decoded.jobs), len(decoded.errors))
+            return ScrapeResult(True, None, valid, len(decoded.errors))
 
     def close(self) -> None:
         self._session.close()

@@ -1,0 +1,198 @@
+"""Scrapes that decode only the items whose bytes changed must count exactly what decoding
+every item counts.
+
+The reference is the plain path, `decode_jobs` and `Ingestor.ingest` over the whole list,
+run on a second store side by side; both stores are real SQLite files.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import hypothesis
+import hypothesis.strategies as st
+import msgspec
+import pytest
+
+import exporter.listing as listing_module
+from exporter.counts import FINISHED, INVALID_JOBS, STARTED
+from exporter.decode import decode_jobs
+from exporter.ingest import Ingestor, TrackingRules
+from exporter.listing import Listing
+from exporter.store import StoreError, open_store
+from exporter.tracker import LabelGuard
+
+NOW = 1_700_000_000_000.0
+SOURCE = "app"
+_dbs = itertools.count()
+
+
+def item(job_id: str, state: str = "running", name: str = "send", **extra: Any) -> dict:
+    body = {
+        "id": job_id, "name": name, "startTimestamp": NOW - 60_000,
+        "backgroundJobType": "TASK", "isFinished": state != "running",
+    }  # fmt: skip
+    if state != "running":
+        body["status"] = state
+    return body | extra
+
+
+def encode(items: list[dict]) -> bytes:
+    return msgspec.json.encode(items)
+
+
+class Pair:
+    """Two ingestors on two stores: one scraping by listing, one decoding every item."""
+
+    def __init__(self, folder) -> None:
+        n = next(_dbs)
+        self.stores = [open_store(f"sqlite:///{folder}/{side}-{n}.db") for side in "ab"]
+        rules = TrackingRules(guard=LabelGuard(4))
+        self.by_listing, self.whole = (Ingestor(store, rules) for store in self.stores)
+        self.decoded_items: list[int] = []
+
+    def scrape(self, body: bytes, now_ms: float) -> None:
+        decoded = self.by_listing.ingest_listing(SOURCE, Listing.split(body), now_ms)
+        self.decoded_items.append(len(decoded.jobs) + len(decoded.errors))
+        whole = decode_jobs(body, now_ms)
+        self.whole.ingest(
+            SOURCE, whole.jobs, now_ms,
+            complete_list=True, invalid_by_field=whole.invalid_by_field(),
+        )  # fmt: skip
+
+    def assert_same(self) -> None:
+        listed, whole = (store.snapshot() for store in self.stores)
+        assert listed.series == whole.series
+        assert listed.health == whole.health
+        assert sorted(self.stores[0].tracked_jobs(SOURCE)) == sorted(
+            self.stores[1].tracked_jobs(SOURCE)
+        )
+
+    def close(self) -> None:
+        for store in self.stores:
+            store.close()
+
+
+@pytest.fixture
+def pair(tmp_path):
+    both = Pair(tmp_path)
+    yield both
+    both.close()
+
+
+_ids = st.sampled_from([f"j{i}" for i in range(6)])
+_items = st.builds(
+    lambda job_id, state, name, broken: (
+        item(job_id, state, name) | ({"isFinished": "yes"} if broken else {})
+    ),
+    _ids,
+    st.sampled_from(["running", "running", "completed", "failed"]),
+    st.sampled_from(["send", "bill"]),
+    st.sampled_from([False, False, False, True]),  # some items carry an invalid field
+)
+
+
+@st.composite
+def _scrapes(draw: st.DrawFn) -> list[list[dict]]:
+    """Listings that mostly move on a little from the one before (an item changed, added,
+    removed or repeated), sometimes start afresh: duplicates, invalid items and jobs
+    coming back after an absence all occur."""
+    listings = [draw(st.lists(_items, max_size=7))]
+    for _ in range(draw(st.integers(min_value=1, max_value=6))):
+        last = list(listings[-1])
+        step = draw(st.sampled_from(["same", "change", "add", "remove", "repeat", "fresh"]))
+        if step == "fresh" or not last:
+            last = draw(st.lists(_items, max_size=7))
+        elif step == "change":
+            last[draw(st.integers(0, len(last) - 1))] = draw(_items)
+        elif step == "add":
+            last.insert(draw(st.integers(0, len(last))), draw(_items))
+        elif step == "remove":
+            del last[draw(st.integers(0, len(last) - 1))]
+        elif step == "repeat":
+            last.append(last[draw(st.integers(0, len(last) - 1))])
+        listings.append(last)
+    return listings
+
+
+@pytest.mark.parametrize("match", ["by place", "by lookup"])
+@hypothesis.settings(
+    max_examples=150, deadline=None, derandomize=True, database=None,
+    suppress_health_check=[hypothesis.HealthCheck.function_scoped_fixture],
+)  # fmt: skip
+@hypothesis.given(scrapes=_scrapes())
+def test_decoding_only_changed_items_counts_what_decoding_all_counts(
+    tmp_path, monkeypatch, match: str, scrapes: list[list[dict]]
+) -> None:
+    monkeypatch.setattr(listing_module, "by_lookup", lambda differ, size: match == "by lookup")
+    pair = Pair(tmp_path)
+    try:
+        for n, items in enumerate(scrapes):
+            pair.scrape(encode(items), NOW + n * 1000)
+            pair.assert_same()
+    finally:
+        pair.close()
+
+
+def test_a_steady_scrape_decodes_only_the_items_that_changed(pair: Pair) -> None:
+    items = [item(f"j{i}") for i in range(50)]
+    pair.scrape(encode(items), NOW)
+    items[7] = item("j7", "completed")
+    items[30] = item("j30", "failed")
+    del items[40]  # gone: lost after a second absence
+    pair.scrape(encode(items), NOW + 1000)
+    pair.scrape(encode(items), NOW + 2000)
+    assert pair.decoded_items == [50, 2, 0]
+    counts = pair.stores[0].snapshot().series
+    finished = {
+        (key[2], name): value
+        for key, values in counts.items()
+        for name, value in values.items()
+        if name[0] == FINISHED
+    }
+    assert finished == {("send", (FINISHED, "completed")): 1, ("send", (FINISHED, "failed")): 1,
+                        ("send", (FINISHED, "lost")): 1}  # fmt: skip
+    pair.assert_same()
+
+
+def test_a_job_listed_twice_beside_its_unchanged_item_is_settled_over_the_whole_list(
+    pair: Pair,
+) -> None:
+    """The last occurrence wins; only the whole list says which one is last."""
+    items = [item("a"), item("b")]
+    pair.scrape(encode(items), NOW)
+    pair.scrape(encode([item("a", "completed"), *items]), NOW + 1000)  # running comes last
+    pair.assert_same()
+    assert pair.decoded_items[-1] == 3
+    pair.scrape(encode([*items, item("a", "completed")]), NOW + 2000)  # now finished last
+    pair.assert_same()
+    started = sum(v.get((STARTED, ""), 0) for v in pair.stores[0].snapshot().series.values())
+    assert started == 2
+
+
+def test_an_unchanged_invalid_item_is_counted_on_every_scrape(pair: Pair) -> None:
+    items = [item("a"), item("b", isFinished="yes")]
+    for n in range(3):
+        pair.scrape(encode(items), NOW + n * 1000)
+    invalid = pair.stores[0].snapshot().health[SOURCE][(INVALID_JOBS, "isFinished")]
+    assert invalid == 3
+    assert pair.decoded_items == [2, 1, 1]
+    pair.assert_same()
+
+
+def test_a_failed_write_leaves_the_next_scrape_to_decode_every_item(pair: Pair, monkeypatch):
+    items = [item(f"j{i}") for i in range(5)]
+    pair.scrape(encode(items), NOW)
+    items[0] = item("j0", "completed")
+
+    def refuse(*args, **kwargs):
+        raise StoreError("disk full")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(pair.stores[0], "apply", refuse)
+        with pytest.raises(StoreError):
+            pair.by_listing.ingest_listing(SOURCE, Listing.split(encode(items)), NOW + 1000)
+    pair.scrape(encode(items), NOW + 2000)
+    assert pair.decoded_items == [5, 5]
+    pair.assert_same()
