@@ -14,6 +14,7 @@ one with a chance of about 2^-64, so in a century of scrapes no change goes unse
 from __future__ import annotations
 
 import os
+from array import array
 from dataclasses import dataclass, field
 from itertools import compress, count, filterfalse, repeat
 from operator import attrgetter, ne, not_
@@ -35,13 +36,13 @@ class Listing:
 
     body: bytes | bytearray
     items: list[msgspec.Raw]
-    fingerprints: list[int]
+    fingerprints: array  # of unsigned 64-bit ints: 8 bytes an item, where an int takes 40
 
     @classmethod
     def split(cls, body: bytes | bytearray) -> Listing:
         """Raises decode.InvalidDocument if the body is not a JSON array."""
         items = split_items(body)
-        return cls(body, items, list(map(_fingerprint, items, repeat(_SEED))))
+        return cls(body, items, array("Q", map(_fingerprint, items, repeat(_SEED))))
 
     def decode_all(self, now_ms: float) -> Decoded:
         """Every item, in one decoding pass over the body."""
@@ -64,10 +65,10 @@ class Changes:
 
 @dataclass(slots=True)
 class ListingMemo:
-    """What a source's last applied scrape listed, item by item: each valid item's
-    fingerprint and job id (INVALID and None for an invalid item, which must be decoded
-    and counted again every time), and the running jobs it left out (missing at least once).
-    It describes one index at one generation; any other write to the source makes it stale.
+    """What a source's last applied scrape listed, item by item: each item's fingerprint
+    and job id (None for an invalid item, which must be decoded and counted again every
+    time), and the running jobs it left out (missing at least once). It describes one index
+    at one generation; any other write to the source makes it stale.
 
     The same bytes twice are the same id twice. For a running or a new job the tracker
     settles that only over the whole list, and such a listing leaves no memo; a finished
@@ -75,8 +76,9 @@ class ListingMemo:
 
     index: SourceIndex
     generation: int
-    fingerprints: list[int]
+    fingerprints: array
     ids: list[str | None]
+    invalid: list[int]  # the places of invalid items
     absent: set[str] = field(default_factory=set)
 
     def fits(self, index: SourceIndex) -> bool:
@@ -88,24 +90,23 @@ class ListingMemo:
     ) -> ListingMemo:
         """The memo of a listing decoded whole, once it is applied to `index`."""
         ids: list[str | None] = list(map(_job_id, decoded.jobs))
-        fingerprints = listing.fingerprints
         if decoded.positions is not None:
-            ids = _spread(ids, decoded.positions, len(fingerprints))
-            fingerprints = [fp if job_id is not None else INVALID
-                            for fp, job_id in zip(fingerprints, ids, strict=True)]  # fmt: skip
-        return cls(index, index.generation, fingerprints, ids, absent)
+            ids = _spread(ids, decoded.positions, len(listing.fingerprints))
+        invalid = [error.index for error in decoded.errors]
+        return cls(index, index.generation, listing.fingerprints, ids, invalid, absent)
 
     def compare(self, listing: Listing) -> Changes:
         """Item by item while most items stay in their places (one C pass comparing the two
         lists), else by looking each fingerprint up."""
-        new, old = listing.fingerprints, self.fingerprints
+        new, old, ids = listing.fingerprints, self.fingerprints, self.ids
         differ = list(compress(count(), map(ne, new, old)))
         differ.extend(range(min(len(new), len(old)), max(len(new), len(old))))
+        if self.invalid:
+            differ = sorted({*differ, *(i for i in self.invalid if i < len(new))})
         if by_lookup(len(differ), len(new)):
             return self._compare_by_lookup(new)
-        old_at = {old[i]: i for i in differ if i < len(old) and old[i] != INVALID}
+        old_at = {old[i]: i for i in differ if i < len(old) and ids[i] is not None}
         moved_in = {new[i] for i in differ if i < len(new)}
-        ids = self.ids
         kept = ids[: len(new)] + [None] * (len(new) - len(ids))
         new_places = []
         for i in differ:
@@ -117,13 +118,13 @@ class ListingMemo:
         gone = {ids[i] for fp, i in old_at.items() if fp not in moved_in}
         return Changes(new_places, gone, kept)  # type: ignore[arg-type]
 
-    def _compare_by_lookup(self, new: list[int]) -> Changes:
-        id_of = dict(zip(self.fingerprints, self.ids, strict=True))
-        id_of.pop(INVALID, None)
+    def _compare_by_lookup(self, new: array) -> Changes:
+        id_of = dict(zip(self.fingerprints, self.ids, strict=True))  # invalid ones map to None
         kept = list(map(id_of.get, new))
         new_places = list(compress(count(), map(not_, kept)))  # ids are never empty
         listed = set(new)
         gone = {id_of[fp] for fp in filterfalse(listed.__contains__, id_of)}
+        gone.discard(None)
         return Changes(new_places, gone, kept)  # type: ignore[arg-type]
 
     def advance(
@@ -136,15 +137,13 @@ class ListingMemo:
     ) -> ListingMemo:
         """This memo, moved on to a listing of which only the new items were decoded."""
         ids = changes.kept
-        fingerprints = list(listing.fingerprints)
-        valid = new.positions or []
-        for place, job in zip(valid, new.jobs, strict=True):
+        for place, job in zip(new.positions or [], new.jobs, strict=True):
             ids[place] = job.id
-        for error in new.errors:
-            fingerprints[error.index] = INVALID
         self.index, self.generation, self.absent = index, index.generation, absent
-        self.fingerprints, self.ids = fingerprints, ids
+        self.fingerprints, self.ids = listing.fingerprints, ids
+        self.invalid = [error.index for error in new.errors]
         return self
+
 
 def relists_unchanged(index: SourceIndex, jobs: list[JobInfo], changes: Changes) -> bool:
     """Whether a new item names a running job whose unchanged item of last time is still
@@ -172,4 +171,3 @@ def _spread(ids: list[str | None], places: list[int], size: int) -> list[str | N
 
 
 _job_id = attrgetter("id")
-INVALID = -1  # never an xxh3 digest, which is unsigned
