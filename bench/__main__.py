@@ -28,9 +28,15 @@ CHANGES = """
 - waitress keeps pages up to 64 MiB in memory instead of spooling those over 1 MiB to a
   temporary file (about 240 to 300 requests/s under wrk on this machine), reads request
   bodies in 64 KiB pieces instead of 8 KiB, and keeps bodies up to 8 MiB in memory.
-- A scrape decodes and validates the whole response into typed structs in one msgspec pass,
-  then checks the semantic rules of a healthy batch in one loop with no call per job (20 ms
-  to 7 ms for 100,000 jobs; NUL is looked for in the bytes).
+- A scrape splits the response into undecoded items and fingerprints each item's bytes
+  (xxh3, 64-bit, 20-25 ms for 100,000 items). An item byte for byte the same as one the last
+  applied scrape listed decodes to the same job and passes the same checks, so only items
+  with new bytes are decoded and planned; the running jobs no longer listed are found among
+  the jobs whose old fingerprints vanished (`exporter/listing.py`). Steady scrape: 115-165
+  ms to 70-85 ms. A hypothesis test checks this path against decoding every item.
+- The first scrape, and any whose memo is stale, decodes and validates the whole response
+  in one msgspec pass, then checks the semantic rules of a healthy batch in one loop with no
+  call per job (20 ms to 7 ms for 100,000 jobs; NUL is looked for in the bytes).
 - Planning is one pass with one dict lookup per job: running jobs seen are marked with the
   pass's number, which finds duplicate ids and missing jobs without a set of every id (the
   separate deduplication pass took 10-17 ms); counts are summed per series and added once;
@@ -56,24 +62,21 @@ CHANGES = """
 
 Still missed, and why (profiled with py-spy, per stage, on this machine):
 
-- Steady 100,000-job scrape: fetch 10-15 ms, msgspec decoding 35-50 ms (about half of
-  orjson.loads on its own), the batch rule check 7 ms, planning 35-55 ms and the write 25-35
-  ms (1,000 finishes and 3,000 count upserts at about 5 us each). Planning is one lookup per
-  job, but each id is a fresh string: hashing it and the cache miss on the stored key cost
-  more than the Python around them; two set-based versions (C loops over the ids) were
-  measured slower. Getting to 1.2x needs skipping unchanged items without decoding them, and
-  a fingerprint of each item's bytes cost as much as decoding it (46 ms).
 - First 100,000-job scrape: inserting 100,000 rows (11 columns, primary key, index of
   running jobs) takes 500-700 ms at 5-6 us a row, most of the time; a 32 MB page cache and
-  pausing the garbage collector while planning measured no difference.
+  pausing the garbage collector while planning measured no difference, and SQLite's own
+  json_each parsing the rows was slower (830-1,100 ms). Splitting and fingerprinting for
+  the next scrape's sake adds 25-30 ms. Planning 100,000 new jobs takes 170-220 ms.
 - Batched pushes: between 0.45 and 0.55 from run to run. Of the server's time per 500-job
   request, the same SQLite inserts as the baseline are about 45%, waitress parsing requests
   on its main thread about 30%, Flask, decoding and planning the rest.
 - Memory: after loading, Python objects hold about 39 MB: the dashboard's history rings 16 MB
   (2,000 job functions x 122 samples x 8 totals), the job ids 8 MB, the rest of the index 6
-  MB, the cached /metrics page 4 MB, the snapshot 3.5 MB; a scrape adds about 30 MB of
-  decoded items for a moment. Under 60 MB would take halving the rings and decoding in
-  slices, which costs the steady scrape.
+  MB, the cached /metrics page 4 MB, the snapshot 3.5 MB. A steady scrape now adds about
+  24 MB for a moment (the body 15, its undecoded items 6.4), where decoding every item added
+  30. What is left is fragmentation: the first scrape's ids and start times survive among
+  30 MB of freed decoded items, so their memory pools are never given back. Copying the
+  survivors measured 13 MB less, and malloc_trim 10 MB more, in a trial outside the code.
 """
 
 

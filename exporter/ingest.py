@@ -188,6 +188,7 @@ class _ListingPass:
                 self.changes, self.decoded = changes, decoded
                 return decoded, changes.gone_ids | memo.absent
         if self._all is None:
+            self.listing.items = []  # fingerprinted already: free them before decoding all
             self._all = self.listing.decode_all(self.now_ms)
         self.changes, self.decoded = None, self._all
         return self._all, None
