@@ -45,10 +45,10 @@ def encode(items: list[dict]) -> bytes:
 class Pair:
     """Two ingestors on two stores: one scraping by listing, one decoding every item."""
 
-    def __init__(self, folder) -> None:
+    def __init__(self, folder, retention_ms: float = 7 * 24 * 3600 * 1000) -> None:
         n = next(_dbs)
         self.stores = [open_store(f"sqlite:///{folder}/{side}-{n}.db") for side in "ab"]
-        rules = TrackingRules(guard=LabelGuard(4))
+        rules = TrackingRules(guard=LabelGuard(4), retention_ms=retention_ms)
         self.by_listing, self.whole = (Ingestor(store, rules) for store in self.stores)
         self.decoded_items: list[int] = []
 
@@ -196,3 +196,19 @@ def test_a_failed_write_leaves_the_next_scrape_to_decode_every_item(pair: Pair, 
     pair.scrape(encode(items), NOW + 2000)
     assert pair.decoded_items == [5, 5]
     pair.assert_same()
+
+
+def test_the_retention_prune_keeps_finished_jobs_whose_unchanged_items_are_listed(tmp_path):
+    pair = Pair(tmp_path, retention_ms=1000)
+    try:
+        items = [item("done", "completed"), item("busy"), item("gone", "completed")]
+        pair.scrape(encode(items), NOW)
+        for n in range(1, 4):  # a minute apart, so each scrape prunes what is past retention
+            items[1] = item("busy", name=f"step-{n}")
+            pair.scrape(encode(items[:2]), NOW + n * 61_000)
+            pair.assert_same()
+        assert pair.decoded_items == [3, 1, 1, 1]
+        kept = {row.id for row in pair.stores[0].tracked_jobs(SOURCE)}
+        assert kept == {"done", "busy"}
+    finally:
+        pair.close()
