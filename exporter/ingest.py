@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Container, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from exporter.counts import INVALID_JOBS, Buckets
@@ -73,7 +73,7 @@ class Ingestor:
         def prune_for(plan: Plan) -> Prune | None:
             if now_ms - self._last_prune_ms.get(source, 0) < PRUNE_EVERY_MS:
                 return None
-            still_listed = {job.id for job in jobs} if complete_list else frozenset()
+            still_listed = _ListedIds(lambda: {job.id for job in jobs}) if complete_list else ()
             return Prune(before_ms=now_ms - self.rules.retention_ms, still_listed=still_listed)
 
         with self._lock_of(source):
@@ -105,7 +105,7 @@ class Ingestor:
                 if now_ms - self._last_prune_ms.get(source, 0) < PRUNE_EVERY_MS:
                     return None
                 before_ms = now_ms - self.rules.retention_ms
-                return Prune(before_ms=before_ms, still_listed=attempt.listed_ids())
+                return Prune(before_ms=before_ms, still_listed=_ListedIds(attempt.listed_ids))
 
             plan, pruned = self._write(source, planner, prune_for)
             if pruned:
@@ -163,6 +163,21 @@ class Ingestor:
 
 def _invalid_counts(invalid_by_field: Mapping[str, int]) -> Counter:
     return Counter({("", "", INVALID_JOBS, f): n for f, n in invalid_by_field.items()})
+
+
+class _ListedIds(Container[str]):
+    """The ids a complete list names, gathered on the first question: only a prune that
+    finds a job old enough to go asks, and a first scrape into a fresh store has none
+    (gathering 100,000 ids takes about 20 ms)."""
+
+    def __init__(self, gather: Callable[[], Collection[str]]) -> None:
+        self._gather = gather
+        self._ids: Collection[str] | None = None
+
+    def __contains__(self, job_id: object) -> bool:
+        if self._ids is None:
+            self._ids = self._gather()
+        return job_id in self._ids
 
 
 class _ListingPass:

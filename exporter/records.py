@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -47,9 +47,16 @@ class MissingRow(NamedTuple):
 class Plan:
     """What one scrape or push changes: rows to write and counts to add."""
 
-    # New rows are plain tuples in JobRow's column order: sqlite3 binds an exact tuple faster
-    # than a NamedTuple, and 100,000 of them are built without a Python-level __new__.
-    inserts: list[tuple] = field(default_factory=list)
+    # New rows are plain tuples: sqlite3 binds an exact tuple faster than a NamedTuple, and
+    # 100,000 of them are built without a Python-level __new__. Every value bound costs
+    # (about a fifth of a first scrape's insert), so a job labelled with its own (type,
+    # name), as every job is until the cardinality cap folds some, comes in a short row whose
+    # label columns the store fills from its type and name; `job_rows` expands them all.
+    # (source, id, type, name, start_ms)
+    running_inserts: list[tuple] = field(default_factory=list)
+    # (source, id, type, name, start_ms, finish_ms, finished_at_ms, outcome)
+    finished_inserts: list[tuple] = field(default_factory=list)
+    inserts: list[tuple] = field(default_factory=list)  # folded jobs: JobRow's column order
     # What the index gains once the rows are committed, ready for one dict or set update.
     new_running: list[tuple[str, RunningJob]] = field(default_factory=list)
     new_finished: list[str] = field(default_factory=list)
@@ -66,7 +73,22 @@ class Plan:
 
     @property
     def empty(self) -> bool:
-        return not (self.inserts or self.finishes or self.missing or self.counts)
+        return not (
+            self.running_inserts or self.finished_inserts or self.inserts
+            or self.finishes or self.missing or self.counts
+        )  # fmt: skip
+
+    @property
+    def insert_count(self) -> int:
+        return len(self.running_inserts) + len(self.finished_inserts) + len(self.inserts)
+
+    def job_rows(self) -> Iterator[tuple]:
+        """Every new row in JobRow's column order, for a store that takes whole rows."""
+        for source, job_id, job_type, name, start_ms in self.running_inserts:
+            yield (source, job_id, job_type, name, job_type, name, start_ms, None, None, None, 0)
+        for source, job_id, job_type, name, *finish in self.finished_inserts:
+            yield (source, job_id, job_type, name, job_type, name, *finish, 0)
+        yield from self.inserts
 
 
 class RunningJob(msgspec.Struct, gc=False):

@@ -119,7 +119,8 @@ def _plan_pass(
     admitted: dict[Series, Series] = {}  # (type, name) -> its shared tuple, once let in unfolded
     stamp = next(_passes)
     new_ids: set[str] = set()
-    inserts = plan.inserts
+    running_inserts = plan.running_inserts.append
+    finished_inserts = plan.finished_inserts.append
     new_running = plan.new_running.append
     new_finished = plan.new_finished.append
     seen_running = 0
@@ -141,26 +142,27 @@ def _plan_pass(
         if job_id in new_ids:
             return None
         new_ids.add(job_id)
-        pair = (job.background_job_type, job.name)
+        job_type, name = pair = (job.background_job_type, job.name)
         series = admitted.get(pair)
         if series is None:
-            series = index.canonical(guard.labels(index, plan, *pair))
-            if series == pair:
-                admitted[pair] = series
+            series = index.canonical(guard.labels(index, plan, job_type, name))
+            if series != pair:
+                _insert_folded(plan, source, job, series, now_ms, outcomes, durations)
+                started[series] += 1
+                continue
+            admitted[pair] = series
         started[series] += 1
         start_ms = job.start_timestamp
         if job.is_finished:
-            outcome = "failed" if job.failed else "completed"
+            outcome = "failed" if job.status == "failed" else "completed"
             outcomes[(series, outcome)] += 1
             finish_ms = job.finish_timestamp
             if finish_ms is not None:
                 durations[series].append((finish_ms - start_ms) / 1000)
-            inserts.append(
-                (source, job_id, *pair, *series, start_ms, finish_ms, now_ms, outcome, 0)
-            )
+            finished_inserts((source, job_id, job_type, name, start_ms, finish_ms, now_ms, outcome))
             new_finished(job_id)
         else:
-            inserts.append((source, job_id, *pair, *series, start_ms, None, None, None, 0))
+            running_inserts((source, job_id, job_type, name, start_ms))
             new_running((job_id, RunningJob(series, start_ms)))
     _add_counts(plan, buckets, started, outcomes, durations)
     if complete_list and unlisted is not None:
@@ -186,6 +188,32 @@ def _add_counts(
         counts[(*series, FINISHED, outcome)] += n
     for series, seconds in durations.items():
         observe_all(counts, buckets, series, DURATION_BUCKET, DURATION_SUM, seconds)
+
+
+def _insert_folded(
+    plan: Plan,
+    source: str,
+    job: JobInfo,
+    series: Series,
+    now_ms: float,
+    outcomes: Counter[tuple[Series, str]],
+    durations: dict[Series, list[float]],
+) -> None:
+    """A new job the cardinality cap folded: a whole row, its labels apart from its type
+    and name (rare, so kept out of the loop's common path)."""
+    start_ms = job.start_timestamp
+    row = (source, job.id, job.background_job_type, job.name, *series, start_ms)
+    if job.is_finished:
+        outcome = "failed" if job.failed else "completed"
+        outcomes[(series, outcome)] += 1
+        finish_ms = job.finish_timestamp
+        if finish_ms is not None:
+            durations[series].append((finish_ms - start_ms) / 1000)
+        plan.inserts.append((*row, finish_ms, now_ms, outcome, 0))
+        plan.new_finished.append(job.id)
+    else:
+        plan.inserts.append((*row, None, None, None, 0))
+        plan.new_running.append((job.id, RunningJob(series, start_ms)))
 
 
 def _finish_known(

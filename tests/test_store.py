@@ -71,12 +71,32 @@ def test_a_stale_index_writes_nothing(store_url: str):
 def test_a_failed_write_leaves_store_and_index_unchanged(store, rows: int):
     index = store.load_index("app")
     plan = plan_for(index, *(info(f"job-{n}") for n in range(rows)))
-    plan.inserts.append(plan.inserts[0])  # a duplicate key fails the transaction midway
+    plan.running_inserts.append(plan.running_inserts[0])  # a duplicate key fails midway
     with pytest.raises(StoreError):
         store.apply(index, plan)
     assert index.running == {} and index.generation == 0
     assert store.snapshot().series == {}
     assert store.load_index("app").running == {}
+
+
+@pytest.mark.parametrize("pairs", [3, 800], ids=["few", "copied"])
+def test_every_new_row_is_stored_as_planned(store, pairs: int):
+    """Jobs labelled with their own type and name go in as short rows and folded ones as
+    whole rows; each comes back exactly as `Plan.job_rows` spells it."""
+    index = store.load_index("app")
+    jobs = [
+        JobInfo(f"job-{n}-{finished}", f"name-{n}", NOW - n, f"TYPE{n % 2}", finished,
+                NOW + n if finished and n % 3 else None, "failed" if n % 5 == 0 else None)
+        for n in range(pairs) for finished in (False, True)
+    ]  # fmt: skip
+    plan = plan_changes(
+        index, jobs, NOW, complete_list=True, guard=LabelGuard(2), buckets=Buckets()
+    )
+    assert plan.running_inserts and plan.finished_inserts and plan.inserts  # all three kinds
+    store.apply(index, plan)
+    stored = {row.id: tuple(row) for row in store.tracked_jobs("app")}
+    assert stored == {row[1]: row for row in plan.job_rows()}
+    assert len(stored) == len(jobs)
 
 
 def test_many_inserts_and_their_counts(store):

@@ -199,16 +199,16 @@ class PostgresStore:
 
     @staticmethod
     def _insert(db: psycopg.Connection, plan: Plan) -> None:
-        if len(plan.inserts) > COPY_FROM:
+        if plan.insert_count > COPY_FROM:
             with (
                 db.cursor() as cursor,
                 cursor.copy(f"COPY jobs ({_JOB_COLUMNS}) FROM STDIN") as copy,
             ):
-                for row in plan.inserts:
+                for row in plan.job_rows():
                     copy.write_row(row)
-        elif plan.inserts:
+        elif plan.insert_count:
             with db.cursor() as cursor:
-                cursor.executemany(_INSERT_JOB, plan.inserts)
+                cursor.executemany(_INSERT_JOB, plan.job_rows())
 
     @staticmethod
     def _prune(db: psycopg.Connection, source: str, prune: Prune) -> list[str]:

@@ -97,6 +97,9 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 _S = schedule_rows.SQLITE
 _INSERT_JOB = "INSERT INTO jobs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+# Short rows (see Plan): the label columns repeat the type and name bound once.
+_INSERT_RUNNING = "INSERT INTO jobs VALUES (?1, ?2, ?3, ?4, ?3, ?4, ?5, NULL, NULL, NULL, 0)"
+_INSERT_FINISHED = "INSERT INTO jobs VALUES (?1, ?2, ?3, ?4, ?3, ?4, ?5, ?6, ?7, ?8, 0)"
 _FINISH_JOB = (
     "UPDATE jobs SET outcome = ?, finish_ms = ?, finished_at_ms = ?, missing = 0"
     " WHERE source = ? AND id = ?"
@@ -217,6 +220,8 @@ class SqliteStore:
                 ).fetchone()
                 if (row[0] if row else 0) != index.generation:
                     raise StaleIndex(f"source {source!r} changed since its index was loaded")
+                db.executemany(_INSERT_RUNNING, plan.running_inserts)
+                db.executemany(_INSERT_FINISHED, plan.finished_inserts)
                 db.executemany(_INSERT_JOB, plan.inserts)
                 db.executemany(_FINISH_JOB, plan.finishes)
                 db.executemany(_SET_MISSING, plan.missing)
