@@ -11,6 +11,8 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -97,9 +99,44 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 _S = schedule_rows.SQLITE
 _INSERT_JOB = "INSERT INTO jobs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-# Short rows (see Plan): the label columns repeat the type and name bound once.
-_INSERT_RUNNING = "INSERT INTO jobs VALUES (?1, ?2, ?3, ?4, ?3, ?4, ?5, NULL, NULL, NULL, 0)"
-_INSERT_FINISHED = "INSERT INTO jobs VALUES (?1, ?2, ?3, ?4, ?3, ?4, ?5, ?6, ?7, ?8, 0)"
+# SQLite's limit on the values one statement binds before 3.32 raised it to 32,766.
+_MAX_VARIABLES = 999
+
+
+@dataclass(frozen=True)
+class _ShortRows:
+    """The statements that insert one shape of Plan's short rows, whose label columns
+    repeat the type and name bound once: one row, or `per_statement` rows at a time."""
+
+    one: str
+    many: str
+    per_statement: int
+
+    @classmethod
+    def of(cls, values: str, width: int) -> _ShortRows:
+        """`values` is one row's VALUES tuple, ?{0} standing for its first bound value."""
+        per_statement = _MAX_VARIABLES // width
+
+        def row(n: int) -> str:
+            return values.format(*range(n * width + 1, n * width + width + 1))
+
+        many = ", ".join(map(row, range(per_statement)))
+        return cls(f"INSERT INTO jobs VALUES {row(0)}", f"INSERT INTO jobs VALUES {many}",
+                   per_statement)  # fmt: skip
+
+    def insert(self, db: sqlite3.Connection, rows: list[tuple]) -> None:
+        """Whole chunks in multi-row statements, the rest one by one. A statement per row
+        pays sqlite3's own loop per row; in chunks a 100,000-job first scrape inserts in
+        about 370 ms instead of 450 (the chunk statement is prepared once a connection)."""
+        size = self.per_statement
+        whole = len(rows) - len(rows) % size
+        for start in range(0, whole, size):
+            db.execute(self.many, list(chain.from_iterable(rows[start : start + size])))
+        db.executemany(self.one, rows[whole:])
+
+
+_RUNNING_ROWS = _ShortRows.of("(?{0}, ?{1}, ?{2}, ?{3}, ?{2}, ?{3}, ?{4}, NULL, NULL, NULL, 0)", 5)
+_FINISHED_ROWS = _ShortRows.of("(?{0}, ?{1}, ?{2}, ?{3}, ?{2}, ?{3}, ?{4}, ?{5}, ?{6}, ?{7}, 0)", 8)
 _FINISH_JOB = (
     "UPDATE jobs SET outcome = ?, finish_ms = ?, finished_at_ms = ?, missing = 0"
     " WHERE source = ? AND id = ?"
@@ -137,6 +174,11 @@ class SqliteStore:
         if self.path != ":memory:":
             self._writer.execute("PRAGMA wal_autocheckpoint = 0")  # the thread does it
             self._checkpointer = Checkpointer(self._connect)
+        # A large write (a first scrape of 100,000 jobs dirties about 13 MB of pages) keeps
+        # its pages in memory until it commits, instead of spilling them into the log
+        # midway and reading them back: about a tenth of its time. The cache shrinks back
+        # to its usual 2 MB once the write is done.
+        self._writer.execute("PRAGMA cache_spill = OFF")
 
     def _connect(self) -> sqlite3.Connection:
         try:
@@ -220,8 +262,8 @@ class SqliteStore:
                 ).fetchone()
                 if (row[0] if row else 0) != index.generation:
                     raise StaleIndex(f"source {source!r} changed since its index was loaded")
-                db.executemany(_INSERT_RUNNING, plan.running_inserts)
-                db.executemany(_INSERT_FINISHED, plan.finished_inserts)
+                _RUNNING_ROWS.insert(db, plan.running_inserts)
+                _FINISHED_ROWS.insert(db, plan.finished_inserts)
                 db.executemany(_INSERT_JOB, plan.inserts)
                 db.executemany(_FINISH_JOB, plan.finishes)
                 db.executemany(_SET_MISSING, plan.missing)
