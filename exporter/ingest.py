@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Callable, Collection, Container, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from exporter.compaction import COMPACT_FROM_JOBS, compact
 from exporter.counts import INVALID_JOBS, Buckets
 from exporter.decode import Decoded
 from exporter.listing import Changes, Listing, ListingMemo, relists_unchanged
@@ -43,6 +44,9 @@ class Ingestor:
         self._locks_guard = threading.Lock()
         self._last_prune_ms: dict[str, float] = {}
         self._memos: dict[str, ListingMemo] = {}
+        # Sources a large decode left to compact, each with that scrape's pass, held until
+        # then so the copies are made while its items still fill their memory.
+        self._compact_due: dict[str, _ListingPass] = {}
 
     def ingest(
         self,
@@ -88,6 +92,7 @@ class Ingestor:
         are decoded and planned (listing.py). Returns what was decoded: every valid item,
         or only the new ones. Raises StoreError when nothing could be written."""
         with self._lock_of(source):
+            self._compact_due.pop(source, None)  # not compacted since: let it be
             memo = self._memos.pop(source, None)  # put back only once this write stands
             attempt = _ListingPass(listing, now_ms, memo)
 
@@ -112,7 +117,24 @@ class Ingestor:
                 self._last_prune_ms[source] = now_ms
             if not plan.deduplicated:  # see ListingMemo on jobs listed twice
                 self._memos[source] = attempt.memo_after(self._indexes[source], plan)
+            if len(attempt.decoded.jobs) >= COMPACT_FROM_JOBS:
+                self._compact_due[source] = attempt
             return attempt.decoded
+
+    def compact_due(self) -> list[str]:
+        """Compact the indexes that a large decode left among its items (compaction.py),
+        then let the items go. Housekeeping for right after a scrape, off its own path: a
+        100,000-job index takes about 80 ms. Returns the sources compacted."""
+        done = []
+        for source in list(self._compact_due):
+            with self._lock_of(source):
+                held = self._compact_due.pop(source, None)
+                index = self._indexes.get(source)
+                if held is not None and index is not None:
+                    compact(index, self._memos.get(source))
+                    done.append(source)
+                del held  # only now may the items go: the copies are made
+        return done
 
     def expire_running(self, source: str, started_before_ms: float, now_ms: float) -> Plan:
         """Count a pushed source's jobs still running since before the cutoff as lost."""

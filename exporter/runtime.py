@@ -126,7 +126,7 @@ class Runtime:
         )
         for target in self.scraper.targets.values():
             scheduler.add_job(
-                self.scraper.scrape,
+                self._scrape,
                 "interval",
                 seconds=target.interval_s,
                 args=[target.name],
@@ -173,6 +173,12 @@ class Runtime:
                 self.queue, url, self.settings.demo_workers, token=self.settings.api_token
             )
             self.demo_crew.start()
+
+    def _scrape(self, source: str) -> None:
+        """One scheduled scrape, then the compaction a large one leaves due, off the
+        scrape's own path (its results are committed and served already)."""
+        self.scraper.scrape(source)
+        self.ingestor.compact_due()
 
     def stop(self) -> None:
         """Stop the demo crew, let a scrape or sweep in progress finish, then release

@@ -15,6 +15,7 @@ import hypothesis.strategies as st
 import msgspec
 import pytest
 
+import exporter.ingest as ingest_module
 import exporter.listing as listing_module
 from exporter.counts import FINISHED, INVALID_JOBS, STARTED
 from exporter.decode import decode_jobs
@@ -121,15 +122,19 @@ def _scrapes(draw: st.DrawFn) -> list[list[dict]]:
     max_examples=150, deadline=None, derandomize=True, database=None,
     suppress_health_check=[hypothesis.HealthCheck.function_scoped_fixture],
 )  # fmt: skip
-@hypothesis.given(scrapes=_scrapes())
+@hypothesis.given(scrapes=_scrapes(), compactions=st.lists(st.booleans(), min_size=7))
 def test_decoding_only_changed_items_counts_what_decoding_all_counts(
-    tmp_path, monkeypatch, match: str, scrapes: list[list[dict]]
+    tmp_path, monkeypatch, match: str, scrapes: list[list[dict]], compactions: list[bool]
 ) -> None:
+    """Compactions (compaction.py) fall between some scrapes: they must change nothing."""
     monkeypatch.setattr(listing_module, "by_lookup", lambda differ, size: match == "by lookup")
+    monkeypatch.setattr(ingest_module, "COMPACT_FROM_JOBS", 1)
     pair = Pair(tmp_path)
     try:
-        for n, items in enumerate(scrapes):
+        for n, (items, compacts) in enumerate(zip(scrapes, compactions, strict=False)):
             pair.scrape(encode(items), NOW + n * 1000)
+            if compacts:
+                pair.by_listing.compact_due()
             pair.assert_same()
     finally:
         pair.close()

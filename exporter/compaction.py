@@ -1,0 +1,57 @@
+"""Copy what an index keeps of its jobs into fresh objects once a large decode is over.
+
+CPython's small-object allocator gives a 1 MiB arena back only when every object in it is
+freed. Decoding 100,000 jobs allocates each job's id, start time and running record among
+its decoded item, name, type and row; the items go once the scrape is written, the ids and
+the rest stay, a few in every pool, and keep about 15 MB of arenas from going back (the
+exporter serving 100,000 jobs: +81 MB resident memory before, +68 MB with copies made).
+Copies made after the scrape pack into few arenas, and the originals' arenas are freed
+whole. Loading an index from the store leaves the same pattern behind its row tuples.
+"""
+
+from __future__ import annotations
+
+from itertools import repeat
+from operator import attrgetter
+
+from exporter.listing import ListingMemo
+from exporter.records import RunningJob, SourceIndex
+
+# Decodes or loads of fewer jobs leave too little behind to be worth copying.
+COMPACT_FROM_JOBS = 10_000
+
+
+def compact(index: SourceIndex, memo: ListingMemo | None) -> None:
+    """Replace the index's ids, start times and running records with copies, keeping their
+    values, and point the memo at the same copies (they share one string per id). Every
+    step is a C-level map: 100,000 jobs in about 40 ms. The caller holds the source's
+    lock."""
+    running, finished = index.running, index.finished
+    ids = [*running, *finished]
+    copies = dict(zip(ids, map(bytes.decode, map(str.encode, ids)), strict=True))  # str(): no copy
+    del ids
+    copy_of = copies.__getitem__
+    jobs = running.values()
+    index.running = dict(
+        zip(
+            map(copy_of, running),
+            map(
+                RunningJob,
+                map(_series, jobs),
+                map(float.__mul__, map(_start_ms, jobs), repeat(1.0)),  # keeps a -0.0
+                map(_missing, jobs),
+                map(_seen, jobs),
+            ),
+            strict=True,
+        )
+    )
+    index.finished = set(map(copy_of, finished))
+    if memo is not None and memo.fits(index):
+        memo.ids = list(map(copies.get, memo.ids))  # an invalid item's None stays None
+        memo.absent = set(map(copy_of, memo.absent))
+
+
+_series = attrgetter("series")
+_start_ms = attrgetter("start_ms")
+_missing = attrgetter("missing")
+_seen = attrgetter("seen")
