@@ -1,13 +1,17 @@
-"""Fixed-size rings of cumulative samples: the dashboard's history, in bounded memory.
+"""Fixed-size rings of samples: the dashboard's history, in bounded memory.
 
 A `Tier` keeps, for each key (the summary, a job type, one job function), the last
-`capacity` samples of a few cumulative totals in one flat `array('d')`, all keys sharing one
-ring of sample times. Samples land in step-aligned slots: a second sample in the same slot
-overwrites the first, so the newest point is always fresh while memory stays fixed.
+`capacity` samples of a few totals, all keys sharing one ring of sample times. Samples land
+in step-aligned slots: a second sample in the same slot overwrites the first, so the newest
+point is always fresh while memory stays fixed.
 
-Keeping cumulative totals rather than per-step deltas means any subset of samples still
-gives exact rates (the difference of two totals over the time between them), so a chart can
-be thinned to any number of points without losing a single counted job.
+Each slot holds the gauges (running, pending) as they were and, of every cumulative total,
+how much it grew since the totals last known before that slot. Summing the growth of the
+slots between two points gives exactly the difference of the totals there, so a chart can
+be thinned to any number of points without losing a single counted job. Growth per slot is
+small, so 4-byte floats hold it exactly (any whole number up to 2^24 jobs a slot, and a
+duration sum to about 7 digits), where cumulative totals needed 8 bytes: 2,000 job
+functions keep an hour in 7.8 MB instead of 15.6.
 """
 
 from __future__ import annotations
@@ -16,12 +20,15 @@ import math
 from array import array
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from operator import ne
 
 NAN = math.nan
 
-# The totals kept per key, in this order.
+# The totals kept per key, in this order; the first two are gauges, the rest cumulative.
 RUNNING, PENDING, STARTED, COMPLETED, FAILED, LOST, DURATION_SUM, DURATION_COUNT = range(8)
 FIELDS = 8
+GAUGES = (RUNNING, PENDING)
+CUMULATIVE = range(STARTED, FIELDS)
 COLUMNS = ("running", "pending", "started", "completed", "failed", "lost", "avgDuration")
 
 
@@ -38,6 +45,50 @@ class Window:
     points: int
 
 
+class _Key:
+    """One key's slots (gauges and growth, 4-byte floats) and its exact totals: the newest
+    (`last`, NaN until sampled in the newest slot) and those known before it (`base`, what
+    the newest slot's growth is measured from)."""
+
+    __slots__ = ("base", "last", "slots")
+
+    def __init__(self, capacity: int, zeros: bool) -> None:
+        start = 0.0 if zeros else NAN
+        self.slots = array("f", [start]) * (capacity * FIELDS)
+        self.last = array("d", [NAN]) * FIELDS
+        self.base = array("d", [start]) * FIELDS
+
+    def close_slot(self) -> None:
+        """The newest slot is done: what it knew becomes the base of the next."""
+        last, base = self.last, self.base
+        for position in range(FIELDS):
+            if last[position] == last[position]:  # not NaN
+                base[position] = last[position]
+                last[position] = NAN
+
+    def write(self, head: int, sample: Sequence[float]) -> None:
+        at = head * FIELDS
+        slots, base, last = self.slots, self.base, self.last
+        for position, value in enumerate(sample):
+            last[position] = value  # in place: a new array each time would churn memory
+        for position in GAUGES:
+            slots[at + position] = sample[position]
+        for position in CUMULATIVE:
+            value, before = sample[position], base[position]
+            if value != value:
+                growth = NAN  # the total is unknown now
+            elif before != before:
+                growth = 0.0  # unknown before: no rate reaches back past this slot anyway
+            else:
+                growth = value - before
+            slots[at + position] = growth
+
+    def known(self, index: int) -> bool:
+        """Whether the key was sampled in slot `index`."""
+        value = self.slots[index * FIELDS + RUNNING]
+        return value == value
+
+
 class Tier:
     """The rings of one kind of key, with one step and capacity; not thread-safe alone."""
 
@@ -48,7 +99,7 @@ class Tier:
         self.capacity = capacity
         self.max_keys = max_keys
         self.times = array("d", [NAN]) * capacity
-        self.rings: dict[Hashable, array] = {}
+        self.rings: dict[Hashable, _Key] = {}
         self.last_change_ms: dict[Hashable, float] = {}
         self.head = -1  # index of the newest sample; -1 before the first
         self.count = 0  # samples held, up to capacity
@@ -78,30 +129,28 @@ class Tier:
         head = self.head
         self.times[head] = now_ms
         fresh = set(fresh)
+        previous = (head - 1) % self.capacity
         for key, values in totals.items():
             ring = self.rings.get(key)
             if ring is None:
                 ring = self._admit(key, now_ms, zeros=key in fresh)
                 if ring is None:
                     continue
-            base = head * FIELDS
-            sample = array("d", values)
-            if self.count > 1:
-                previous = (head - 1) % self.capacity * FIELDS
-                if ring[previous : previous + FIELDS] != sample:
-                    self.last_change_ms[key] = now_ms
-            ring[base : base + FIELDS] = sample
+            if self.count > 1 and (not ring.known(previous) or any(map(ne, ring.base, values))):
+                self.last_change_ms[key] = now_ms
+            ring.write(head, values)
 
     def _advance(self) -> None:
         self.head = (self.head + 1) % self.capacity
         self.count = min(self.count + 1, self.capacity)
         self.times[self.head] = NAN
         base = self.head * FIELDS
-        unknown = array("d", [NAN]) * FIELDS
+        unknown = array("f", [NAN]) * FIELDS
         for ring in self.rings.values():
-            ring[base : base + FIELDS] = unknown
+            ring.close_slot()
+            ring.slots[base : base + FIELDS] = unknown
 
-    def _admit(self, key: Hashable, now_ms: float, zeros: bool) -> array | None:
+    def _admit(self, key: Hashable, now_ms: float, zeros: bool) -> _Key | None:
         """A ring for a new key, evicting the key idle longest if it sat still all window."""
         if len(self.rings) >= self.max_keys:
             idle = min(self.last_change_ms, key=self.last_change_ms.__getitem__)
@@ -109,8 +158,7 @@ class Tier:
                 self.untracked += 1
                 return None
             del self.rings[idle], self.last_change_ms[idle]
-        ring = array("d", [0.0 if zeros else NAN]) * (self.capacity * FIELDS)
-        self.rings[key] = ring
+        ring = self.rings[key] = _Key(self.capacity, zeros)
         self.last_change_ms[key] = now_ms
         return ring
 
@@ -123,8 +171,7 @@ class Tier:
         ring = self.rings.get(key)
         if ring is None or self.head < 0:
             return None
-        base = self.head * FIELDS
-        return list(ring[base : base + FIELDS])
+        return list(ring.last)
 
     def series(self, key: Hashable, window: Window) -> dict[str, object] | None:
         """A key's history as chart columns; None when the tier does not hold the key."""
@@ -132,20 +179,38 @@ class Tier:
         if ring is None:
             return None
         picked = self._pick(window)
+        values = ring.slots.tolist()
+        sampled = values[RUNNING::FIELDS]  # NaN in the slots the key missed
+        totals = {position: values[position::FIELDS] for position in CUMULATIVE}
+        growths = {  # a missed slot grew by nothing: the next one's growth covers it
+            position: [g if g == g else 0.0 for g in column] for position, column in totals.items()
+        }  # fmt: skip
         columns: dict[str, list[float | None]] = {name: [] for name in COLUMNS}
         times: list[float] = []
         for before, index in picked:
             times.append(self.times[index])
-            now = ring[index * FIELDS : index * FIELDS + FIELDS]
-            columns["running"].append(_number(now[RUNNING]))
-            columns["pending"].append(_number(max(now[PENDING], 0.0)))
-            past = None if before is None else ring[before * FIELDS : before * FIELDS + FIELDS]
+            columns["running"].append(_number(sampled[index]))
+            columns["pending"].append(_number(max(values[index * FIELDS + PENDING], 0.0)))
+            growth = None
+            if before is not None and _known(sampled[before]) and _known(sampled[index]):
+                growth = [NAN] * FIELDS
+                for position in CUMULATIVE:
+                    column = totals[position]
+                    if _known(column[before]) and _known(column[index]):
+                        growth[position] = self._sum_after(growths[position], before, index)
             minutes = None if before is None else (self.times[index] - self.times[before]) / 60e3
             for name, position in (("started", STARTED), ("completed", COMPLETED),
                                    ("failed", FAILED), ("lost", LOST)):  # fmt: skip
-                columns[name].append(_per_minute(past, now, position, minutes))
-            columns["avgDuration"].append(_average_duration(past, now))
+                columns[name].append(_per_minute(growth, position, minutes))
+            columns["avgDuration"].append(_average_duration(growth))
         return {"t": times, **columns}
+
+    def _sum_after(self, growth: list[float], before: int, index: int) -> float:
+        """The growth of the slots after `before` up to `index`, around the ring: the
+        difference of the totals at the two."""
+        if before < index:
+            return sum(growth[before + 1 : index + 1])
+        return sum(growth[before + 1 :]) + sum(growth[: index + 1])
 
     def _pick(self, window: Window) -> list[tuple[int | None, int]]:
         """(previous, index) pairs of the samples to show, oldest first, newest included.
@@ -180,27 +245,31 @@ class Tier:
         return pairs
 
 
+def _known(value: float) -> bool:
+    return value == value  # NaN is unknown
+
+
 def _number(value: float) -> float | None:
     return None if math.isnan(value) else round(value, 4)
 
 
 def _per_minute(
-    past: Sequence[float] | None, now: Sequence[float], position: int, minutes: float | None
+    growth: Sequence[float] | None, position: int, minutes: float | None
 ) -> float | None:
-    if past is None or not minutes or minutes <= 0:
+    if growth is None or not minutes or minutes <= 0:
         return None
-    delta = now[position] - past[position]
+    delta = growth[position]
     if math.isnan(delta) or delta < 0:
         return None  # unknown, or the store was replaced: no honest rate
     return round(delta / minutes, 4)
 
 
-def _average_duration(past: Sequence[float] | None, now: Sequence[float]) -> float | None:
+def _average_duration(growth: Sequence[float] | None) -> float | None:
     """Mean run time of the jobs that finished between two samples; None when none did."""
-    if past is None:
+    if growth is None:
         return None
-    count = now[DURATION_COUNT] - past[DURATION_COUNT]
-    total = now[DURATION_SUM] - past[DURATION_SUM]
+    count = growth[DURATION_COUNT]
+    total = growth[DURATION_SUM]
     if math.isnan(count) or math.isnan(total) or count <= 0 or total < 0:
         return None
     return round(total / count, 4)
