@@ -15,6 +15,7 @@ from flask import current_app
 from prometheus_client import CollectorRegistry
 
 from exporter import __version__
+from exporter.allocator import give_back
 from exporter.clock import Clock, SystemClock
 from exporter.collector import JobCollector
 from exporter.config import Settings
@@ -175,10 +176,12 @@ class Runtime:
             self.demo_crew.start()
 
     def _scrape(self, source: str) -> None:
-        """One scheduled scrape, then the compaction a large one leaves due, off the
-        scrape's own path (its results are committed and served already)."""
+        """One scheduled scrape, then the compaction a large one leaves due and giving the
+        C heap's free pages back, off the scrape's own path (its results are committed and
+        served already)."""
         self.scraper.scrape(source)
         self.ingestor.compact_due()
+        give_back()
 
     def stop(self) -> None:
         """Stop the demo crew, let a scrape or sweep in progress finish, then release

@@ -14,19 +14,20 @@ import textwrap
 
 import pytest
 
-from exporter.allocator import tune_allocator
+from exporter.allocator import give_back, tune_allocator
 
 WORKLOAD = textwrap.dedent(
     """
     import sys, threading
-    from exporter.allocator import tune_allocator
+    from array import array
+    from exporter.allocator import give_back, tune_allocator
 
     def resident_mb():
         for line in open("/proc/self/status"):
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
 
-    if sys.argv[1] == "tuned":
+    if sys.argv[1] in ("tuned", "trimmed"):
         assert tune_allocator()
     piece = b"x" * (1 << 20)
     survivors = []
@@ -38,20 +39,25 @@ WORKLOAD = textwrap.dedent(
         items = [str(n * 1_000_000 + k) for k in range(100_000)]
         index = {item: k for k, item in enumerate(items)}
         survivors.append(items[::50])
+        if sys.argv[2] == "scratch":  # lists and arrays of a megabyte, freed below a survivor
+            scratch = [array("Q", range(100_000 + 1000 * n)) for _ in range(6)]
+            survivors.append(array("Q", range(1000)))
 
     before = resident_mb()
     for n in range(12):
         thread = threading.Thread(target=scrape, args=(n,))
         thread.start()
         thread.join()
+        if sys.argv[1] == "trimmed":
+            assert give_back()
     print(resident_mb() - before)
     """
 )
 
 
-def _growth_mb(variant: str) -> float:
+def _growth_mb(variant: str, workload: str = "plain") -> float:
     out = subprocess.run(
-        [sys.executable, "-c", WORKLOAD, variant],
+        [sys.executable, "-c", WORKLOAD, variant, workload],
         capture_output=True, text=True, timeout=120, check=True,
     )  # fmt: skip
     return float(out.stdout.strip())
@@ -65,5 +71,13 @@ def test_tuned_allocator_returns_scrape_buffers() -> None:
     assert default > 2 * tuned, f"default {default:.1f} MB vs tuned {tuned:.1f} MB"
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc_trim")
+def test_giving_back_after_each_scrape_returns_the_holes_under_survivors() -> None:
+    tuned, trimmed = _growth_mb("tuned", "scratch"), _growth_mb("trimmed", "scratch")
+    # Each scrape frees 5 MB of arrays below a small survivor: kept, unless trimmed.
+    assert trimmed < tuned - 4, f"trimmed {trimmed:.1f} MB vs tuned {tuned:.1f} MB"
+
+
 def test_tuning_reports_it_took_effect() -> None:
     assert tune_allocator() is sys.platform.startswith("linux")
+    assert give_back() is sys.platform.startswith("linux")
