@@ -6,14 +6,14 @@ costs a dictionary lookup instead of a rendering of every series.
 
 from __future__ import annotations
 
-import gzip
 import threading
+import zlib
 from collections.abc import Callable, Hashable
 
 from prometheus_client.exposition import choose_encoder
 
 from exporter.metrics_view import MetricsView
-from exporter.render import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, render
+from exporter.render import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, render_pieces
 
 
 class MetricsPage:
@@ -40,11 +40,17 @@ class MetricsPage:
             cached = self._rendered.get(slot)
         if cached is not None:
             return cached, content_type
-        body = render(self._view(), openmetrics)
-        if gzip_ok:
-            body = gzip.compress(body, compresslevel=5)
+        pieces = render_pieces(self._view(), openmetrics)
+        body = _gzip(pieces) if gzip_ok else b"".join(pieces)
+        del pieces
         if key is not None:
             with self._lock:
                 if self._key == key:
                     self._rendered[slot] = body
         return body, content_type
+
+
+def _gzip(pieces: list[bytes]) -> bytes:
+    """The pieces gzipped one after another, never joined whole first."""
+    compressor = zlib.compressobj(5, zlib.DEFLATED, 16 + zlib.MAX_WBITS)  # gzip framing
+    return b"".join([*map(compressor.compress, pieces), compressor.flush()])
