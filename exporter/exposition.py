@@ -13,7 +13,7 @@ from collections.abc import Callable, Hashable
 from prometheus_client.exposition import choose_encoder
 
 from exporter.metrics_view import MetricsView
-from exporter.render import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, render_pieces
+from exporter.render import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, render, render_into
 
 
 class MetricsPage:
@@ -40,9 +40,7 @@ class MetricsPage:
             cached = self._rendered.get(slot)
         if cached is not None:
             return cached, content_type
-        pieces = render_pieces(self._view(), openmetrics)
-        body = _gzip(pieces) if gzip_ok else b"".join(pieces)
-        del pieces
+        body = _gzipped(self._view(), openmetrics) if gzip_ok else render(self._view(), openmetrics)
         if key is not None:
             with self._lock:
                 if self._key == key:
@@ -50,7 +48,10 @@ class MetricsPage:
         return body, content_type
 
 
-def _gzip(pieces: list[bytes]) -> bytes:
-    """The pieces gzipped one after another, never joined whole first."""
+def _gzipped(view: MetricsView, openmetrics: bool) -> bytes:
+    """The page gzipped piece by piece as it is rendered, never whole in plain text."""
     compressor = zlib.compressobj(5, zlib.DEFLATED, 16 + zlib.MAX_WBITS)  # gzip framing
-    return b"".join([*map(compressor.compress, pieces), compressor.flush()])
+    out: list[bytes] = []
+    render_into(lambda piece: out.append(compressor.compress(piece)), view, openmetrics)
+    out.append(compressor.flush())
+    return b"".join(out)
