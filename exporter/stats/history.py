@@ -6,8 +6,8 @@ when nothing changed) summed per view and appended to the rings of `exporter.sta
 
 Memory is fixed by the settings below. With the defaults, the summary and up to 50 job types
 keep one hour at 5 s steps (722 samples), and up to 2,000 (source, type, name) series keep
-one hour at 30 s steps (122 samples, the newest refreshed every tick); 8 totals of 4 bytes
-per sample make at most 1.2 MB for types and 7.8 MB for names. When more series exist, the
+one hour at 30 s steps (122 samples, the newest refreshed every tick); 18 bytes a sample
+(see ring.py) make at most 0.7 MB for types and 4.4 MB for names. When more series exist, the
 one idle longest (unchanged for a whole hour) gives up its ring to the newcomer; otherwise
 the newcomer has no history and `untracked` says how many were turned away.
 """
