@@ -26,8 +26,8 @@ def compact(index: SourceIndex, memo: ListingMemo | None) -> None:
     values, and point the memo at the same copies (they share one string per id). Every
     step is a C-level map: 100,000 jobs in about 40 ms. The caller holds the source's
     lock."""
-    running, finished = index.running, index.finished
-    ids = [*running, *finished]
+    running = index.running
+    ids = [*running, *filter(None, memo.ids)] if memo is not None else list(running)
     copies = dict(zip(ids, map(bytes.decode, map(str.encode, ids)), strict=True))  # str(): no copy
     del ids
     copy_of = copies.__getitem__
@@ -45,7 +45,6 @@ def compact(index: SourceIndex, memo: ListingMemo | None) -> None:
             strict=True,
         )
     )
-    index.finished = set(map(copy_of, finished))
     if memo is not None and memo.fits(index):
         memo.ids = list(map(copies.get, memo.ids))  # an invalid item's None stays None
         memo.absent = set(map(copy_of, memo.absent))

@@ -70,6 +70,7 @@ class Ingestor:
                 complete_list=complete_list,
                 guard=self.rules.guard,
                 buckets=self.rules.buckets,
+                finished=self._finished_among(index, jobs),
             )  # fmt: skip
             plan.counts.update(invalid)
             return plan
@@ -101,7 +102,7 @@ class Ingestor:
                 plan = plan_changes(
                     index, decoded.jobs, now_ms,
                     complete_list=True, guard=self.rules.guard, buckets=self.rules.buckets,
-                    unlisted=unlisted,
+                    unlisted=unlisted, finished=self._finished_among(index, decoded.jobs),
                 )  # fmt: skip
                 plan.counts.update(_invalid_counts(decoded.invalid_by_field()))
                 return plan
@@ -168,9 +169,16 @@ class Ingestor:
             return plan, prune is not None
         raise StoreError(f"source {source!r} kept changing under this write")
 
-    def tracked(self) -> dict[str, int]:
-        """Jobs each loaded index holds."""
-        return {name: index.tracked for name, index in self._indexes.items()}
+    def _finished_among(self, index: SourceIndex, jobs: Sequence[JobInfo]) -> Container[str]:
+        """Of the jobs named that are not running, those the store keeps as finished: asked
+        only when it keeps any, so a first scrape into a fresh store asks nothing, and a
+        steady scrape only about the few new items not running."""
+        if not index.finished:
+            return frozenset()
+        running = index.running
+        return self.store.finished_among(
+            index.source, {job.id for job in jobs if job.id not in running}
+        )
 
     def _index_of(self, source: str) -> SourceIndex:
         index = self._indexes.get(source)

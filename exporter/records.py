@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -59,7 +59,7 @@ class Plan:
     inserts: list[tuple] = field(default_factory=list)  # folded jobs: JobRow's column order
     # What the index gains once the rows are committed, ready for one dict or set update.
     new_running: list[tuple[str, RunningJob]] = field(default_factory=list)
-    new_finished: list[str] = field(default_factory=list)
+    new_finished: int = 0  # new jobs already finished when first seen
     finishes: list[FinishRow] = field(default_factory=list)
     missing: list[MissingRow] = field(default_factory=list)
     counts: CountDeltas = field(default_factory=CountDeltas)
@@ -108,12 +108,15 @@ class SourceIndex:
 
     Held in memory so that comparing a 100,000-job scrape with what is known costs no store
     round trip; the generation lets a writer notice that someone else changed the source.
+    Finished jobs are only counted here: which ids they are stays in the store, asked for
+    only about jobs a scrape or push names that are not running (see Store.finished_among),
+    so memory does not grow with the finished jobs kept for the retention period.
     """
 
     source: str
     generation: int = 0
     running: dict[str, RunningJob] = field(default_factory=dict)
-    finished: set[str] = field(default_factory=set)
+    finished: int = 0  # how many finished jobs the store keeps for the source
     series: set[Series] = field(default_factory=set)
     types: set[str] = field(default_factory=set)
     _canonical: dict[Series, Series] = field(default_factory=dict, repr=False)
@@ -136,16 +139,15 @@ class SourceIndex:
                 series = self.canonical((label_type, label_name))
                 self.running[job_id] = RunningJob(series, start_ms, missing)
             else:
-                self.finished.add(job_id)
+                self.finished += 1
 
     def apply(self, plan: Plan, generation: int) -> None:
         """Bring the index up to date after the store committed `plan`."""
-        running, finished = self.running, self.finished
+        running = self.running
         running.update(plan.new_running)
-        finished.update(plan.new_finished)
         for finish in plan.finishes:
             running.pop(finish.id, None)
-            finished.add(finish.id)
+        self.finished += plan.new_finished + len(plan.finishes)
         for missing in plan.missing:
             job = running.get(missing.id)
             if job is not None:
@@ -153,10 +155,6 @@ class SourceIndex:
         self.admit(plan.new_series)
         self.generation = generation
 
-    def forget(self, job_ids: Iterable[str]) -> None:
-        """Drop pruned finished jobs."""
-        self.finished.difference_update(job_ids)
-
-    @property
-    def tracked(self) -> int:
-        return len(self.running) + len(self.finished)
+    def forget(self, job_ids: Collection[str]) -> None:
+        """Count pruned finished jobs out."""
+        self.finished -= len(job_ids)

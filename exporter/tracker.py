@@ -9,7 +9,7 @@ failed write leaves both untouched.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Container, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import count
 
@@ -72,8 +72,12 @@ def plan_changes(
     guard: LabelGuard,
     buckets: Buckets,
     unlisted: Collection[str] | None = None,
+    finished: Container[str] = frozenset(),
 ) -> Plan:
     """Plan the transitions for `jobs`.
+
+    `finished` holds, of the jobs named that are not running, those the store has counted
+    finished already (Store.finished_among); they are never counted again.
 
     `complete_list` is true for a scrape, which lists every job the source has, so running
     jobs absent from it can be counted lost; a push lists only what it mentions. A scrape
@@ -84,10 +88,10 @@ def plan_changes(
     Duplicates are rare, so the plan is made in one pass that notices them, and made again
     from deduplicated jobs only when it does.
     """
-    plan = _plan_pass(index, jobs, now_ms, complete_list, guard, buckets, unlisted)
+    plan = _plan_pass(index, jobs, now_ms, complete_list, guard, buckets, unlisted, finished)
     if plan is None:
         latest = list({job.id: job for job in jobs}.values())
-        plan = _plan_pass(index, latest, now_ms, complete_list, guard, buckets, unlisted)
+        plan = _plan_pass(index, latest, now_ms, complete_list, guard, buckets, unlisted, finished)
         assert plan is not None
         plan.deduplicated = True
     return plan
@@ -101,6 +105,7 @@ def _plan_pass(
     guard: LabelGuard,
     buckets: Buckets,
     unlisted: Collection[str] | None,
+    finished_ids: Container[str],
 ) -> Plan | None:
     """One dict lookup per job (a set lookup more for one not running) finds what changed;
     counts are summed per series as they go and added once at the end, so a first scrape
@@ -112,7 +117,6 @@ def _plan_pass(
     plan = Plan()
     source = index.source
     running_get = index.running.get
-    finished_ids = index.finished
     started: Counter[Series] = Counter()
     outcomes: Counter[tuple[Series, str]] = Counter()
     durations: dict[Series, list[float]] = defaultdict(list)
@@ -125,7 +129,6 @@ def _plan_pass(
     running_inserts = plan.running_inserts.append
     finished_inserts = plan.finished_inserts.append
     new_running = plan.new_running.append
-    new_finished = plan.new_finished.append
     seen_running = 0
     for job in jobs:
         job_id = job.id
@@ -169,7 +172,7 @@ def _plan_pass(
             if finish_ms is not None:
                 tally.durations.append((finish_ms - start_ms) / 1000)
             finished_inserts((source, job_id, job_type, name, start_ms, finish_ms, now_ms, outcome))
-            new_finished(job_id)
+            plan.new_finished += 1
         else:
             running_inserts((source, job_id, job_type, name, start_ms))
             new_running((job_id, RunningJob(tally.series, start_ms)))
@@ -248,7 +251,7 @@ def _insert_folded(
         if finish_ms is not None:
             durations[series].append((finish_ms - start_ms) / 1000)
         plan.inserts.append((*row, finish_ms, now_ms, outcome, 0))
-        plan.new_finished.append(job.id)
+        plan.new_finished += 1
     else:
         plan.inserts.append((*row, None, None, None, 0))
         plan.new_running.append((job.id, RunningJob(series, start_ms)))

@@ -24,10 +24,15 @@ def info(job_id: str, finished: bool = False) -> JobInfo:
     return JobInfo(job_id, "send_email", NOW, "TASK", finished)
 
 
-def plan_for(index, *jobs: JobInfo):
+def plan_for(index, *jobs: JobInfo, store=None):
+    """A scrape's plan; with `store`, jobs it keeps as finished are known as such."""
+    finished = frozenset()
+    if store is not None:
+        finished = store.finished_among(index.source, {job.id for job in jobs})
     return plan_changes(
-        index, list(jobs), NOW, complete_list=True, guard=LabelGuard(), buckets=Buckets()
-    )
+        index, list(jobs), NOW,
+        complete_list=True, guard=LabelGuard(), buckets=Buckets(), finished=finished,
+    )  # fmt: skip
 
 
 @pytest.fixture
@@ -45,7 +50,8 @@ def test_counts_and_jobs_survive_reopening(store_url: str):
 
     reopened = open_store(store_url)
     index = reopened.load_index("app")
-    assert set(index.running) == {"a"} and index.finished == {"b"}
+    assert set(index.running) == {"a"} and index.finished == 1
+    assert reopened.finished_among("app", {"a", "b", "c"}) == {"b"}
     assert index.series == {("TASK", "send_email")}
     counts = reopened.snapshot().series[("app", "TASK", "send_email")]
     assert counts[(STARTED, "")] == 2 and counts[(FINISHED, "completed")] == 1
@@ -103,7 +109,11 @@ def test_many_inserts_and_their_counts(store):
     index = store.load_index("app")
     store.apply(index, plan_for(index, *(info(f"job-{n}", n % 2 == 0) for n in range(2000))))
     reloaded = store.load_index("app")
-    assert len(reloaded.running) == 1000 and len(reloaded.finished) == 1000
+    assert len(reloaded.running) == 1000 and reloaded.finished == 1000
+    asked = {f"job-{n}" for n in range(0, 2000, 7)}  # by id, and past ASK_BY_ID_UP_TO
+    assert store.finished_among("app", asked) == {i for i in asked if int(i[4:]) % 2 == 0}
+    everyone = {f"job-{n}" for n in range(2500)}
+    assert store.finished_among("app", everyone) == {f"job-{n}" for n in range(0, 2000, 2)}
     counts = store.snapshot().series[("app", "TASK", "send_email")]
     assert counts[(STARTED, "")] == 2000 and counts[(FINISHED, "completed")] == 1000
     assert store.snapshot().running[("app", "TASK", "send_email")].count == 1000
@@ -115,12 +125,12 @@ def test_prune_spares_listed_and_recent_jobs(store):
     index = store.load_index("app")
     store.apply(index, plan_for(index, info("old", True), info("listed", True), info("running")))
     pruned = store.apply(
-        index, plan_for(index, info("listed", True), info("running")),
+        index, plan_for(index, info("listed", True), info("running"), store=store),
         Prune(before_ms=NOW + 1, still_listed={"listed", "running"}),
     )  # fmt: skip
     assert pruned == ["old"]
     assert store.snapshot().tracked == {"app": 2}
-    assert index.finished == {"listed"}
+    assert index.finished == 1 and store.finished_among("app", {"old", "listed"}) == {"listed"}
 
 
 def test_health_counts_add_up(store):

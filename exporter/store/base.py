@@ -6,7 +6,7 @@ state means (the tracker does) and never speak HTTP.
 
 from __future__ import annotations
 
-from collections.abc import Container, Hashable
+from collections.abc import Collection, Container, Hashable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -53,9 +53,19 @@ class Snapshot:
     schedules: tuple[Schedule, ...] = ()
 
 
+# Past this many ids, finished_among reads every finished id of the source once instead of
+# asking by id (a first scrape after a restart names every listed job).
+ASK_BY_ID_UP_TO = 2000
+
+
 class Store(Protocol):
     def load_index(self, source: str) -> SourceIndex:
         """What the store knows of one source's jobs, for the tracker to plan against."""
+        ...
+
+    def finished_among(self, source: str, job_ids: Collection[str]) -> set[str]:
+        """Which of `job_ids` the store keeps as finished jobs of `source`. Read before a
+        plan is written, so a writer that changed the source since shows as StaleIndex."""
         ...
 
     def apply(self, index: SourceIndex, plan: Plan, prune: Prune | None = None) -> list[str]:

@@ -11,7 +11,7 @@ committed, so every replica refreshes its cached counts when, and only when, any
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 
 import psycopg
@@ -29,7 +29,7 @@ from exporter.queue_records import (
 from exporter.records import JobRow, Plan, SourceIndex
 from exporter.schedule_records import Schedule, ScheduleFire, ScheduleTransition
 from exporter.store import postgres_queue, schedule_rows
-from exporter.store.base import Prune, Snapshot, StaleIndex, StoreError
+from exporter.store.base import ASK_BY_ID_UP_TO, Prune, Snapshot, StaleIndex, StoreError
 from exporter.store.snapshot_sql import read_snapshot
 
 MIGRATION_LOCK = 7_317_001  # pg_advisory_xact_lock key: one replica migrates at a time
@@ -85,6 +85,7 @@ MIGRATIONS: tuple[str, ...] = (
     JOBS_SLIMMED,  # 4
 )
 SCHEMA_VERSION = len(MIGRATIONS)
+_FINISHED_IDS = "SELECT id FROM jobs WHERE source = %s AND outcome IS NOT NULL"
 COPY_FROM = 500  # inserts beyond this many rows go through COPY
 
 _JOB_COLUMNS = (
@@ -165,11 +166,24 @@ class PostgresStore:
             index.load(
                 db.execute(
                     "SELECT id, label_type, label_name, start_ms, missing, outcome FROM jobs"
-                    " WHERE source = %s",
+                    " WHERE source = %s AND outcome IS NULL",
                     (source,),
                 )
             )
+            (index.finished,) = db.execute(
+                "SELECT COUNT(*) FROM jobs WHERE source = %s AND outcome IS NOT NULL", (source,)
+            ).fetchone()
         return index
+
+    def finished_among(self, source: str, job_ids: Collection[str]) -> set[str]:
+        if not job_ids:
+            return set()
+        with self._transaction("reading finished jobs") as db:
+            if len(job_ids) > ASK_BY_ID_UP_TO:
+                rows = db.execute(_FINISHED_IDS, (source,))
+                return {job_id for (job_id,) in rows if job_id in job_ids}
+            rows = db.execute(f"{_FINISHED_IDS} AND id = ANY(%s)", (source, list(job_ids)))
+            return {job_id for (job_id,) in rows}
 
     def apply(self, index: SourceIndex, plan: Plan, prune: Prune | None = None) -> list[str]:
         source = index.source

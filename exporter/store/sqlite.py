@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import chain
@@ -28,7 +28,7 @@ from exporter.queue_records import (
 from exporter.records import JobRow, Plan, SourceIndex
 from exporter.schedule_records import Schedule, ScheduleFire, ScheduleTransition
 from exporter.store import schedule_rows, sqlite_queue
-from exporter.store.base import Prune, Snapshot, StaleIndex, StoreError
+from exporter.store.base import ASK_BY_ID_UP_TO, Prune, Snapshot, StaleIndex, StoreError
 from exporter.store.checkpointer import Checkpointer
 from exporter.store.snapshot_sql import read_snapshot
 
@@ -142,6 +142,8 @@ _FINISH_JOB = (
     " WHERE source = ? AND id = ?"
 )
 _SET_MISSING = "UPDATE jobs SET missing = ? WHERE source = ? AND id = ?"
+_FINISHED_IDS = "SELECT id FROM jobs WHERE source = ? AND outcome IS NOT NULL"
+_IDS_PER_QUESTION = 900  # under SQLite's 999 values a statement before 3.32
 _ADD_COUNT = (
     "INSERT INTO counts VALUES (?, ?, ?, ?, ?, ?)"
     " ON CONFLICT (source, type, name, family, label) DO UPDATE SET value = value + excluded.value"
@@ -239,10 +241,14 @@ class SqliteStore:
                 index.load(
                     reader.execute(
                         "SELECT id, label_type, label_name, start_ms, missing, outcome"
-                        " FROM jobs WHERE source = ?",
+                        " FROM jobs WHERE source = ? AND outcome IS NULL",
                         (source,),
                     )
                 )
+                (index.finished,) = reader.execute(
+                    "SELECT COUNT(*) FROM jobs WHERE source = ? AND outcome IS NOT NULL",
+                    (source,),
+                ).fetchone()
                 index.admit(
                     reader.execute(
                         "SELECT type, name FROM counts WHERE source = ? AND family = ?",
@@ -252,6 +258,29 @@ class SqliteStore:
             finally:
                 reader.execute("COMMIT")
         return index
+
+    def finished_among(self, source: str, job_ids: Collection[str]) -> set[str]:
+        if not job_ids:
+            return set()
+
+        def read(db: sqlite3.Connection) -> set[str]:
+            db.execute("BEGIN")
+            try:
+                if len(job_ids) > ASK_BY_ID_UP_TO:
+                    rows = db.execute(_FINISHED_IDS, (source,))
+                    return {job_id for (job_id,) in rows if job_id in job_ids}
+                found: set[str] = set()
+                asked = list(job_ids)
+                for start in range(0, len(asked), _IDS_PER_QUESTION):
+                    chunk = asked[start : start + _IDS_PER_QUESTION]
+                    marks = ", ".join("?" * len(chunk))
+                    rows = db.execute(f"{_FINISHED_IDS} AND id IN ({marks})", (source, *chunk))
+                    found.update(job_id for (job_id,) in rows)
+                return found
+            finally:
+                db.execute("COMMIT")
+
+        return self._read(read)
 
     def apply(self, index: SourceIndex, plan: Plan, prune: Prune | None = None) -> list[str]:
         source = index.source
