@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from exporter.compaction import COMPACT_FROM_JOBS, compact
 from exporter.counts import INVALID_JOBS, Buckets
 from exporter.decode import Decoded
-from exporter.listing import Changes, Listing, ListingMemo, relists_unchanged
+from exporter.listing import Changes, Listing, ListingMemo, mostly_new, relists_unchanged
 from exporter.models import JobInfo
 from exporter.records import Plan, SourceIndex
 from exporter.store import Prune, StaleIndex, Store, StoreError
@@ -228,10 +228,15 @@ class _ListingPass:
         memo = self.memo
         if memo is not None and memo.fits(index):
             changes = memo.compare(self.listing)
+            if mostly_new(changes, self.listing):
+                return self._decode_all()
             decoded = self.listing.decode_places(changes.new_places, self.now_ms)
             if not relists_unchanged(index, decoded.jobs, changes):
                 self.changes, self.decoded = changes, decoded
                 return decoded, changes.gone_ids | memo.absent
+        return self._decode_all()
+
+    def _decode_all(self) -> tuple[Decoded, None]:
         if self._all is None:
             self.listing.items = []  # fingerprinted already: free them before decoding all
             self._all = self.listing.decode_all(self.now_ms)

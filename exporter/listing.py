@@ -157,6 +157,13 @@ def relists_unchanged(index: SourceIndex, jobs: list[JobInfo], changes: Changes)
     return False
 
 
+def mostly_new(changes: Changes, listing: Listing) -> bool:
+    """Whether most items are new (a first scrape after an empty one, a source that
+    started afresh): one decoding pass over the whole body then costs less, in time and in
+    memory, than decoding the items one by one with all of them held undecoded."""
+    return len(changes.new_places) > len(listing.fingerprints) // 2
+
+
 def by_lookup(differing: int, size: int) -> bool:
     """Past an eighth of the items differing in place, items were added or removed and the
     rest shifted: looking each fingerprint up then costs less than matching by place."""
