@@ -107,7 +107,8 @@ class ListingMemo:
             return self._compare_by_lookup(new)
         old_at = {old[i]: i for i in differ if i < len(old) and ids[i] is not None}
         moved_in = {new[i] for i in differ if i < len(new)}
-        kept = ids[: len(new)] + [None] * (len(new) - len(ids))
+        kept = ids[: len(new)]  # one copy: `+` would make a second for a moment
+        kept.extend(repeat(None, len(new) - len(ids)))
         new_places = []
         for i in differ:
             if i < len(new):
