@@ -64,7 +64,7 @@ class _Key:
     def __init__(self, capacity: int, zeros: bool) -> None:
         self.whole = array("H", [0 if zeros else _UNKNOWN]) * (capacity * _PER_SLOT)
         self.sums = array("f", [0.0 if zeros else NAN]) * capacity
-        self.wide: dict[int, float] = {}  # by place in `whole`
+        self.wide: dict[int, float] | None = None  # by place in `whole`, once needed
         self.last = array("d", [NAN]) * FIELDS
         self.base = array("d", [0.0 if zeros else NAN]) * FIELDS
 
@@ -111,6 +111,8 @@ class _Key:
             code = int(value)
         else:
             code = _WIDE
+            if self.wide is None:
+                self.wide = {}
             self.wide[place] = value
         if code != _WIDE and self.wide:
             self.wide.pop(place, None)  # a value of the same slot sampled before
@@ -122,7 +124,7 @@ class _Key:
             return self.sums.tolist()
         n = _WHOLE_AT[position]
         column = [NAN if code == _UNKNOWN else code for code in self.whole[n::_PER_SLOT]]
-        for place, value in self.wide.items():
+        for place, value in (self.wide or {}).items():
             if place % _PER_SLOT == n:
                 column[place // _PER_SLOT] = value
         return column
