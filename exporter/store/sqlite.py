@@ -104,16 +104,16 @@ _MAX_VARIABLES = 999
 
 
 @dataclass(frozen=True)
-class _ShortRows:
-    """The statements that insert one shape of Plan's short rows, whose label columns
-    repeat the type and name bound once: one row, or `per_statement` rows at a time."""
+class _Batched:
+    """The statements that write many rows of one shape: one row, or `per_statement` rows
+    at a time in one multi-row statement."""
 
     one: str
     many: str
     per_statement: int
 
     @classmethod
-    def of(cls, values: str, width: int) -> _ShortRows:
+    def of(cls, head: str, values: str, width: int, tail: str = "") -> _Batched:
         """`values` is one row's VALUES tuple, ?{0} standing for its first bound value."""
         per_statement = _MAX_VARIABLES // width
 
@@ -121,13 +121,13 @@ class _ShortRows:
             return values.format(*range(n * width + 1, n * width + width + 1))
 
         many = ", ".join(map(row, range(per_statement)))
-        return cls(f"INSERT INTO jobs VALUES {row(0)}", f"INSERT INTO jobs VALUES {many}",
-                   per_statement)  # fmt: skip
+        return cls(f"{head} {row(0)}{tail}", f"{head} {many}{tail}", per_statement)
 
-    def insert(self, db: sqlite3.Connection, rows: list[tuple]) -> None:
+    def write(self, db: sqlite3.Connection, rows: list[tuple]) -> None:
         """Whole chunks in multi-row statements, the rest one by one. A statement per row
-        pays sqlite3's own loop per row; in chunks a 100,000-job first scrape inserts in
-        about 370 ms instead of 450 (the chunk statement is prepared once a connection)."""
+        pays sqlite3's own loop and a fresh lookup per row; in chunks a 100,000-job first
+        scrape inserts in about 370 ms instead of 450, and a steady scrape's 3,000 count
+        changes take 9 ms instead of 15 (each statement is prepared once a connection)."""
         size = self.per_statement
         whole = len(rows) - len(rows) % size
         for start in range(0, whole, size):
@@ -135,8 +135,13 @@ class _ShortRows:
         db.executemany(self.one, rows[whole:])
 
 
-_RUNNING_ROWS = _ShortRows.of("(?{0}, ?{1}, ?{2}, ?{3}, ?{2}, ?{3}, ?{4}, NULL, NULL, NULL, 0)", 5)
-_FINISHED_ROWS = _ShortRows.of("(?{0}, ?{1}, ?{2}, ?{3}, ?{2}, ?{3}, ?{4}, ?{5}, ?{6}, ?{7}, 0)", 8)
+# New jobs' short rows (see Plan): the label columns repeat the type and name bound once.
+_RUNNING_ROWS = _Batched.of(
+    "INSERT INTO jobs VALUES", "(?{0}, ?{1}, ?{2}, ?{3}, ?{2}, ?{3}, ?{4}, NULL, NULL, NULL, 0)", 5
+)
+_FINISHED_ROWS = _Batched.of(
+    "INSERT INTO jobs VALUES", "(?{0}, ?{1}, ?{2}, ?{3}, ?{2}, ?{3}, ?{4}, ?{5}, ?{6}, ?{7}, 0)", 8
+)
 _FINISH_JOB = (
     "UPDATE jobs SET outcome = ?, finish_ms = ?, finished_at_ms = ?, missing = 0"
     " WHERE source = ? AND id = ?"
@@ -147,6 +152,12 @@ _IDS_PER_QUESTION = 900  # under SQLite's 999 values a statement before 3.32
 _ADD_COUNT = (
     "INSERT INTO counts VALUES (?, ?, ?, ?, ?, ?)"
     " ON CONFLICT (source, type, name, family, label) DO UPDATE SET value = value + excluded.value"
+)
+_COUNT_ROWS = _Batched.of(
+    "INSERT INTO counts VALUES",
+    "(?{0}, ?{1}, ?{2}, ?{3}, ?{4}, ?{5})",
+    6,
+    " ON CONFLICT (source, type, name, family, label) DO UPDATE SET value = value + excluded.value",
 )
 
 
@@ -291,12 +302,12 @@ class SqliteStore:
                 ).fetchone()
                 if (row[0] if row else 0) != index.generation:
                     raise StaleIndex(f"source {source!r} changed since its index was loaded")
-                _RUNNING_ROWS.insert(db, plan.running_inserts)
-                _FINISHED_ROWS.insert(db, plan.finished_inserts)
+                _RUNNING_ROWS.write(db, plan.running_inserts)
+                _FINISHED_ROWS.write(db, plan.finished_inserts)
                 db.executemany(_INSERT_JOB, plan.inserts)
                 db.executemany(_FINISH_JOB, plan.finishes)
                 db.executemany(_SET_MISSING, plan.missing)
-                db.executemany(_ADD_COUNT, _count_rows(source, plan.counts))
+                _COUNT_ROWS.write(db, _count_rows(source, plan.counts))
                 pruned = self._prune(db, source, prune) if prune else []
                 generation = index.generation + 1
                 db.execute(
@@ -327,7 +338,7 @@ class SqliteStore:
             return
         try:
             with self._transaction() as db:
-                db.executemany(_ADD_COUNT, _count_rows(source, deltas))
+                _COUNT_ROWS.write(db, _count_rows(source, deltas))
         except sqlite3.Error as error:
             raise StoreError(f"adding counts for {source!r} failed: {error}") from error
 
@@ -488,10 +499,13 @@ class SqliteStore:
             self._writer.close()
 
 
-def _count_rows(source: str, deltas: CountDeltas) -> Iterator[tuple]:
-    for (job_type, name, family, label), value in deltas.items():
-        if value:
-            yield (source, job_type, name, family, label, value)
+def _count_rows(source: str, deltas: CountDeltas) -> list[tuple]:
+    """In key order: neighbouring rows then share pages (15 ms to 14 for 3,000 changes)."""
+    return sorted(
+        (source, job_type, name, family, label, value)
+        for (job_type, name, family, label), value in deltas.items()
+        if value
+    )
 
 
 def _statements(script: str) -> list[str]:
