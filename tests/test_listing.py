@@ -8,6 +8,7 @@ run on a second store side by side; both stores are real SQLite files.
 from __future__ import annotations
 
 import itertools
+from array import array
 from typing import Any
 
 import hypothesis
@@ -217,3 +218,14 @@ def test_the_retention_prune_keeps_finished_jobs_whose_unchanged_items_are_liste
         assert kept == {"done", "busy"}
     finally:
         pair.close()
+
+
+@hypothesis.settings(max_examples=200, deadline=None, derandomize=True, database=None)
+@hypothesis.given(
+    old=st.lists(st.integers(0, 3), max_size=80),
+    new=st.lists(st.integers(0, 3), max_size=80),
+    block=st.sampled_from([1, 4, 16]),
+)
+def test_differing_places_are_found_block_by_block_as_one_by_one(old, new, block) -> None:
+    found = listing_module._differing_places(array("Q", new), array("Q", old), block)
+    assert found == [i for i, (a, b) in enumerate(zip(new, old, strict=False)) if a != b]

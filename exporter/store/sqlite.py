@@ -501,11 +501,13 @@ class SqliteStore:
 
 def _count_rows(source: str, deltas: CountDeltas) -> list[tuple]:
     """In key order: neighbouring rows then share pages (15 ms to 14 for 3,000 changes)."""
-    return sorted(
+    rows = [
         (source, job_type, name, family, label, value)
         for (job_type, name, family, label), value in deltas.items()
         if value
-    )
+    ]
+    rows.sort()
+    return rows
 
 
 def _statements(script: str) -> list[str]:
