@@ -57,7 +57,7 @@ class Plan:
     # (source, id, type, name, start_ms, finish_ms, finished_at_ms, outcome)
     finished_inserts: list[tuple] = field(default_factory=list)
     inserts: list[tuple] = field(default_factory=list)  # folded jobs: JobRow's column order
-    # What the index gains once the rows are committed, ready for one dict or set update.
+    # What the index gains once the rows are committed: running jobs for one dict update.
     new_running: list[tuple[str, RunningJob]] = field(default_factory=list)
     new_finished: int = 0  # new jobs already finished when first seen
     finishes: list[FinishRow] = field(default_factory=list)
