@@ -20,7 +20,7 @@ from bench.harness import Result, write_table
 BENCHMARKS = ("metrics", "scrape", "throughput", "api", "memory", "dashboard")
 
 CHANGES = """
-- `/metrics` is written straight from one metrics view (`exporter/render.py`): each series'
+- `/metrics` is written straight from one metrics view (`exporter/metrics/text.py`): each series'
   labels are escaped once and lines are concatenated, instead of prometheus_client building a
   Sample per line, sorting its labels and formatting each value generically (474 ms to 24 ms
   for the 2,000-pair page). Lines are joined and encoded every 4,096 and the gzip variant
@@ -34,7 +34,7 @@ CHANGES = """
   (xxh3, 64-bit, 20-25 ms for 100,000 items). An item byte for byte the same as one the last
   applied scrape listed decodes to the same job and passes the same checks, so only items
   with new bytes are decoded and planned; the running jobs no longer listed are found among
-  the jobs whose old fingerprints vanished (`exporter/listing.py`). Steady scrape: 115-165
+  the jobs whose old fingerprints vanished (`exporter/tracking/listing.py`). Steady scrape: 115-165
   ms to 70-85 ms. When most items are new, the whole body is decoded in one pass instead.
   A hypothesis test checks this path against decoding every item.
 - The first scrape, and any whose memo is stale, decodes and validates the whole response
@@ -71,7 +71,7 @@ CHANGES = """
     of a heap go back instead of creeping (+61 to +71 MB over 20 scrapes before).
   - Right after a scheduled scrape that decoded 10,000 items or more, the index's ids,
     start times and running records are copied while that scrape's items are still held,
-    then the items go (`exporter/compaction.py`, about 80 ms, off the scrape's path): the
+    then the items go (`exporter/tracking/compaction.py`, about 80 ms, off the scrape's path): the
     survivors no longer keep the decoded items' memory arenas alive.
   - The index keeps only a count of finished jobs; their ids stay in the store, asked only
     about the few jobs a scrape names that are not running. Memory no longer grows with

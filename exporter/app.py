@@ -21,7 +21,7 @@ from exporter.api import (
 )
 from exporter.clock import Clock
 from exporter.config import Settings
-from exporter.runtime import EXTENSION, Runtime
+from exporter.runtime.process import EXTENSION, Runtime
 from exporter.store import Store
 
 

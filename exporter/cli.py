@@ -293,8 +293,8 @@ def demo(ctx: click.Context, **options: Any) -> None:
 
 def _run(initial: Settings, settings_for) -> None:
     """Bind first, then build the app with settings that may need the bound address."""
-    from exporter.allocator import tune_allocator
     from exporter.app import create_app
+    from exporter.runtime.allocator import tune_allocator
     from exporter.server import bind, local_url, serve
     from exporter.store import StoreError
 

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from exporter.counts import DEFAULT_BUCKETS
+from exporter.model.counts import DEFAULT_BUCKETS
 
 DEFAULT_LISTEN = "0.0.0.0:9188"
 DEFAULT_STORE = "sqlite:///job-exporter.db"

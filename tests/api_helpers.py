@@ -19,7 +19,7 @@ from werkzeug.serving import make_server
 from exporter.app import create_app, runtime_of
 from exporter.clock import Clock, ManualClock
 from exporter.config import Settings
-from exporter.runtime import Runtime
+from exporter.runtime.process import Runtime
 
 START_MS = 1_700_000_000_000.0
 TOKEN = "s3cret-token"

@@ -14,13 +14,13 @@ import textwrap
 
 import pytest
 
-from exporter.allocator import give_back, tune_allocator
+from exporter.runtime.allocator import give_back, tune_allocator
 
 WORKLOAD = textwrap.dedent(
     """
     import sys, threading
     from array import array
-    from exporter.allocator import give_back, tune_allocator
+    from exporter.runtime.allocator import give_back, tune_allocator
 
     def resident_mb():
         for line in open("/proc/self/status"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 from exporter.clock import SystemClock
-from exporter.demo_workers import DemoCrew
+from exporter.jobs.demo_crew import DemoCrew
 from tests.api_helpers import live_server
 from tests.fixtures import wait_until
 

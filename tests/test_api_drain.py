@@ -10,7 +10,7 @@ from collections import Counter
 import requests
 
 from exporter.clock import SystemClock
-from exporter.queue import JobQueue
+from exporter.jobs.queue import JobQueue
 from exporter.store.sqlite import SqliteStore
 from tests.api_helpers import live_server
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from exporter.queue import Backoff
+from exporter.jobs.queue import Backoff
 from tests.api_helpers import START_MS, FixedRandom, live_server
 
 JOBS = "/api/v1/jobs"

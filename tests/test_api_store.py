@@ -9,9 +9,9 @@ import threading
 import pytest
 
 from exporter.clock import ManualClock
-from exporter.counts import FINISHED, PENDING, RETRIES, STARTED
-from exporter.queue import JobConflict, JobQueue, UnknownJob
-from exporter.queue_records import API_SOURCE, QueueQuery
+from exporter.jobs.queue import JobConflict, JobQueue, UnknownJob
+from exporter.model.counts import FINISHED, PENDING, RETRIES, STARTED
+from exporter.model.queue import API_SOURCE, QueueQuery
 from exporter.store import open_store
 from tests.api_helpers import START_MS, FixedRandom
 

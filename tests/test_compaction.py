@@ -5,11 +5,11 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-import exporter.ingest as ingest_module
-from exporter.compaction import compact
-from exporter.ingest import Ingestor
-from exporter.listing import Listing
+import exporter.tracking.ingest as ingest_module
 from exporter.store import open_store
+from exporter.tracking.compaction import compact
+from exporter.tracking.ingest import Ingestor
+from exporter.tracking.listing import Listing
 
 NOW = 1_700_000_000_000.0
 

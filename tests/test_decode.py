@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from exporter.decode import InvalidDocument, decode_jobs
+from exporter.tracking.decode import InvalidDocument, decode_jobs
 from tests.fixtures import START_MS, job
 
 NOW = START_MS

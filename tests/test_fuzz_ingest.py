@@ -20,8 +20,8 @@ import hypothesis
 import pytest
 from hypothesis import strategies as st
 
-from exporter.decode import Decoded, InvalidDocument, decode_jobs
-from exporter.models import FIELD_WIRE_NAMES, ITEM_FIELD, MAX_FUTURE_MS
+from exporter.model.jobinfo import FIELD_WIRE_NAMES, ITEM_FIELD, MAX_FUTURE_MS
+from exporter.tracking.decode import Decoded, InvalidDocument, decode_jobs
 from tests.api_helpers import START_MS, LiveServer, live_server
 
 NOW_MS = START_MS

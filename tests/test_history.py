@@ -12,7 +12,7 @@ import tracemalloc
 import pytest
 
 from exporter.clock import ManualClock
-from exporter.counts import DURATION_BUCKET, DURATION_SUM, FINISHED, PENDING, STARTED
+from exporter.model.counts import DURATION_BUCKET, DURATION_SUM, FINISHED, PENDING, STARTED
 from exporter.stats.history import SUMMARY, HistoryLimits, HistorySampler, totals_of
 from exporter.stats.ring import Tier, Window
 from exporter.store import Snapshot, StoreError

@@ -16,14 +16,14 @@ import hypothesis.strategies as st
 import msgspec
 import pytest
 
-import exporter.ingest as ingest_module
-import exporter.listing as listing_module
-from exporter.counts import FINISHED, INVALID_JOBS, STARTED
-from exporter.decode import decode_jobs
-from exporter.ingest import Ingestor, TrackingRules
-from exporter.listing import Listing
+import exporter.tracking.ingest as ingest_module
+import exporter.tracking.listing as listing_module
+from exporter.model.counts import FINISHED, INVALID_JOBS, STARTED
 from exporter.store import StoreError, open_store
-from exporter.tracker import LabelGuard
+from exporter.tracking.decode import decode_jobs
+from exporter.tracking.ingest import Ingestor, TrackingRules
+from exporter.tracking.listing import Listing
+from exporter.tracking.plan import LabelGuard
 
 NOW = 1_700_000_000_000.0
 SOURCE = "app"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import msgspec
 
 from exporter.clock import ManualClock
-from exporter.decode import decode_jobs
-from exporter.mock.generator import KINDS, MockJobSource
+from exporter.sources.mock import KINDS, MockJobSource
+from exporter.tracking.decode import decode_jobs
 from tests.fixtures import START_MS
 
 

@@ -10,9 +10,9 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
-from exporter.counts import PENDING, QUEUE_WAIT_BUCKET, QUEUE_WAIT_SUM, RETRIES
-from exporter.render import number, render
-from exporter.schedules import ScheduleSpec
+from exporter.jobs.schedules import ScheduleSpec
+from exporter.metrics.text import number, render
+from exporter.model.counts import PENDING, QUEUE_WAIT_BUCKET, QUEUE_WAIT_SUM, RETRIES
 from tests.fixtures import Exporter, JobSource, job
 
 

@@ -14,15 +14,15 @@ import pytest
 
 from exporter.clock import ManualClock
 from exporter.config import Settings
-from exporter.queue_records import QueueQuery
-from exporter.runtime import Runtime
-from exporter.schedule_records import SKIP, ScheduleConflict, UnknownSchedule
-from exporter.schedules import (
+from exporter.jobs.schedules import (
     ScheduleInvalid,
     ScheduleSpec,
     Timing,
     due_instants,
 )
+from exporter.model.queue import QueueQuery
+from exporter.model.schedules import SKIP, ScheduleConflict, UnknownSchedule
+from exporter.runtime.process import Runtime
 from tests.fixtures import wait_until
 
 MINUTE_MS = 60_000

@@ -9,11 +9,11 @@ import hypothesis
 import hypothesis.strategies as st
 import pytest
 
-from exporter.counts import FINISHED, STARTED, Buckets
-from exporter.ingest import Ingestor, TrackingRules
-from exporter.models import JobInfo
+from exporter.model.counts import FINISHED, STARTED, Buckets
+from exporter.model.jobinfo import JobInfo
 from exporter.store import Prune, StaleIndex, StoreError, open_store
-from exporter.tracker import LabelGuard, plan_changes
+from exporter.tracking.ingest import Ingestor, TrackingRules
+from exporter.tracking.plan import LabelGuard, plan_changes
 
 _sources = itertools.count()
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from exporter.counts import STARTED
+from exporter.model.counts import STARTED
 from exporter.store import StoreError, open_store
 from exporter.store.sqlite import SCHEMA_VERSION, SqliteStore, sqlite_path
 

@@ -6,7 +6,7 @@ import msgspec
 from flask import Blueprint, Flask, Response, current_app
 
 from exporter.clock import Clock
-from exporter.mock.generator import MockJobSource
+from exporter.sources.mock import MockJobSource
 
 blueprint = Blueprint("demo", __name__)
 EXTENSION = "job_exporter_mock"

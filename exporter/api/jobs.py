@@ -12,9 +12,9 @@ from exporter.api import schemas
 from exporter.api.bodies import raw_json_body, read_json
 from exporter.api.errors import ApiError, error_response
 from exporter.api.responses import job_out, json_response
-from exporter.queue import JobConflict, UnknownJob
-from exporter.queue_records import STATUSES, QueueQuery
-from exporter.runtime import current_runtime
+from exporter.jobs.queue import JobConflict, UnknownJob
+from exporter.model.queue import STATUSES, QueueQuery
+from exporter.runtime.process import current_runtime
 from exporter.store import StoreError
 
 blueprint = Blueprint("jobs", __name__, url_prefix="/api/v1/jobs")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify, request
 
 from exporter.api.errors import error_response
-from exporter.runtime import current_runtime
+from exporter.runtime.process import current_runtime
 from exporter.store import StoreError
 
 blueprint = Blueprint("metrics", __name__)

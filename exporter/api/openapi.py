@@ -19,8 +19,8 @@ from flask import Blueprint, Response
 from exporter import __version__
 from exporter.api import schemas, stats_schemas
 from exporter.api.responses import json_response
-from exporter.models import JobInfo
-from exporter.queue_records import STATUSES
+from exporter.model.jobinfo import JobInfo
+from exporter.model.queue import STATUSES
 
 blueprint = Blueprint("openapi", __name__, url_prefix="/api")
 REF = "#/components/schemas/{name}"

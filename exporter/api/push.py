@@ -14,11 +14,11 @@ from exporter.api.bodies import BODY_FIELD, raw_json_body
 from exporter.api.errors import ApiError
 from exporter.api.responses import json_response
 from exporter.config import DEFAULT_PUSH_SOURCE, ConfigError, check_source_name
-from exporter.decode import InvalidDocument, decode_jobs
-from exporter.queue_records import API_SOURCE, COMPLETED, FAILED, PENDING, QueueQuery
-from exporter.records import JobRow
-from exporter.runtime import current_runtime
+from exporter.model.queue import API_SOURCE, COMPLETED, FAILED, PENDING, QueueQuery
+from exporter.model.tracked import JobRow
+from exporter.runtime.process import current_runtime
 from exporter.store import StoreError
+from exporter.tracking.decode import InvalidDocument, decode_jobs
 
 blueprint = Blueprint("push", __name__, url_prefix="/api/v1")
 JOBINFO_PAGE = 1000

@@ -9,8 +9,8 @@ import msgspec
 from flask import Response
 
 from exporter.api import schemas
-from exporter.queue_records import QueueJob
-from exporter.schedule_records import Schedule
+from exporter.model.queue import QueueJob
+from exporter.model.schedules import Schedule
 
 _encoder = msgspec.json.Encoder()
 

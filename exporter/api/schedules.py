@@ -14,9 +14,9 @@ from exporter.api.bodies import raw_json_body, read_json
 from exporter.api.errors import error_response
 from exporter.api.jobs import capped_json
 from exporter.api.responses import job_out, json_response, schedule_out
-from exporter.runtime import current_runtime
-from exporter.schedule_records import ScheduleConflict, UnknownSchedule
-from exporter.schedules import ScheduleInvalid, ScheduleSpec
+from exporter.jobs.schedules import ScheduleInvalid, ScheduleSpec
+from exporter.model.schedules import ScheduleConflict, UnknownSchedule
+from exporter.runtime.process import current_runtime
 from exporter.store import StoreError
 
 blueprint = Blueprint("schedules", __name__, url_prefix="/api/v1/schedules")

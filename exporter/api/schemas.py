@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from exporter.config import MAX_ATTEMPTS_LIMIT
-from exporter.models import JobType, Name
+from exporter.model.jobinfo import JobType, Name
 
 Worker = Annotated[
     str, msgspec.Meta(min_length=1, max_length=200, description="Who holds the lease.")

@@ -13,7 +13,7 @@ from typing import Any
 from flask import Blueprint, jsonify, request
 
 from exporter.api.errors import error_response
-from exporter.runtime import current_runtime
+from exporter.runtime.process import current_runtime
 from exporter.stats.history import SUMMARY, HistorySampler
 from exporter.stats.ring import Tier, Window, empty_series
 

@@ -16,13 +16,13 @@ from dataclasses import dataclass
 import requests
 
 from exporter.clock import Clock
-from exporter.counts import SCRAPE_ERRORS
-from exporter.decode import InvalidDocument
 from exporter.health import HealthBoard
-from exporter.ingest import Ingestor
-from exporter.listing import Listing
+from exporter.model.counts import SCRAPE_ERRORS
 from exporter.sources.fetch import FetchError, FetchLimits, fetch
 from exporter.store import StoreError
+from exporter.tracking.decode import InvalidDocument
+from exporter.tracking.ingest import Ingestor
+from exporter.tracking.listing import Listing
 
 log = logging.getLogger(__name__)
 

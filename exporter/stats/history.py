@@ -22,7 +22,7 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 
 from exporter.clock import Clock
-from exporter.counts import DURATION_BUCKET, DURATION_SUM, FINISHED, PENDING, STARTED
+from exporter.model.counts import DURATION_BUCKET, DURATION_SUM, FINISHED, PENDING, STARTED
 from exporter.stats.ring import (
     COMPLETED,
     DURATION_COUNT,

@@ -10,10 +10,10 @@ from collections.abc import Collection, Container, Hashable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from exporter.counts import CountDeltas
-from exporter.queue_records import QueueChange, QueueJob, QueueQuery, Transition
-from exporter.records import JobRow, Plan, SourceIndex
-from exporter.schedule_records import Schedule, ScheduleFire, ScheduleTransition
+from exporter.model.counts import CountDeltas
+from exporter.model.queue import QueueChange, QueueJob, QueueQuery, Transition
+from exporter.model.schedules import Schedule, ScheduleFire, ScheduleTransition
+from exporter.model.tracked import JobRow, Plan, SourceIndex
 
 SeriesKey = tuple[str, str, str]  # (source, type, name)
 CountName = tuple[str, str]  # (family, label)

@@ -17,8 +17,8 @@ from contextlib import contextmanager
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from exporter.counts import STARTED, CountDeltas
-from exporter.queue_records import (
+from exporter.model.counts import STARTED, CountDeltas
+from exporter.model.queue import (
     API_SOURCE,
     COMPLETED,
     QueueChange,
@@ -26,8 +26,8 @@ from exporter.queue_records import (
     QueueQuery,
     Transition,
 )
-from exporter.records import JobRow, Plan, SourceIndex
-from exporter.schedule_records import Schedule, ScheduleFire, ScheduleTransition
+from exporter.model.schedules import Schedule, ScheduleFire, ScheduleTransition
+from exporter.model.tracked import JobRow, Plan, SourceIndex
 from exporter.store import postgres_queue, schedule_rows
 from exporter.store.base import ASK_BY_ID_UP_TO, Prune, Snapshot, StaleIndex, StoreError
 from exporter.store.snapshot_sql import read_snapshot

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import psycopg
 
-from exporter.queue_records import QueueJob, QueueQuery
+from exporter.model.queue import QueueJob, QueueQuery
 from exporter.store.queue_rows import (
     COLUMN_COUNT,
     COLUMNS,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from exporter.queue_records import QueueJob
+from exporter.model.queue import QueueJob
 
 # Every column but `seq`, in QueueJob's field order; `seq` is selected last.
 COLUMNS = (

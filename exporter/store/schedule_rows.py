@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import fields, replace
 from typing import Any
 
-from exporter.schedule_records import FireTaken, Schedule, ScheduleFire, UnknownSchedule
+from exporter.model.schedules import FireTaken, Schedule, ScheduleFire, UnknownSchedule
 
 _SCHEMA = """
 CREATE TABLE schedules (

@@ -10,8 +10,8 @@ from collections import defaultdict
 from collections.abc import Hashable, Iterable
 from typing import Any, Protocol
 
-from exporter.counts import FINISHED, STARTED
-from exporter.queue_records import API_SOURCE
+from exporter.model.counts import FINISHED, STARTED
+from exporter.model.queue import API_SOURCE
 from exporter.store.base import RunningStats, Snapshot
 from exporter.store.schedule_rows import SQLITE, row_to_schedule
 

@@ -16,8 +16,8 @@ from itertools import chain
 from pathlib import Path
 from urllib.parse import unquote
 
-from exporter.counts import STARTED, CountDeltas
-from exporter.queue_records import (
+from exporter.model.counts import STARTED, CountDeltas
+from exporter.model.queue import (
     API_SOURCE,
     COMPLETED,
     QueueChange,
@@ -25,8 +25,8 @@ from exporter.queue_records import (
     QueueQuery,
     Transition,
 )
-from exporter.records import JobRow, Plan, SourceIndex
-from exporter.schedule_records import Schedule, ScheduleFire, ScheduleTransition
+from exporter.model.schedules import Schedule, ScheduleFire, ScheduleTransition
+from exporter.model.tracked import JobRow, Plan, SourceIndex
 from exporter.store import schedule_rows, sqlite_queue
 from exporter.store.base import ASK_BY_ID_UP_TO, Prune, Snapshot, StaleIndex, StoreError
 from exporter.store.checkpointer import Checkpointer

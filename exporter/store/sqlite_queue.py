@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 
-from exporter.queue_records import QueueJob, QueueQuery
+from exporter.model.queue import QueueJob, QueueQuery
 from exporter.store.queue_rows import (
     COLUMN_COUNT,
     COLUMNS,

@@ -32,9 +32,9 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from exporter.clock import Clock
-from exporter.queue import JobQueue
-from exporter.queue_records import QueueJob
-from exporter.schedule_records import (
+from exporter.jobs.queue import JobQueue
+from exporter.model.queue import QueueJob
+from exporter.model.schedules import (
     LATE,
     ON_TIME,
     RUN_ONCE,

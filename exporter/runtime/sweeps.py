@@ -12,11 +12,11 @@ from collections.abc import Collection
 
 from exporter.clock import Clock
 from exporter.health import HealthBoard
-from exporter.ingest import Ingestor
-from exporter.queue import JobQueue
-from exporter.queue_records import API_SOURCE
-from exporter.schedules import Scheduler
+from exporter.jobs.queue import JobQueue
+from exporter.jobs.schedules import Scheduler
+from exporter.model.queue import API_SOURCE
 from exporter.store import StoreError
+from exporter.tracking.ingest import Ingestor
 
 log = logging.getLogger(__name__)
 

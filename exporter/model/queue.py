@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from exporter.counts import CountDeltas
+from exporter.model.counts import CountDeltas
 
 API_SOURCE = "api"  # the `source` label of every job-API series (CONTRACT section 3)
 

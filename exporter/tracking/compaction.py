@@ -14,8 +14,8 @@ from __future__ import annotations
 from itertools import repeat
 from operator import attrgetter
 
-from exporter.listing import ListingMemo
-from exporter.records import RunningJob, SourceIndex
+from exporter.model.tracked import RunningJob, SourceIndex
+from exporter.tracking.listing import ListingMemo
 
 # Decodes or loads of fewer jobs leave too little behind to be worth copying.
 COMPACT_FROM_JOBS = 10_000

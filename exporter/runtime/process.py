@@ -15,23 +15,23 @@ from flask import current_app
 from prometheus_client import CollectorRegistry
 
 from exporter import __version__
-from exporter.allocator import give_back
 from exporter.clock import Clock, SystemClock
-from exporter.collector import JobCollector
 from exporter.config import Settings
-from exporter.counts import Buckets
-from exporter.demo_workers import DemoCrew, ensure_demo_schedule
-from exporter.exposition import MetricsPage
 from exporter.health import HealthBoard
-from exporter.ingest import Ingestor, TrackingRules
-from exporter.queue import Backoff, JobQueue, QueuePolicy
-from exporter.schedules import Scheduler
+from exporter.jobs.demo_crew import DemoCrew, ensure_demo_schedule
+from exporter.jobs.queue import Backoff, JobQueue, QueuePolicy
+from exporter.jobs.schedules import Scheduler
+from exporter.metrics.collector import JobCollector
+from exporter.metrics.page import MetricsPage
+from exporter.model.counts import Buckets
+from exporter.runtime.allocator import give_back
+from exporter.runtime.sweeps import Sweeper
 from exporter.sources.fetch import FetchLimits
 from exporter.sources.scrape import Scraper, ScrapeTarget
 from exporter.stats.history import HistorySampler
 from exporter.store import Store, open_store
-from exporter.sweeps import Sweeper
-from exporter.tracker import LabelGuard
+from exporter.tracking.ingest import Ingestor, TrackingRules
+from exporter.tracking.plan import LabelGuard
 
 log = logging.getLogger(__name__)
 EXTENSION = "job_exporter"

@@ -17,9 +17,9 @@ from typing import Any
 import requests
 
 from exporter.client.worker import RetryableError, Worker
-from exporter.queue import JobConflict, JobQueue
-from exporter.queue_records import FAILED, QueueQuery
-from exporter.schedules import Scheduler, ScheduleSpec
+from exporter.jobs.queue import JobConflict, JobQueue
+from exporter.jobs.schedules import Scheduler, ScheduleSpec
+from exporter.model.queue import FAILED, QueueQuery
 from exporter.store import StoreError
 
 log = logging.getLogger(__name__)

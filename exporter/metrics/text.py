@@ -13,8 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-from exporter.counts import OUTCOMES, SCRAPE_ERROR_REASONS, TRIGGERS
-from exporter.metrics_view import (
+from exporter.metrics.view import (
     BUILD_INFO,
     DURATION,
     FINISHED_JOBS,
@@ -42,7 +41,8 @@ from exporter.metrics_view import (
     HistogramValues,
     MetricsView,
 )
-from exporter.schedule_records import FIRE_RESULTS
+from exporter.model.counts import OUTCOMES, SCRAPE_ERROR_REASONS, TRIGGERS
+from exporter.model.schedules import FIRE_RESULTS
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"

@@ -12,8 +12,8 @@ from collections.abc import Callable, Hashable
 
 from prometheus_client.exposition import choose_encoder
 
-from exporter.metrics_view import MetricsView
-from exporter.render import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, render, render_into
+from exporter.metrics.text import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, render, render_into
+from exporter.metrics.view import MetricsView
 
 
 class MetricsPage:

@@ -11,7 +11,8 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from exporter.counts import (
+from exporter.health import SourceHealth
+from exporter.model.counts import (
     DURATION_BUCKET,
     DURATION_SUM,
     FINISHED,
@@ -28,8 +29,7 @@ from exporter.counts import (
     TRIGGERS,
     Buckets,
 )
-from exporter.health import SourceHealth
-from exporter.schedule_records import Schedule
+from exporter.model.schedules import Schedule
 from exporter.store import Snapshot
 
 JOB_LABELS = ("source", "type", "name")

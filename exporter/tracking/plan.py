@@ -13,7 +13,7 @@ from collections.abc import Collection, Container, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import count
 
-from exporter.counts import (
+from exporter.model.counts import (
     DURATION_BUCKET,
     DURATION_SUM,
     FINISHED,
@@ -22,8 +22,8 @@ from exporter.counts import (
     Buckets,
     observe_all,
 )
-from exporter.models import JobInfo
-from exporter.records import (
+from exporter.model.jobinfo import JobInfo
+from exporter.model.tracked import (
     FinishRow,
     MissingRow,
     Plan,

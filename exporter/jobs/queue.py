@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from exporter.clock import Clock
-from exporter.counts import (
+from exporter.model.counts import (
     DURATION_BUCKET,
     DURATION_SUM,
     FINISHED,
@@ -29,7 +29,7 @@ from exporter.counts import (
     CountDeltas,
     observe,
 )
-from exporter.queue_records import (
+from exporter.model.queue import (
     API_SOURCE,
     COMPLETED,
     FAILED,
@@ -38,11 +38,11 @@ from exporter.queue_records import (
     QueueJob,
     QueueQuery,
 )
-from exporter.queue_records import PENDING as PENDING_STATUS
-from exporter.records import Plan, SourceIndex
-from exporter.schedule_records import ScheduleFire
+from exporter.model.queue import PENDING as PENDING_STATUS
+from exporter.model.schedules import ScheduleFire
+from exporter.model.tracked import Plan, SourceIndex
 from exporter.store import Store
-from exporter.tracker import LabelGuard
+from exporter.tracking.plan import LabelGuard
 
 LEASE_EXPIRED_ERROR = "lease expired"
 EXPIRE_BATCH = 500

@@ -8,7 +8,7 @@ from typing import NamedTuple
 
 import msgspec
 
-from exporter.counts import CountDeltas
+from exporter.model.counts import CountDeltas
 
 Series = tuple[str, str]  # (type, name) label values after folding
 

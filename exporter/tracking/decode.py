@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from exporter.models import FIELD_WIRE_NAMES, ITEM_FIELD, MAX_FUTURE_MS, JobInfo
+from exporter.model.jobinfo import FIELD_WIRE_NAMES, ITEM_FIELD, MAX_FUTURE_MS, JobInfo
 
 _list_decoder = msgspec.json.Decoder(list[JobInfo])
 _raw_list_decoder = msgspec.json.Decoder(list[msgspec.Raw])

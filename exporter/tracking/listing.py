@@ -22,9 +22,9 @@ from operator import attrgetter, ne, not_
 import msgspec
 import xxhash
 
-from exporter.decode import Decoded, decode_items, decode_jobs, split_items
-from exporter.models import JobInfo
-from exporter.records import SourceIndex
+from exporter.model.jobinfo import JobInfo
+from exporter.model.tracked import SourceIndex
+from exporter.tracking.decode import Decoded, decode_items, decode_jobs, split_items
 
 _SEED = int.from_bytes(os.urandom(8), "little")
 _fingerprint = xxhash.xxh3_64_intdigest

@@ -13,14 +13,14 @@ from collections import Counter
 from collections.abc import Callable, Collection, Container, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from exporter.compaction import COMPACT_FROM_JOBS, compact
-from exporter.counts import INVALID_JOBS, Buckets
-from exporter.decode import Decoded
-from exporter.listing import Changes, Listing, ListingMemo, mostly_new, relists_unchanged
-from exporter.models import JobInfo
-from exporter.records import Plan, SourceIndex
+from exporter.model.counts import INVALID_JOBS, Buckets
+from exporter.model.jobinfo import JobInfo
+from exporter.model.tracked import Plan, SourceIndex
 from exporter.store import Prune, StaleIndex, Store, StoreError
-from exporter.tracker import LabelGuard, plan_changes, plan_timeouts
+from exporter.tracking.compaction import COMPACT_FROM_JOBS, compact
+from exporter.tracking.decode import Decoded
+from exporter.tracking.listing import Changes, Listing, ListingMemo, mostly_new, relists_unchanged
+from exporter.tracking.plan import LabelGuard, plan_changes, plan_timeouts
 
 PRUNE_EVERY_MS = 60_000
 WRITE_ATTEMPTS = 3

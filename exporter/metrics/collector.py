@@ -18,9 +18,8 @@ from prometheus_client.metrics_core import (
     Metric,
 )
 
-from exporter.counts import OUTCOMES, SCRAPE_ERROR_REASONS, TRIGGERS, Buckets
 from exporter.health import HealthBoard
-from exporter.metrics_view import (
+from exporter.metrics.view import (
     BUILD_INFO,
     DURATION,
     FINISHED_JOBS,
@@ -49,7 +48,8 @@ from exporter.metrics_view import (
     MetricsView,
     build_view,
 )
-from exporter.schedule_records import FIRE_RESULTS
+from exporter.model.counts import OUTCOMES, SCRAPE_ERROR_REASONS, TRIGGERS, Buckets
+from exporter.model.schedules import FIRE_RESULTS
 from exporter.store import Store, StoreError
 
 log = logging.getLogger(__name__)
