@@ -57,14 +57,28 @@ def run(quick: bool) -> list[Result]:
                 batches, lambda n: _put(session, gateway, n, PUSH_BATCH)
             )
         results += [
-            Result("push_single", "single-job pushes over one keep-alive session", push_rate,
-                   gateway_rate, "Pushgateway PUTs of one job's series, same client", "req/s",
-                   1.5, at_most=False),
-            Result("push_batched", f"pushes of {PUSH_BATCH} jobs a request", batch_rate,
-                   raw_rate, "raw sqlite3 executemany of the same rows into the store's schema",
-                   "jobs/s", 0.5, at_most=False,
-                   note=f"Pushgateway PUTs of {PUSH_BATCH} series: {gateway_batch:.0f} series/s"),
-        ]  # fmt: skip
+            Result(
+                "push_single",
+                "single-job pushes over one keep-alive session",
+                push_rate,
+                gateway_rate,
+                "Pushgateway PUTs of one job's series, same client",
+                "req/s",
+                1.5,
+                at_most=False,
+            ),
+            Result(
+                "push_batched",
+                f"pushes of {PUSH_BATCH} jobs a request",
+                batch_rate,
+                raw_rate,
+                "raw sqlite3 executemany of the same rows into the store's schema",
+                "jobs/s",
+                0.5,
+                at_most=False,
+                note=f"Pushgateway PUTs of {PUSH_BATCH} series: {gateway_batch:.0f} series/s",
+            ),
+        ]
         for store, goal in (("sqlite", 0.5), ("postgresql", 0.35)):
             results.append(_lease_complete(store, goal, cycles, Path(folder.name)))
     finally:
@@ -85,8 +99,9 @@ def _lease_complete(store: str, goal: float, cycles: int, folder: Path) -> Resul
         with _serve(url) as base:
             session = requests.Session()
             for _ in range(cycles):
-                session.post(f"{base}/api/v1/jobs", json={"type": "WORK", "name": "step"},
-                             timeout=30).raise_for_status()  # fmt: skip
+                session.post(
+                    f"{base}/api/v1/jobs", json={"type": "WORK", "name": "step"}, timeout=30
+                ).raise_for_status()
             ceiling = _concurrent_rate(
                 4, cycles * 2, lambda s: s.get(f"{base}/healthz", timeout=30)
             )
@@ -95,19 +110,28 @@ def _lease_complete(store: str, goal: float, cycles: int, folder: Path) -> Resul
                 leased = s.post(f"{base}/api/v1/jobs/lease", json={"worker": "w"}, timeout=30)
                 if leased.status_code == 200:
                     job_id = leased.json()["id"]
-                    s.post(f"{base}/api/v1/jobs/{job_id}/complete", json={"worker": "w"},
-                           timeout=30).raise_for_status()  # fmt: skip
+                    s.post(
+                        f"{base}/api/v1/jobs/{job_id}/complete", json={"worker": "w"}, timeout=30
+                    ).raise_for_status()
 
             rate = 2 * _concurrent_rate(4, cycles, lease_and_complete)
-            done = requests.get(f"{base}/api/v1/jobs", params={"status": "completed",
-                                                               "limit": 1}, timeout=30)  # fmt: skip
+            done = requests.get(
+                f"{base}/api/v1/jobs", params={"status": "completed", "limit": 1}, timeout=30
+            )
             done.raise_for_status()
     finally:
         if cluster is not None:
             cluster.stop()
-    return Result(f"lease_complete_{store}", f"lease + complete requests/s, 4 workers, {store}",
-                  rate, ceiling, "a no-op endpoint on the same app and server", "req/s", goal,
-                  at_most=False)  # fmt: skip
+    return Result(
+        f"lease_complete_{store}",
+        f"lease + complete requests/s, 4 workers, {store}",
+        rate,
+        ceiling,
+        "a no-op endpoint on the same app and server",
+        "req/s",
+        goal,
+        at_most=False,
+    )
 
 
 class _serve:
@@ -116,10 +140,23 @@ class _serve:
     def __init__(self, store: str) -> None:
         self.port = free_port()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "exporter", "serve", "--listen", f"127.0.0.1:{self.port}",
-             "--store", store, "--max-body-bytes", str(8 * 1024 * 1024), "--threads", "8"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "exporter",
+                "serve",
+                "--listen",
+                f"127.0.0.1:{self.port}",
+                "--store",
+                store,
+                "--max-body-bytes",
+                str(8 * 1024 * 1024),
+                "--threads",
+                "8",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
 
     def __enter__(self) -> str:
         url = f"http://127.0.0.1:{self.port}"
@@ -135,8 +172,9 @@ class _pushgateway:
         self.port = free_port()
         self.process = subprocess.Popen(
             ["prometheus-pushgateway", f"--web.listen-address=127.0.0.1:{self.port}"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
 
     def __enter__(self) -> str:
         url = f"http://127.0.0.1:{self.port}"
@@ -148,8 +186,13 @@ class _pushgateway:
 
 
 def _job(job_id: str) -> dict:
-    return {"id": job_id, "name": "send_email", "startTimestamp": START_MS,
-            "backgroundJobType": "TASK", "isFinished": False}  # fmt: skip
+    return {
+        "id": job_id,
+        "name": "send_email",
+        "startTimestamp": START_MS,
+        "backgroundJobType": "TASK",
+        "isFinished": False,
+    }
 
 
 def _encode(jobs: list[dict]) -> bytes:
@@ -158,20 +201,26 @@ def _encode(jobs: list[dict]) -> bytes:
 
 def _push(session: requests.Session, url: str, body: bytes) -> None:
     response = session.post(
-        f"{url}/api/v1/push", params={"source": "bench"}, data=body, timeout=30,
+        f"{url}/api/v1/push",
+        params={"source": "bench"},
+        data=body,
+        timeout=30,
         headers={"Content-Type": "application/json"},
-    )  # fmt: skip
+    )
     if response.status_code != 202:
         raise RuntimeError(f"push refused: {response.status_code} {response.text[:200]}")
 
 
 def _put(session: requests.Session, gateway: str, n: int, series: int) -> None:
     lines = ["# TYPE background_jobs_started_total counter"]
-    lines += [f'background_jobs_started_total{{type="TASK",name="send_email",id="{n}-{k}"}} 1'
-              for k in range(series)]  # fmt: skip
+    lines += [
+        f'background_jobs_started_total{{type="TASK",name="send_email",id="{n}-{k}"}} 1'
+        for k in range(series)
+    ]
     body = ("\n".join(lines) + "\n").encode()
-    session.put(f"{gateway}/metrics/job/bench/instance/i{n % 50}", data=body,
-                timeout=30).raise_for_status()  # fmt: skip
+    session.put(
+        f"{gateway}/metrics/job/bench/instance/i{n % 50}", data=body, timeout=30
+    ).raise_for_status()
 
 
 def _rate(count: int, call) -> float:
@@ -210,8 +259,22 @@ class _RawStore:
         self.db.execute("PRAGMA synchronous = NORMAL")
 
     def insert(self, n: int) -> None:
-        rows = [("bench", f"b{n}-{k}", "TASK", "send_email", "TASK", "send_email", START_MS,
-                 None, None, None, 0) for k in range(PUSH_BATCH)]  # fmt: skip
+        rows = [
+            (
+                "bench",
+                f"b{n}-{k}",
+                "TASK",
+                "send_email",
+                "TASK",
+                "send_email",
+                START_MS,
+                None,
+                None,
+                None,
+                0,
+            )
+            for k in range(PUSH_BATCH)
+        ]
         self.db.execute("BEGIN")
         self.db.executemany("INSERT INTO jobs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
         self.db.execute("COMMIT")

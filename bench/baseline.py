@@ -48,8 +48,9 @@ def _child(metric, labelnames: list[str], labels: dict[str, str]):
 
 def _histogram(family, labelnames: list[str], registry: CollectorRegistry) -> None:
     buckets = sorted({float(s.labels["le"]) for s in family.samples if "le" in s.labels})
-    metric = Histogram(family.name, family.documentation, labelnames, registry=registry,
-                       buckets=buckets)  # fmt: skip
+    metric = Histogram(
+        family.name, family.documentation, labelnames, registry=registry, buckets=buckets
+    )
     by_series: dict[tuple, list[tuple[float, float]]] = {}
     for sample in family.samples:
         if sample.name.endswith("_bucket"):

@@ -38,9 +38,14 @@ from playwright.sync_api import sync_playwright
 from bench.harness import Result
 
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]  # fmt: skip
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 TYPES = ("HTTP", "TASK", "CRON", "EXPORT", "WEBHOOK")
 
 # What each view asks for when it opens, and what "ready" means in the page.
@@ -57,10 +62,22 @@ TABLE_READY = "() => document.querySelectorAll('table.jobs tbody tr').length > 0
 
 def start_exporter(folder: Path) -> tuple[subprocess.Popen, str]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "exporter", "serve", "--listen", "127.0.0.1:0",
-         "--store", f"sqlite:///{folder / 'bench.db'}", "--max-series-per-source", "5000"],
-        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "exporter",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--store",
+            f"sqlite:///{folder / 'bench.db'}",
+            "--max-series-per-source",
+            "5000",
+        ],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )
     assert process.stderr is not None
     for line in process.stderr:
         if match := re.search(r"listening on (http://\S+)", line):
@@ -190,10 +207,15 @@ def measure(jobs: int, functions: int, api_jobs: int, runs: int) -> tuple[list[V
                     query = f"source={first['source']}&type={first['type']}&name={first['name']}"
                     queries.append([path.format(first=query) for path in paths])
                 json_times, size = baseline(url, queries[0], runs * 4)
-                figures.append(ViewFigures(
-                    view, json_times, page_loads(url, view, charts, runs, chromium),
-                    page_loads(small_url, view, charts, runs, chromium), size,
-                ))  # fmt: skip
+                figures.append(
+                    ViewFigures(
+                        view,
+                        json_times,
+                        page_loads(url, view, charts, runs, chromium),
+                        page_loads(small_url, view, charts, runs, chromium),
+                        size,
+                    )
+                )
             return figures, about
         finally:
             for running in (process, small_process):
@@ -206,17 +228,27 @@ def run(quick: bool) -> list[Result]:
     figures, about = measure(10_000, 2_000, 1_000, runs=3 if quick else 7)
     print(f"  {about}")
     for f in figures:
-        print(f"  {f.view}: page {statistics.median(f.page_ms):.0f} ms, small store "
-              f"{statistics.median(f.small_page_ms):.0f} ms, its JSON by plain HTTP "
-              f"{statistics.median(f.json_ms):.1f} ms")  # fmt: skip
+        print(
+            f"  {f.view}: page {statistics.median(f.page_ms):.0f} ms, small store "
+            f"{statistics.median(f.small_page_ms):.0f} ms, its JSON by plain HTTP "
+            f"{statistics.median(f.json_ms):.1f} ms"
+        )
     big = statistics.median(t for f in figures for t in f.page_ms)
     small = statistics.median(t for f in figures for t in f.small_page_ms)
     json_ms = statistics.median(t for f in figures for t in f.json_ms)
     return [
-        Result("dashboard_10k_jobs", "a view opens in headless Chromium, 10,000 jobs stored",
-               big, small, "the same with one job per type stored", "ms", 1.5, at_most=True,
-               note=f"the views' JSON alone by plain HTTP: {json_ms:.1f} ms (median)"),
-    ]  # fmt: skip
+        Result(
+            "dashboard_10k_jobs",
+            "a view opens in headless Chromium, 10,000 jobs stored",
+            big,
+            small,
+            "the same with one job per type stored",
+            "ms",
+            1.5,
+            at_most=True,
+            note=f"the views' JSON alone by plain HTTP: {json_ms:.1f} ms (median)",
+        ),
+    ]
 
 
 def main() -> None:
@@ -228,14 +260,20 @@ def main() -> None:
     args = parser.parse_args()
     figures, about = measure(args.jobs, args.functions, args.api_jobs, args.runs)
     print(f"store: {about}")
-    print(f"\n{'view':8} {'JSON baseline ms':>17} {'page ms':>17} "
-          f"{'page ms, small store':>21}  {'JSON bytes':>10}")  # fmt: skip
+    print(
+        f"\n{'view':8} {'JSON baseline ms':>17} {'page ms':>17} "
+        f"{'page ms, small store':>21}  {'JSON bytes':>10}"
+    )
     print(f"{'':8}" + f" {'median':>8} {'max':>8}" * 3)
     for f in figures:
-        print(f"{f.view:8} {describe(f.json_ms)} {describe(f.page_ms)} "
-              f"{describe(f.small_page_ms)}     {f.json_bytes:>10}")  # fmt: skip
-    print("\npage: navigation start to charts with data (or job rows), fresh context;"
-          "\nbaseline: the same JSON requests by plain HTTP; all in this run.")  # fmt: skip
+        print(
+            f"{f.view:8} {describe(f.json_ms)} {describe(f.page_ms)} "
+            f"{describe(f.small_page_ms)}     {f.json_bytes:>10}"
+        )
+    print(
+        "\npage: navigation start to charts with data (or job rows), fresh context;"
+        "\nbaseline: the same JSON requests by plain HTTP; all in this run."
+    )
 
 
 if __name__ == "__main__":

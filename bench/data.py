@@ -18,9 +18,12 @@ def pair_jobs(pairs: int = 2000, per_pair: int = 5) -> list[dict[str, Any]]:
         for k in range(per_pair):
             finished = k < per_pair - 2
             item: dict[str, Any] = {
-                "id": f"p{pair}-{k}", "name": f"job-{pair}", "startTimestamp": START_MS,
-                "backgroundJobType": TYPES[pair % 3], "isFinished": finished,
-            }  # fmt: skip
+                "id": f"p{pair}-{k}",
+                "name": f"job-{pair}",
+                "startTimestamp": START_MS,
+                "backgroundJobType": TYPES[pair % 3],
+                "isFinished": finished,
+            }
             if finished:
                 item["finishTimestamp"] = START_MS + 250 * (k + 1) * (1 + pair % 7)
                 item["status"] = "failed" if (pair + k) % 11 == 0 else "completed"
@@ -35,10 +38,12 @@ def many_jobs(count: int = 100_000, pairs: int = 2000, seed: int = 1) -> list[di
     for n in range(count):
         pair = n % pairs
         item: dict[str, Any] = {
-            "id": f"job-{n:08d}-{rng.getrandbits(32):08x}", "name": f"job-{pair}",
-            "startTimestamp": START_MS - n, "backgroundJobType": TYPES[pair % 3],
+            "id": f"job-{n:08d}-{rng.getrandbits(32):08x}",
+            "name": f"job-{pair}",
+            "startTimestamp": START_MS - n,
+            "backgroundJobType": TYPES[pair % 3],
             "isFinished": n % 2 == 0,
-        }  # fmt: skip
+        }
         if n % 4 == 0:
             item["finishTimestamp"] = START_MS
             item["status"] = "completed"

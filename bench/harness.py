@@ -52,8 +52,11 @@ class Result:
             print(f"  baseline, {self.baseline_what}: {self.baseline:.4g} {self.unit}")
         if self.note:
             print(f"  note: {self.note}")
-        print(f"ratio {self.name} {self.ratio:.3g} goal {self.goal_text()} "
-              f"{'ok' if self.ok else 'MISSED'}", flush=True)  # fmt: skip
+        print(
+            f"ratio {self.name} {self.ratio:.3g} goal {self.goal_text()} "
+            f"{'ok' if self.ok else 'MISSED'}",
+            flush=True,
+        )
 
 
 def median_seconds(

@@ -33,11 +33,27 @@ def run(quick: bool) -> list[Result]:
     folder = tempfile.TemporaryDirectory()
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "exporter", "serve", "--listen", f"127.0.0.1:{port}",
-         "--store", f"sqlite:///{Path(folder.name, 'bench.db')}", "--source", f"app={source.url}",
-         "--scrape-interval", "0.5", "--max-series-per-source", "2010", "--log-level", "warning"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "exporter",
+            "serve",
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--store",
+            f"sqlite:///{Path(folder.name, 'bench.db')}",
+            "--source",
+            f"app={source.url}",
+            "--scrape-interval",
+            "0.5",
+            "--max-series-per-source",
+            "2010",
+            "--log-level",
+            "warning",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}/metrics"
     try:
         wait_for(url, lambda r: 'job_exporter_source_up{source="app"} 1' in r.text)
@@ -45,8 +61,11 @@ def run(quick: bool) -> list[Result]:
         before = resident_mb(process.pid)
         jobs = many_jobs(JOBS)
         source.body = encode(jobs)
-        wait_for(url, lambda r: f'job_exporter_tracked_jobs{{source="app"}} {JOBS}' in r.text,
-                 timeout=120)  # fmt: skip
+        wait_for(
+            url,
+            lambda r: f'job_exporter_tracked_jobs{{source="app"}} {JOBS}' in r.text,
+            timeout=120,
+        )
         samples = []
         for _ in range(2 if quick else 6):  # steady scrapes (every 0.5 s) and renders
             finish_some(jobs, 0.01)
@@ -63,8 +82,16 @@ def run(quick: bool) -> list[Result]:
         source.close()
         folder.cleanup()
     return [
-        Result("memory_100k_jobs", f"resident memory added by {JOBS:,} jobs, 2,000 pairs",
-               after - before, 1.0, f"the process before loading them: {before:.0f} MB", "MB",
-               60, at_most=True, absolute=True,
-               note=f"peak of {len(samples)} readings; their median was {typical - before:.0f} MB"),
-    ]  # fmt: skip
+        Result(
+            "memory_100k_jobs",
+            f"resident memory added by {JOBS:,} jobs, 2,000 pairs",
+            after - before,
+            1.0,
+            f"the process before loading them: {before:.0f} MB",
+            "MB",
+            60,
+            at_most=True,
+            absolute=True,
+            note=f"peak of {len(samples)} readings; their median was {typical - before:.0f} MB",
+        ),
+    ]

@@ -63,8 +63,24 @@ def run(quick: bool) -> list[Result]:
     what = f"GET /metrics, {PAIRS} pairs, {exposition.count(chr(10))} lines"
     base = "prometheus_client generate_latest, same series"
     return [
-        Result("metrics_after_change", f"{what}, right after a change", after_change * 1000,
-               baseline * 1000, base, "ms", 0.8, at_most=True),
-        Result("metrics_unchanged", f"{what}, nothing changed", unchanged * 1000,
-               baseline * 1000, base, "ms", 0.05, at_most=True),
-    ]  # fmt: skip
+        Result(
+            "metrics_after_change",
+            f"{what}, right after a change",
+            after_change * 1000,
+            baseline * 1000,
+            base,
+            "ms",
+            0.8,
+            at_most=True,
+        ),
+        Result(
+            "metrics_unchanged",
+            f"{what}, nothing changed",
+            unchanged * 1000,
+            baseline * 1000,
+            base,
+            "ms",
+            0.05,
+            at_most=True,
+        ),
+    ]

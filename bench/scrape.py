@@ -58,13 +58,27 @@ def run(quick: bool) -> list[Result]:
     first_baseline = statistics.median(first_baselines)
     size = f"{len(body) / 1e6:.1f} MB"
     return [
-        Result("scrape_steady_100k", f"scrape of {JOBS:,} jobs ({size}), 1% changed",
-               steady * 1000, steady_baseline * 1000, "orjson.loads of the same bytes", "ms",
-               1.2, at_most=True),
-        Result("scrape_first_100k", f"first scrape of {JOBS:,} new jobs ({size})",
-               statistics.median(firsts) * 1000, first_baseline * 1000,
-               "orjson.loads of the same bytes", "ms", 8, at_most=True),
-    ]  # fmt: skip
+        Result(
+            "scrape_steady_100k",
+            f"scrape of {JOBS:,} jobs ({size}), 1% changed",
+            steady * 1000,
+            steady_baseline * 1000,
+            "orjson.loads of the same bytes",
+            "ms",
+            1.2,
+            at_most=True,
+        ),
+        Result(
+            "scrape_first_100k",
+            f"first scrape of {JOBS:,} new jobs ({size})",
+            statistics.median(firsts) * 1000,
+            first_baseline * 1000,
+            "orjson.loads of the same bytes",
+            "ms",
+            8,
+            at_most=True,
+        ),
+    ]
 
 
 def _scrape(runtime) -> None:

@@ -77,8 +77,11 @@ def wrk(url: str, seconds: int, connections: int = 4) -> float:
     out = subprocess.run(
         # wrk's own 2 s timeout would flag the slowest baseline's answers as socket errors
         ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "60s", url],
-        capture_output=True, text=True, timeout=seconds + 60, check=True,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+        check=True,
+    )
     for line in out.stdout.splitlines():
         if line.startswith("Requests/sec:"):
             return float(line.split()[1])

@@ -51,8 +51,9 @@ class Samples:
     def now(self) -> float:
         return time.monotonic() - self.started
 
-    def record(self, kind: str, began: float, response: requests.Response | None,
-               ok: tuple[int, ...]) -> None:  # fmt: skip
+    def record(
+        self, kind: str, began: float, response: requests.Response | None, ok: tuple[int, ...]
+    ) -> None:
         took = time.monotonic() - began
         with self.lock:
             self.latency[kind].append((began - self.started, took))
@@ -76,25 +77,36 @@ class ChangingSource(StaticSource):
         now_ms = time.time() * 1000
         for job in list(self.jobs.values()):
             if not job["isFinished"] and self.rng.random() < 0.3:
-                job.update(isFinished=True, finishTimestamp=now_ms,
-                           status="failed" if self.rng.random() < 0.1 else "completed")  # fmt: skip
+                job.update(
+                    isFinished=True,
+                    finishTimestamp=now_ms,
+                    status="failed" if self.rng.random() < 0.1 else "completed",
+                )
             elif job["isFinished"] and now_ms - job["finishTimestamp"] > 5000:
                 del self.jobs[job["id"]]
         for _ in range(self.rng.randint(5, 30)):
             job_id = f"scraped-{next(self.ids)}"
             self.jobs[job_id] = {
-                "id": job_id, "name": f"task-{self.rng.randrange(40)}",
+                "id": job_id,
+                "name": f"task-{self.rng.randrange(40)}",
                 "backgroundJobType": self.rng.choice(["HTTP", "TASK", "CRON"]),
-                "startTimestamp": now_ms, "isFinished": False,
-            }  # fmt: skip
+                "startTimestamp": now_ms,
+                "isFinished": False,
+            }
         self.body = json.dumps(list(self.jobs.values())).encode()
 
 
 def load(url: str, stop_at: float, samples: Samples, seed: int) -> list[threading.Thread]:
     """One thread per kind of client; each runs until `stop_at` (monotonic seconds)."""
 
-    def call(session: requests.Session, kind: str, method: str, path: str, body: Any = None,
-             ok: tuple[int, ...] = (200,)) -> requests.Response | None:  # fmt: skip
+    def call(
+        session: requests.Session,
+        kind: str,
+        method: str,
+        path: str,
+        body: Any = None,
+        ok: tuple[int, ...] = (200,),
+    ) -> requests.Response | None:
         began = time.monotonic()
         try:
             response = session.request(method, url + path, json=body, timeout=30)
@@ -108,8 +120,11 @@ def load(url: str, stop_at: float, samples: Samples, seed: int) -> list[threadin
         while time.monotonic() < stop_at:
             response = call(session, "metrics", "GET", "/metrics")
             if response is not None and response.ok:
-                tracked = sum(float(line.rsplit(" ", 1)[1]) for line in response.text.splitlines()
-                              if line.startswith("job_exporter_tracked_jobs{"))  # fmt: skip
+                tracked = sum(
+                    float(line.rsplit(" ", 1)[1])
+                    for line in response.text.splitlines()
+                    if line.startswith("job_exporter_tracked_jobs{")
+                )
                 with samples.lock:
                     samples.tracked.append((samples.now(), tracked))
             time.sleep(0.2)  # a handful of Prometheus servers scraping every second or so
@@ -120,9 +135,16 @@ def load(url: str, stop_at: float, samples: Samples, seed: int) -> list[threadin
             if time.monotonic() >= stop_at:
                 return
             now_ms = time.time() * 1000
-            batch = [{"id": f"push-{n}-{k}", "name": f"pushed-{rng.randrange(20)}",
-                      "backgroundJobType": "TASK", "startTimestamp": now_ms,
-                      "isFinished": False} for k in range(10)]  # fmt: skip
+            batch = [
+                {
+                    "id": f"push-{n}-{k}",
+                    "name": f"pushed-{rng.randrange(20)}",
+                    "backgroundJobType": "TASK",
+                    "startTimestamp": now_ms,
+                    "isFinished": False,
+                }
+                for k in range(10)
+            ]
             call(session, "push", "POST", "/api/v1/push?source=soak", batch, ok=(202,))
             for item in batch:
                 item.update(isFinished=True, finishTimestamp=now_ms + rng.randint(1, 900))
@@ -139,14 +161,25 @@ def load(url: str, stop_at: float, samples: Samples, seed: int) -> list[threadin
     def worker(n: int) -> None:
         session = requests.Session()
         while time.monotonic() < stop_at:
-            leased = call(session, "lease", "POST", "/api/v1/jobs/lease",
-                          {"worker": f"soak-{n}", "types": ["SOAK"]}, ok=(200, 204))  # fmt: skip
+            leased = call(
+                session,
+                "lease",
+                "POST",
+                "/api/v1/jobs/lease",
+                {"worker": f"soak-{n}", "types": ["SOAK"]},
+                ok=(200, 204),
+            )
             if leased is None or leased.status_code != 200:
                 time.sleep(0.05)
                 continue
             job_id = leased.json()["id"]
-            call(session, "complete", "POST", f"/api/v1/jobs/{job_id}/complete",
-                 {"worker": f"soak-{n}"})  # fmt: skip
+            call(
+                session,
+                "complete",
+                "POST",
+                f"/api/v1/jobs/{job_id}/complete",
+                {"worker": f"soak-{n}"},
+            )
 
     targets = [metrics_reader, pusher, producer, lambda: worker(0), lambda: worker(1)]
     threads = [threading.Thread(target=target, daemon=True) for target in targets]
@@ -185,16 +218,23 @@ def report(samples: Samples, seconds: float, span: float) -> None:
     for kind in KINDS:
         first = [v * 1000 for v in window(samples.latency[kind], 0, span)]
         last = [v * 1000 for v in window(samples.latency[kind], late, seconds + 1)]
-        row(f"{kind} p50 ({len(first)}/{len(last)})", quantile(first, 0.5),
-            quantile(last, 0.5), "ms")  # fmt: skip
+        row(
+            f"{kind} p50 ({len(first)}/{len(last)})",
+            quantile(first, 0.5),
+            quantile(last, 0.5),
+            "ms",
+        )
         row(f"{kind} p99", quantile(first, 0.99), quantile(last, 0.99), "ms")
     tenth = seconds / 10
-    timeline = [max(window(samples.memory, k * tenth, (k + 1) * tenth) or [float("nan")])
-                for k in range(10)]  # fmt: skip
+    timeline = [
+        max(window(samples.memory, k * tenth, (k + 1) * tenth) or [float("nan")]) for k in range(10)
+    ]
     print("resident memory by tenth of the run (MB): " + " ".join(f"{m:.0f}" for m in timeline))
     total = sum(len(points) for points in samples.latency.values())
-    print(f"requests: {total:,} in {seconds:.0f} s ({total / seconds:.0f}/s), "
-          f"failed: {len(samples.failures)}")  # fmt: skip
+    print(
+        f"requests: {total:,} in {seconds:.0f} s ({total / seconds:.0f}/s), "
+        f"failed: {len(samples.failures)}"
+    )
 
 
 def main() -> int:
@@ -217,11 +257,25 @@ def main() -> int:
     source = ChangingSource(args.seed)
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "exporter", "serve", "--listen", f"127.0.0.1:{port}",
-         "--store", store, "--source", f"app={source.url}", "--scrape-interval", "1",
-         "--log-level", "warning"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "exporter",
+            "serve",
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--store",
+            store,
+            "--source",
+            f"app={source.url}",
+            "--scrape-interval",
+            "1",
+            "--log-level",
+            "warning",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     samples = Samples()
     try:

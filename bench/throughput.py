@@ -27,12 +27,26 @@ def run(quick: bool) -> list[Result]:
     processes: list[subprocess.Popen] = []
     try:
         port = free_port()
-        processes.append(_start(
-            sys.executable, "-m", "exporter", "serve", "--listen", f"127.0.0.1:{port}",
-            "--store", f"sqlite:///{Path(folder.name, 'bench.db')}",
-            "--source", f"app={source.url}", "--scrape-interval", "3600",
-            "--max-series-per-source", str(PAIRS + 10), "--log-level", "warning",
-        ))  # fmt: skip
+        processes.append(
+            _start(
+                sys.executable,
+                "-m",
+                "exporter",
+                "serve",
+                "--listen",
+                f"127.0.0.1:{port}",
+                "--store",
+                f"sqlite:///{Path(folder.name, 'bench.db')}",
+                "--source",
+                f"app={source.url}",
+                "--scrape-interval",
+                "3600",
+                "--max-series-per-source",
+                str(PAIRS + 10),
+                "--log-level",
+                "warning",
+            )
+        )
         exporter_url = f"http://127.0.0.1:{port}/metrics"
         wait_for(exporter_url, lambda r: r.text.count("background_jobs_started_total{") == PAIRS)
         exposition = requests.get(exporter_url, timeout=30).text
@@ -41,8 +55,9 @@ def run(quick: bool) -> list[Result]:
         series_file = Path(folder.name, "series.prom")
         series_file.write_text(exposition)
         flask_port = free_port()
-        processes.append(_start(sys.executable, "-m", "bench.baseline", str(flask_port),
-                                str(series_file)))  # fmt: skip
+        processes.append(
+            _start(sys.executable, "-m", "bench.baseline", str(flask_port), str(series_file))
+        )
         flask_url = f"http://127.0.0.1:{flask_port}/metrics"
         wait_for(flask_url)
         # One page takes this app about a second and 4 connections queue behind each other:
@@ -50,8 +65,9 @@ def run(quick: bool) -> list[Result]:
         flask = wrk(flask_url, max(seconds, SLOW_BASELINE_S))
 
         gateway_port = free_port()
-        processes.append(_start("prometheus-pushgateway",
-                                f"--web.listen-address=127.0.0.1:{gateway_port}"))  # fmt: skip
+        processes.append(
+            _start("prometheus-pushgateway", f"--web.listen-address=127.0.0.1:{gateway_port}")
+        )
         gateway = f"http://127.0.0.1:{gateway_port}"
         wait_for(f"{gateway}/-/ready")
         pushed = requests.put(f"{gateway}/metrics/job/bench", data=exposition.encode(), timeout=60)
@@ -65,11 +81,27 @@ def run(quick: bool) -> list[Result]:
         folder.cleanup()
     what = f"/metrics requests/s under wrk, {PAIRS} pairs"
     return [
-        Result("throughput_vs_flask", what, ours, flask,
-               "Flask + prometheus_client on waitress", "req/s", 20, at_most=False),
-        Result("throughput_vs_pushgateway", what, ours, pushgateway,
-               "Prometheus Pushgateway (Go)", "req/s", 1, at_most=False),
-    ]  # fmt: skip
+        Result(
+            "throughput_vs_flask",
+            what,
+            ours,
+            flask,
+            "Flask + prometheus_client on waitress",
+            "req/s",
+            20,
+            at_most=False,
+        ),
+        Result(
+            "throughput_vs_pushgateway",
+            what,
+            ours,
+            pushgateway,
+            "Prometheus Pushgateway (Go)",
+            "req/s",
+            1,
+            at_most=False,
+        ),
+    ]
 
 
 def _start(*command: str) -> subprocess.Popen:

@@ -55,17 +55,24 @@ def serve(sock: socket.socket, build_app: Callable[[], Flask], threads: int = 8)
     app = build_app()
     runtime = runtime_of(app)
     server = create_server(
-        app, sockets=[sock], threads=threads, ident="job-exporter",
-        outbuf_overflow=OUTBUF_OVERFLOW_BYTES, recv_bytes=RECV_BYTES,
+        app,
+        sockets=[sock],
+        threads=threads,
+        ident="job-exporter",
+        outbuf_overflow=OUTBUF_OVERFLOW_BYTES,
+        recv_bytes=RECV_BYTES,
         inbuf_overflow=INBUF_OVERFLOW_BYTES,
-    )  # fmt: skip
+    )
 
     stopping = False
 
     def stop(signum: int, _frame: object) -> None:
         nonlocal stopping
-        log.info("received %s, %s", signal.Signals(signum).name,
-                 "already shutting down" if stopping else "shutting down")  # fmt: skip
+        log.info(
+            "received %s, %s",
+            signal.Signals(signum).name,
+            "already shutting down" if stopping else "shutting down",
+        )
         if not stopping:
             stopping = True
             raise SystemExit(0)

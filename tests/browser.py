@@ -90,8 +90,9 @@ def screens(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Screen
 @pytest.fixture(scope="session")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ExporterProcess]:
     """`job-exporter demo` on 127.0.0.1, once it has a first rate to chart."""
-    process = ExporterProcess("demo", "--listen", "127.0.0.1:0",
-                              cwd=tmp_path_factory.mktemp("demo"))  # fmt: skip
+    process = ExporterProcess(
+        "demo", "--listen", "127.0.0.1:0", cwd=tmp_path_factory.mktemp("demo")
+    )
 
     def has_rates() -> bool:
         summary = requests.get(f"{process.url}/api/v1/stats/summary", timeout=5).json()

@@ -61,8 +61,13 @@ class ChaosSource:
         handler.wfile.write(body)
 
     def _job(self, n: int, name: str = "chaos") -> dict[str, Any]:
-        return {"id": f"c{n}", "name": name, "startTimestamp": self.start_ms,
-                "backgroundJobType": "TASK", "isFinished": False}  # fmt: skip
+        return {
+            "id": f"c{n}",
+            "name": name,
+            "startTimestamp": self.start_ms,
+            "backgroundJobType": "TASK",
+            "isFinished": False,
+        }
 
     def _hang(self, handler: BaseHTTPRequestHandler) -> None:
         self._stop.wait(5)

@@ -136,8 +136,15 @@ class Metrics:
     def value(self, metric: str, /, **labels: str) -> float | None:
         return self.samples.get((metric, frozenset(labels.items())))
 
-    def job(self, metric: str, /, source: str = "app", type: str = "TASK",
-            job: str = "send_email", **labels: str) -> float | None:  # fmt: skip
+    def job(
+        self,
+        metric: str,
+        /,
+        source: str = "app",
+        type: str = "TASK",
+        job: str = "send_email",
+        **labels: str,
+    ) -> float | None:
         """A job family's sample; `job` is the job's name label."""
         return self.value(metric, source=source, type=type, name=job, **labels)
 
@@ -148,8 +155,9 @@ class Metrics:
 class Exporter:
     """An exporter app served over real HTTP, scraping `JobSource`s when told to."""
 
-    def __init__(self, store_path: Path, sources: dict[str, str], clock: ManualClock,
-                 **settings: Any) -> None:  # fmt: skip
+    def __init__(
+        self, store_path: Path, sources: dict[str, str], clock: ManualClock, **settings: Any
+    ) -> None:
         self.clock = clock
         self.settings = Settings(
             listen="127.0.0.1:0",
@@ -236,8 +244,11 @@ def require_tool(name: str) -> str:
 def promtool_check_metrics(text: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [require_tool("promtool"), "check", "metrics"],
-        input=text, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        input=text,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 @pytest.fixture(scope="session")

@@ -39,21 +39,46 @@ class PostgresCluster:
             self._as_user = ["runuser", "-u", UNPRIVILEGED_USER, "--"]
             os.chmod(self.folder, 0o755)
             shutil.chown(self.folder, UNPRIVILEGED_USER)
-        self._run(postgres_binary("initdb"), "-D", str(self.data), "-U", "postgres",
-                  "-A", "trust", "--no-sync", "-E", "UTF8", "--locale=C")  # fmt: skip
+        self._run(
+            postgres_binary("initdb"),
+            "-D",
+            str(self.data),
+            "-U",
+            "postgres",
+            "-A",
+            "trust",
+            "--no-sync",
+            "-E",
+            "UTF8",
+            "--locale=C",
+        )
         options = (
             f"-h 127.0.0.1 -p {self.port} -k {self.folder} -F "
             "-c max_connections=200 -c shared_buffers=64MB"
         )
-        self._run(postgres_binary("pg_ctl"), "-D", str(self.data), "-o", options,
-                  "-l", str(self.folder / "server.log"), "-w", "-t", "60", "start")  # fmt: skip
+        self._run(
+            postgres_binary("pg_ctl"),
+            "-D",
+            str(self.data),
+            "-o",
+            options,
+            "-l",
+            str(self.folder / "server.log"),
+            "-w",
+            "-t",
+            "60",
+            "start",
+        )
         self._databases = 0
 
     def _run(self, *command: str) -> None:
         result = subprocess.run(
-            [*self._as_user, *command], capture_output=True, text=True, timeout=120,
+            [*self._as_user, *command],
+            capture_output=True,
+            text=True,
+            timeout=120,
             cwd=self.folder,
-        )  # fmt: skip
+        )
         if result.returncode != 0:
             log = self.folder / "server.log"
             tail = log.read_text()[-2000:] if log.exists() else ""
@@ -74,10 +99,20 @@ class PostgresCluster:
 
     def stop(self) -> None:
         subprocess.run(
-            [*self._as_user, postgres_binary("pg_ctl"), "-D", str(self.data), "-m", "immediate",
-             "-w", "stop"],
-            capture_output=True, timeout=60, cwd=self.folder,
-        )  # fmt: skip
+            [
+                *self._as_user,
+                postgres_binary("pg_ctl"),
+                "-D",
+                str(self.data),
+                "-m",
+                "immediate",
+                "-w",
+                "stop",
+            ],
+            capture_output=True,
+            timeout=60,
+            cwd=self.folder,
+        )
         shutil.rmtree(self.folder, ignore_errors=True)
 
 

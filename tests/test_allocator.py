@@ -58,8 +58,11 @@ WORKLOAD = textwrap.dedent(
 def _growth_mb(variant: str, workload: str = "plain") -> float:
     out = subprocess.run(
         [sys.executable, "-c", WORKLOAD, variant, workload],
-        capture_output=True, text=True, timeout=120, check=True,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     return float(out.stdout.strip())
 
 

@@ -35,8 +35,10 @@ def test_defaults_leave_the_api_open(captured):
     settings: Settings = captured["settings"]
     assert settings.api_token is None
     assert (settings.default_max_attempts, settings.backoff_base, settings.backoff_cap) == (
-        3, 1.0, 300.0,
-    )  # fmt: skip
+        3,
+        1.0,
+        300.0,
+    )
     assert settings.push_lost_after == 24 * 3600
 
 
@@ -54,8 +56,10 @@ def test_the_token_and_queue_options_come_from_variables(captured):
     settings: Settings = captured["settings"]
     assert (settings.api_token, settings.api_token_reads) == ("t0ken", True)
     assert (settings.default_max_attempts, settings.backoff_base, settings.backoff_cap) == (
-        5, 0.5, 60.0,
-    )  # fmt: skip
+        5,
+        0.5,
+        60.0,
+    )
     assert (settings.max_payload_bytes, settings.push_lost_after) == (2048, 600.0)
 
 

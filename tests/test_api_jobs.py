@@ -168,8 +168,11 @@ def test_lease_answers_the_running_job_or_204(server):
     assert response.status_code == 200
     job = response.json()
     assert (job["id"], job["status"], job["worker"], job["attempts"]) == (
-        report["id"], "running", "w1", 1,
-    )  # fmt: skip
+        report["id"],
+        "running",
+        "w1",
+        1,
+    )
     assert job["startedAt"] == START_MS
     assert job["leaseExpiresAt"] == START_MS + 30_000
     assert server.post(f"{JOBS}/lease", {"worker": "w2", "types": ["REPORT"]}).status_code == 204
@@ -218,8 +221,10 @@ def test_complete_stores_the_result_and_counts_the_run(server):
     assert fields_of(wrong) == ["worker"]
     done = server.step(job["id"], "complete", {"worker": "w1", "result": {"url": "/x.png"}})
     assert (done["status"], done["result"], done["finishedAt"]) == (
-        "completed", {"url": "/x.png"}, START_MS + 2500,
-    )  # fmt: skip
+        "completed",
+        {"url": "/x.png"},
+        START_MS + 2500,
+    )
     again = server.post(f"{JOBS}/{job['id']}/complete", {"worker": "w1"})
     assert again.status_code == 409
     assert fields_of(again) == ["status"]
@@ -255,12 +260,16 @@ def test_fail_then_manual_retry(server):
         job["id"], "fail", {"worker": "w1", "error": "card declined", "retryable": False}
     )
     assert (failed["status"], failed["lastError"], failed["worker"]) == (
-        "failed", "card declined", "w1",
-    )  # fmt: skip
+        "failed",
+        "card declined",
+        "w1",
+    )
     retried = server.step(job["id"], "retry")
     assert (retried["status"], retried["nextAttemptAt"], retried["worker"]) == (
-        "pending", START_MS, None,
-    )  # fmt: skip
+        "pending",
+        START_MS,
+        None,
+    )
     conflict = server.post(f"{JOBS}/{job['id']}/retry")
     assert conflict.status_code == 409
     assert fields_of(conflict) == ["status"]
@@ -447,16 +456,32 @@ def test_openapi_describes_every_endpoint_of_the_contract(server):
     assert described == expected
     schemas = doc["components"]["schemas"]
     job = schemas["Job"]["properties"]
-    for field in ("id", "type", "name", "status", "payload", "attempts", "maxAttempts",
-                  "lastError", "worker", "createdAt", "startedAt", "finishedAt",
-                  "nextAttemptAt"):  # fmt: skip
+    for field in (
+        "id",
+        "type",
+        "name",
+        "status",
+        "payload",
+        "attempts",
+        "maxAttempts",
+        "lastError",
+        "worker",
+        "createdAt",
+        "startedAt",
+        "finishedAt",
+        "nextAttemptAt",
+    ):
         assert field in job
     assert set(job["status"]["enum"]) == {"pending", "running", "completed", "failed"}
     assert schemas["FailRequest"]["required"] == ["worker", "error", "retryable"]
     assert schemas["LeaseRequest"]["required"] == ["worker"]
     assert set(schemas["JobInfo"]["required"]) == {
-        "id", "name", "startTimestamp", "backgroundJobType", "isFinished",
-    }  # fmt: skip
+        "id",
+        "name",
+        "startTimestamp",
+        "backgroundJobType",
+        "isFinished",
+    }
     # Every reference resolves.
     text = server.get("/api/openapi.json").text
     for name in {part.split('"')[0] for part in text.split("#/components/schemas/")[1:]}:

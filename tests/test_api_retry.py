@@ -123,8 +123,10 @@ def test_an_expired_lease_ends_the_run_lost_and_requeues(server):
 
     after = server.get(f"{JOBS}/{job['id']}").json()
     assert (after["status"], after["lastError"], after["worker"]) == (
-        "pending", "lease expired", None,
-    )  # fmt: skip
+        "pending",
+        "lease expired",
+        None,
+    )
     # The worker that lost its lease can no longer finish the run.
     late = server.post(f"{JOBS}/{job['id']}/complete", {"worker": "w1"})
     assert late.status_code == 409

@@ -34,8 +34,14 @@ def create(server: LiveServer, **body) -> dict:
 
 
 def test_create_list_inspect_pause_resume_run_and_delete(server: LiveServer):
-    made = create(server, cron="*/5 * * * *", timezone="Europe/Berlin",
-                  payload={"to": "ops"}, misfire="skip", maxAttempts=2)  # fmt: skip
+    made = create(
+        server,
+        cron="*/5 * * * *",
+        timezone="Europe/Berlin",
+        payload={"to": "ops"},
+        misfire="skip",
+        maxAttempts=2,
+    )
     assert made["state"] == "active"
     assert made["cron"] == "*/5 * * * *" and made["intervalSeconds"] is None
     assert made["timezone"] == "Europe/Berlin" and made["misfire"] == "skip"
@@ -141,11 +147,13 @@ def test_invalid_schedules_are_400_naming_the_field(server: LiveServer, body: di
 def test_missing_type_and_bad_bodies(server: LiveServer):
     response = server.post(SCHEDULES, {"name": "n", "cron": "* * * * *"})
     assert response.status_code == 400 and fields_of(response) == ["type"]
-    response = server.session.post(server.url(SCHEDULES), data="{", timeout=10,
-                                   headers={"Content-Type": "application/json"})  # fmt: skip
+    response = server.session.post(
+        server.url(SCHEDULES), data="{", timeout=10, headers={"Content-Type": "application/json"}
+    )
     assert response.status_code == 400 and fields_of(response) == ["body"]
-    response = server.session.post(server.url(SCHEDULES), data="x=1", timeout=10,
-                                   headers={"Content-Type": "text/plain"})  # fmt: skip
+    response = server.session.post(
+        server.url(SCHEDULES), data="x=1", timeout=10, headers={"Content-Type": "text/plain"}
+    )
     assert response.status_code == 415
 
 

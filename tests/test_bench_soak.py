@@ -12,8 +12,11 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_a_short_soak_runs_every_kind_of_request_and_reports_the_drift():
     done = subprocess.run(
         [sys.executable, "-m", "bench.soak", "--seconds", "8"],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     lines = done.stdout.splitlines()
     assert any(line.startswith("resident memory") for line in lines), done.stdout

@@ -25,11 +25,24 @@ def test_chaos_source_never_disturbs_metrics_or_a_good_source(
     truth = [job(f"good-{n}", name=f"task-{n % 5}") for n in range(100)]
     job_source.serve_jobs(truth)
     exporter = ExporterProcess(
-        "serve", "--listen", "127.0.0.1:0", "--store", f"sqlite:///{tmp_path / 'store.db'}",
-        "--source", f"chaos={chaos.url}", "--source", f"good={job_source.url}",
-        "--scrape-interval", "0.1", "--scrape-timeout", "0.5",
-        "--max-response-bytes", str(8 * 1024 * 1024), "--max-series-per-source", "100",
-    )  # fmt: skip
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--store",
+        f"sqlite:///{tmp_path / 'store.db'}",
+        "--source",
+        f"chaos={chaos.url}",
+        "--source",
+        f"good={job_source.url}",
+        "--scrape-interval",
+        "0.1",
+        "--scrape-timeout",
+        "0.5",
+        "--max-response-bytes",
+        str(8 * 1024 * 1024),
+        "--max-series-per-source",
+        "100",
+    )
     slowest = 0.0
     peak_mb = 0.0
     try:

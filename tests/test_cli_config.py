@@ -33,10 +33,20 @@ def invoke(args: list[str], env: dict[str, str] | None = None):
 
 def test_options_build_the_settings(captured):
     result = invoke(
-        ["serve", "--listen", "127.0.0.1:9999", "--store", "sqlite:///x.db",
-         "--source", "a=http://127.0.0.1:1/jobs", "--source", "b=https://app.test/jobs",
-         "--scrape-interval", "0.1"]
-    )  # fmt: skip
+        [
+            "serve",
+            "--listen",
+            "127.0.0.1:9999",
+            "--store",
+            "sqlite:///x.db",
+            "--source",
+            "a=http://127.0.0.1:1/jobs",
+            "--source",
+            "b=https://app.test/jobs",
+            "--scrape-interval",
+            "0.1",
+        ]
+    )
     assert result.exit_code == 0, result.output
     settings: Settings = captured["settings"]
     assert settings.listen == "127.0.0.1:9999"

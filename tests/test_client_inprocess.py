@@ -57,15 +57,18 @@ def test_decorated_and_block_jobs_are_scraped_with_outcome_and_duration(
     finished = "background_jobs_finished_total"
     labels = {"source": "billing"}
     assert metrics.job(finished, type="TASK", job="invoice", outcome="completed", **labels) == 1
-    assert metrics.job("background_jobs_duration_seconds_sum", type="TASK", job="invoice",
-                       **labels) == pytest.approx(1.5)  # fmt: skip
+    assert metrics.job(
+        "background_jobs_duration_seconds_sum", type="TASK", job="invoice", **labels
+    ) == pytest.approx(1.5)
     assert metrics.job(finished, type="HTTP", job="POST /hook", outcome="failed", **labels) == 1
     assert metrics.job("background_jobs_running", type="CRON", job="cleanup", **labels) == 1
 
     block.__exit__(None, None, None)
     assert exporter.scrape("billing").ok
-    assert exporter.metrics().job(finished, type="CRON", job="cleanup", outcome="completed",
-                                  **labels) == 1  # fmt: skip
+    assert (
+        exporter.metrics().job(finished, type="CRON", job="cleanup", outcome="completed", **labels)
+        == 1
+    )
 
 
 def test_finished_jobs_are_kept_for_a_while_then_forgotten(app_with_jobs):

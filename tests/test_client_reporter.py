@@ -80,8 +80,9 @@ class FakeTime:
 
 
 def finished(metrics, outcome: str, type: str, name: str, source: str = "billing"):
-    return metrics.value("background_jobs_finished_total", source=source, type=type, name=name,
-                         outcome=outcome)  # fmt: skip
+    return metrics.value(
+        "background_jobs_finished_total", source=source, type=type, name=name, outcome=outcome
+    )
 
 
 def test_decorated_and_block_jobs_reach_metrics_with_outcome_and_duration(tmp_path):
@@ -112,8 +113,14 @@ def test_decorated_and_block_jobs_reach_metrics_with_outcome_and_duration(tmp_pa
 def test_events_queued_while_the_exporter_is_down_arrive_once_it_is_up(tmp_path):
     clock = FakeTime(START_MS)
     port = closed_port()
-    reporter = JobReporter(f"http://127.0.0.1:{port}", source="billing", clock=clock,
-                           flush_interval=0.02, retry_base=0.02, retry_cap=0.1)  # fmt: skip
+    reporter = JobReporter(
+        f"http://127.0.0.1:{port}",
+        source="billing",
+        clock=clock,
+        flush_interval=0.02,
+        retry_base=0.02,
+        retry_cap=0.1,
+    )
     for n in range(10):
         with reporter.job("TASK", "nightly", job_id=f"night-{n}"):
             clock.now += 1
@@ -132,9 +139,17 @@ def test_events_queued_while_the_exporter_is_down_arrive_once_it_is_up(tmp_path)
         assert finished(counts, "completed", "TASK", "nightly") == 10
         # A batch resent after a lost answer (simulated: the same events again) counts nothing.
         for n in range(10):
-            reporter.emit({"id": f"night-{n}", "name": "nightly", "backgroundJobType": "TASK",
-                           "startTimestamp": START_MS, "isFinished": True,
-                           "finishTimestamp": START_MS + 1000, "status": "completed"})  # fmt: skip
+            reporter.emit(
+                {
+                    "id": f"night-{n}",
+                    "name": "nightly",
+                    "backgroundJobType": "TASK",
+                    "startTimestamp": START_MS,
+                    "isFinished": True,
+                    "finishTimestamp": START_MS + 1000,
+                    "status": "completed",
+                }
+            )
         assert reporter.flush(timeout=10)
         again = Metrics.parse(requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text)
         assert again.value(started, source="billing", type="TASK", name="nightly") == 10

@@ -41,8 +41,12 @@ def test_a_worker_drains_jobs_and_retries_a_retryable_failure(tmp_path: Path):
             server.create("EMAIL", "welcome", payload={"to": f"user{n}@example.test"})
         flaky_job = server.create("SYNC", "partner", maxAttempts=3)
         broken_job = server.create("RENDER", "invoice", maxAttempts=3)
-        worker = Worker(server.base_url, {"EMAIL": send_email, "SYNC": flaky, "RENDER": broken},
-                        name="w1", lease_seconds=30)  # fmt: skip
+        worker = Worker(
+            server.base_url,
+            {"EMAIL": send_email, "SYNC": flaky, "RENDER": broken},
+            name="w1",
+            lease_seconds=30,
+        )
         while worker.run_once():
             pass
         assert len(done) == 5 and worker.completed == 5 and worker.failed == 2
@@ -84,8 +88,10 @@ def test_sigterm_fails_the_job_in_hand_back_and_it_runs_again_elsewhere(tmp_path
         job = server.create("SLOW", "report", maxAttempts=3)
         process = subprocess.Popen(
             [sys.executable, "-c", WORKER_SCRIPT, server.base_url, str(started)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         try:
             wait_until(started.exists, timeout=20)
             process.send_signal(signal.SIGTERM)
@@ -123,8 +129,12 @@ def test_heartbeats_keep_a_long_job_leased(tmp_path: Path):
     with live_server(tmp_path) as server:
         server.create("LONG", "export")
         gate = threading.Event()  # never set: the handler just takes a while
-        worker = Worker(server.base_url, {"LONG": lambda payload: gate.wait(0.25)},
-                        lease_seconds=0.15, session=session)  # fmt: skip
+        worker = Worker(
+            server.base_url,
+            {"LONG": lambda payload: gate.wait(0.25)},
+            lease_seconds=0.15,
+            session=session,
+        )
         assert worker.run_once()
         assert worker.completed == 1
     assert len(beats) >= 2

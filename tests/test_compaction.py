@@ -16,10 +16,16 @@ NOW = 1_700_000_000_000.0
 
 def listing(states: dict[str, str]) -> Listing:
     items = [
-        {"id": job_id, "name": "send", "startTimestamp": NOW - n, "backgroundJobType": "TASK",
-         "isFinished": state != "running"} | ({"status": state} if state != "running" else {})
+        {
+            "id": job_id,
+            "name": "send",
+            "startTimestamp": NOW - n,
+            "backgroundJobType": "TASK",
+            "isFinished": state != "running",
+        }
+        | ({"status": state} if state != "running" else {})
         for n, (job_id, state) in enumerate(states.items())
-    ]  # fmt: skip
+    ]
     return Listing.split(msgspec.json.encode(items))
 
 

@@ -197,14 +197,18 @@ def test_invalid_items_are_skipped_one_by_one_and_counted_by_field(exporter, job
     items = [
         job("ok-1"),
         job("bad-bool", finished="true"),
-        {"id": "no-name", "startTimestamp": START_MS, "backgroundJobType": "TASK",
-         "isFinished": False},
+        {
+            "id": "no-name",
+            "startTimestamp": START_MS,
+            "backgroundJobType": "TASK",
+            "isFinished": False,
+        },
         job("future", start_ms=clock.now_ms() + 25 * 3600 * 1000),
         job("", name="empty id"),
         job("backwards", finished=True, finishTimestamp=START_MS - 1),
         42,
         job("ok-2", unknownField={"ignored": True}),
-    ]  # fmt: skip
+    ]
     job_source.serve_jobs(items)
     result = exporter.scrape()
     assert result.ok and result.invalid == 6

@@ -121,9 +121,15 @@ class Clients:
             assert not thread.is_alive(), f"{thread.name} is stuck"
         assert not self.errors, self.errors
 
-    def request(self, session: requests.Session, method: str, path: str,
-                body: Any = None, ok: tuple[int, ...] = (200, 201, 202, 204),
-                settle: tuple[int, ...] = ()) -> requests.Response:  # fmt: skip
+    def request(
+        self,
+        session: requests.Session,
+        method: str,
+        path: str,
+        body: Any = None,
+        ok: tuple[int, ...] = (200, 201, 202, 204),
+        settle: tuple[int, ...] = (),
+    ) -> requests.Response:
         """Send until a status in `ok` (acknowledged) or `settle` comes back; connection
         errors and 503s while the exporter is down or starting are retried."""
         deadline = time.monotonic() + RETRY_FOR_S
@@ -153,15 +159,22 @@ class Clients:
                 return
             job_id = f"push-{n}-{count}"
             item = {
-                "id": job_id, "name": f"task-{count % 3}", "backgroundJobType": "TASK",
-                "startTimestamp": time.time() * 1000, "isFinished": False,
-            }  # fmt: skip
+                "id": job_id,
+                "name": f"task-{count % 3}",
+                "backgroundJobType": "TASK",
+                "startTimestamp": time.time() * 1000,
+                "isFinished": False,
+            }
             self.request(session, "POST", f"/api/v1/push?source={SOURCE}", item)
             with self.ledger.lock:
                 self.ledger.push_started.add(job_id)
             status = "failed" if rng.random() < 0.2 else "completed"
-            finish = {**item, "isFinished": True, "status": status,
-                      "finishTimestamp": item["startTimestamp"] + rng.randint(1, 5000)}  # fmt: skip
+            finish = {
+                **item,
+                "isFinished": True,
+                "status": status,
+                "finishTimestamp": item["startTimestamp"] + rng.randint(1, 5000),
+            }
             self.request(session, "POST", f"/api/v1/push?source={SOURCE}", [finish])
             with self.ledger.lock:
                 self.ledger.push_finished[job_id] = status
@@ -172,8 +185,12 @@ class Clients:
             token = uuid.uuid4().hex
             with self.ledger.lock:
                 self.ledger.create_attempts.add(token)
-            body = {"type": "CRASH", "name": f"step-{n}", "payload": {"token": token},
-                    "maxAttempts": 100}  # fmt: skip
+            body = {
+                "type": "CRASH",
+                "name": f"step-{n}",
+                "payload": {"token": token},
+                "maxAttempts": 100,
+            }
             job = self.request(session, "POST", "/api/v1/jobs", body, ok=(201,)).json()
             with self.ledger.lock:
                 self.ledger.created[job["id"]] = token
@@ -183,8 +200,9 @@ class Clients:
         rng = random.Random(self.seed * 1000 + n)
         worker = f"worker-{n}"
         while not self.drained.is_set():
-            leased = self.request(session, "POST", "/api/v1/jobs/lease",
-                                  {"worker": worker, "leaseSeconds": 2})  # fmt: skip
+            leased = self.request(
+                session, "POST", "/api/v1/jobs/lease", {"worker": worker, "leaseSeconds": 2}
+            )
             if leased.status_code == 204:
                 self.drained.wait(0.02)
                 continue
@@ -192,8 +210,14 @@ class Clients:
             self.drained.wait(rng.uniform(0, 0.05))  # the work: a kill may land here
             # 409: this worker's lease is gone (a complete applied just before a kill, or
             # a lease that expired while the exporter was down); the store tells which.
-            done = self.request(session, "POST", f"/api/v1/jobs/{job_id}/complete",
-                                {"worker": worker}, ok=(200,), settle=(409,))  # fmt: skip
+            done = self.request(
+                session,
+                "POST",
+                f"/api/v1/jobs/{job_id}/complete",
+                {"worker": worker},
+                ok=(200,),
+                settle=(409,),
+            )
             if done.status_code == 200:
                 with self.ledger.lock:
                     self.ledger.completed.add(job_id)
@@ -220,9 +244,18 @@ def test_sigkill_under_load_loses_nothing_acknowledged_and_counts_nothing_twice(
 
     def serve() -> ExporterProcess:
         return ExporterProcess(
-            "serve", "--listen", f"127.0.0.1:{port}", "--store", store_url,
-            "--backoff-base", "0.05", "--backoff-cap", "0.2", "--threads", "16",
-        )  # fmt: skip
+            "serve",
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--store",
+            store_url,
+            "--backoff-base",
+            "0.05",
+            "--backoff-cap",
+            "0.2",
+            "--threads",
+            "16",
+        )
 
     reads: list[tuple[str, Metrics]] = []
     ledger = Ledger()

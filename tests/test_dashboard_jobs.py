@@ -91,8 +91,11 @@ def test_a_failed_job_is_retried_from_the_page(exporter: Exporter, screens: Scre
     expect(details).to_contain_text("test-worker")
     expect(row.locator(".badge")).to_have_text("running")
 
-    failed = api(exporter, f"/{job_id}/fail",
-                 {"worker": "test-worker", "error": "disk full", "retryable": False})  # fmt: skip
+    failed = api(
+        exporter,
+        f"/{job_id}/fail",
+        {"worker": "test-worker", "error": "disk full", "retryable": False},
+    )
     assert failed.status_code == 200 and failed.json()["status"] == "failed"
     expect(details).to_have_attribute("data-status", "failed")
     expect(details.locator('[data-field="lastError"]')).to_have_text("disk full")
@@ -110,9 +113,12 @@ def test_a_failed_job_is_retried_from_the_page(exporter: Exporter, screens: Scre
     job = requests.get(f"{exporter.url}/api/v1/jobs/{job_id}", timeout=5).json()
     assert job["status"] == "pending" and job["lastError"] == "disk full"
     retries = exporter.metrics().job(
-        "background_jobs_retries_total", source="api", type="REPORT", job="monthly_totals",
+        "background_jobs_retries_total",
+        source="api",
+        type="REPORT",
+        job="monthly_totals",
         trigger="manual",
-    )  # fmt: skip
+    )
     assert retries == 1
 
 

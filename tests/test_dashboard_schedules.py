@@ -25,8 +25,9 @@ def create(exporter: Exporter, **body) -> dict:
 def test_schedules_are_listed_paused_resumed_and_run_from_the_page(
     exporter: Exporter, screens: Screens
 ):
-    nightly = create(exporter, type="REPORT", name="nightly_totals", cron="30 2 * * *",
-                     timezone="Europe/Berlin")  # fmt: skip
+    nightly = create(
+        exporter, type="REPORT", name="nightly_totals", cron="30 2 * * *", timezone="Europe/Berlin"
+    )
     exporter.clock.advance(1)
     ticker = create(exporter, type="TASK", name="heartbeat", intervalSeconds=60)
     page = screens.page()
@@ -51,8 +52,9 @@ def test_schedules_are_listed_paused_resumed_and_run_from_the_page(
     row.locator("button.run-now").click()
     expect(page.locator(".form-result")).to_contain_text("Created job")
     expect(row.locator('[data-field="fires"]')).to_have_text("0 / 0 / 0 / 1")
-    jobs = requests.get(f"{exporter.url}/api/v1/jobs", params={"name": "nightly_totals"},
-                        timeout=5).json()["jobs"]  # fmt: skip
+    jobs = requests.get(
+        f"{exporter.url}/api/v1/jobs", params={"name": "nightly_totals"}, timeout=5
+    ).json()["jobs"]
     assert len(jobs) == 1 and jobs[0]["status"] == "pending"
 
     ticker_row = page.locator(f'tr[data-schedule-id="{ticker["id"]}"]')

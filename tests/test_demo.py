@@ -23,8 +23,11 @@ def test_demo_serves_moving_valid_metrics_and_stops_cleanly(tmp_path):
         wait_until(lambda: started_total(demo.metrics()) > first, timeout=15)
         metrics = demo.metrics()
         assert metrics.value("job_exporter_source_up", source="demo") == 1
-        types = {dict(labels)["type"] for (name, labels), _ in metrics.samples.items()
-                 if name == "background_jobs_started_total"}  # fmt: skip
+        types = {
+            dict(labels)["type"]
+            for (name, labels), _ in metrics.samples.items()
+            if name == "background_jobs_started_total"
+        }
         assert {"HTTP", "TASK", "CRON"} <= types
         checked = promtool_check_metrics(metrics.text)
         assert checked.returncode == 0, checked.stdout + checked.stderr

@@ -123,8 +123,16 @@ def test_no_5xx_and_every_4xx_has_the_error_shape(
 
 
 # The endpoints outside the OpenAPI document, and a few that are not endpoints at all.
-UNDOCUMENTED = ["/metrics", "/healthz", "/readyz", "/api/openapi.json", "/api/docs", "/",
-                "/api/v1/nothing", "/api/v1/jobs/x/nothing"]  # fmt: skip
+UNDOCUMENTED = [
+    "/metrics",
+    "/healthz",
+    "/readyz",
+    "/api/openapi.json",
+    "/api/docs",
+    "/",
+    "/api/v1/nothing",
+    "/api/v1/jobs/x/nothing",
+]
 header_text = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=60).map(
     str.strip
 )
@@ -146,17 +154,22 @@ header_text = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_si
     encoding=header_text | st.sampled_from(["gzip", "gzip;q=0", "br", "identity;q=0", "*"]),
     body=st.binary(max_size=100),
 )
-@hypothesis.settings(max_examples=MAX_EXAMPLES * 2, deadline=None, derandomize=True,
-                     database=None)  # fmt: skip
+@hypothesis.settings(max_examples=MAX_EXAMPLES * 2, deadline=None, derandomize=True, database=None)
 def test_undocumented_endpoints_take_any_method_query_and_headers(
-    fuzzed_exporter: ExporterProcess, path: str, method: str, query: dict[str, str],
-    accept: str, encoding: str, body: bytes,
-) -> None:  # fmt: skip
+    fuzzed_exporter: ExporterProcess,
+    path: str,
+    method: str,
+    query: dict[str, str],
+    accept: str,
+    encoding: str,
+    body: bytes,
+) -> None:
     """/metrics negotiates its format from Accept and its compression from Accept-Encoding:
     odd values there must fall back to plain text, not fail."""
     headers = {"Accept": accept, "Accept-Encoding": encoding}
-    response = requests.request(method, fuzzed_exporter.url + path, params=query,
-                                headers=headers, data=body, timeout=10)  # fmt: skip
+    response = requests.request(
+        method, fuzzed_exporter.url + path, params=query, headers=headers, data=body, timeout=10
+    )
     STATUSES[fuzzed_exporter.url][response.status_code] += 1
     assert response.status_code < 500, (response.status_code, response.text[:500])
     if response.status_code >= 400 and method != "HEAD":

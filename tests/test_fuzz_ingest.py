@@ -28,9 +28,12 @@ NOW_MS = START_MS
 KNOWN_FIELDS = frozenset(FIELD_WIRE_NAMES.values()) | {ITEM_FIELD}
 # Bounded so the module runs in seconds; `derandomize` keeps CI's examples the same each run.
 SETTINGS = hypothesis.settings(
-    max_examples=300, deadline=None, derandomize=True, database=None,
+    max_examples=300,
+    deadline=None,
+    derandomize=True,
+    database=None,
     suppress_health_check=[hypothesis.HealthCheck.too_slow],
-)  # fmt: skip
+)
 
 # Any JSON value, with the awkward corners weighted in: huge and negative numbers, floats
 # at the edge of precision, empty and very long strings, non-ASCII text, deep nesting.
@@ -78,8 +81,9 @@ def batches(draw: st.DrawFn) -> tuple[list[Any], dict[int, str]]:
             item[field] = draw(json_values)
             damaged[index] = field
         elif action == "drop":
-            field = draw(st.sampled_from(["id", "name", "startTimestamp", "backgroundJobType",
-                                          "isFinished"]))  # fmt: skip
+            field = draw(
+                st.sampled_from(["id", "name", "startTimestamp", "backgroundJobType", "isFinished"])
+            )
             del item[field]
             damaged[index] = field
         elif action == "whole":

@@ -32,9 +32,12 @@ _dbs = itertools.count()
 
 def item(job_id: str, state: str = "running", name: str = "send", **extra: Any) -> dict:
     body = {
-        "id": job_id, "name": name, "startTimestamp": NOW - 60_000,
-        "backgroundJobType": "TASK", "isFinished": state != "running",
-    }  # fmt: skip
+        "id": job_id,
+        "name": name,
+        "startTimestamp": NOW - 60_000,
+        "backgroundJobType": "TASK",
+        "isFinished": state != "running",
+    }
     if state != "running":
         body["status"] = state
     return body | extra
@@ -59,9 +62,12 @@ class Pair:
         self.decoded_items.append(len(decoded.jobs) + len(decoded.errors))
         whole = decode_jobs(body, now_ms)
         self.whole.ingest(
-            SOURCE, whole.jobs, now_ms,
-            complete_list=True, invalid_by_field=whole.invalid_by_field(),
-        )  # fmt: skip
+            SOURCE,
+            whole.jobs,
+            now_ms,
+            complete_list=True,
+            invalid_by_field=whole.invalid_by_field(),
+        )
 
     def assert_same(self) -> None:
         listed, whole = (store.snapshot() for store in self.stores)
@@ -120,9 +126,12 @@ def _scrapes(draw: st.DrawFn) -> list[list[dict]]:
 
 @pytest.mark.parametrize("match", ["by place", "by lookup"])
 @hypothesis.settings(
-    max_examples=150, deadline=None, derandomize=True, database=None,
+    max_examples=150,
+    deadline=None,
+    derandomize=True,
+    database=None,
     suppress_health_check=[hypothesis.HealthCheck.function_scoped_fixture],
-)  # fmt: skip
+)
 @hypothesis.given(scrapes=_scrapes(), compactions=st.lists(st.booleans(), min_size=7))
 def test_decoding_only_changed_items_counts_what_decoding_all_counts(
     tmp_path, monkeypatch, match: str, scrapes: list[list[dict]], compactions: list[bool]
@@ -157,8 +166,11 @@ def test_a_steady_scrape_decodes_only_the_items_that_changed(pair: Pair) -> None
         for name, value in values.items()
         if name[0] == FINISHED
     }
-    assert finished == {("send", (FINISHED, "completed")): 1, ("send", (FINISHED, "failed")): 1,
-                        ("send", (FINISHED, "lost")): 1}  # fmt: skip
+    assert finished == {
+        ("send", (FINISHED, "completed")): 1,
+        ("send", (FINISHED, "failed")): 1,
+        ("send", (FINISHED, "lost")): 1,
+    }
     pair.assert_same()
 
 

@@ -28,18 +28,28 @@ CASES: list[tuple[str, str, dict[str, Any], str]] = [
     ("POST", "/api/v1/jobs", {"json": {"type": f"T{NUL}", "name": "x"}}, "type"),
     ("POST", "/api/v1/jobs/lease", {"json": {"worker": f"w{NUL}"}}, "worker"),
     ("POST", "/api/v1/jobs/lease", {"json": {"worker": "w", "types": ["T", NUL]}}, "types"),
-    ("POST", "/api/v1/push",
-     {"json": [job("ok"), job(f"id{NUL}"), job("n", name=NUL), job("t", type=f"T{NUL}")]},
-     "id"),
-]  # fmt: skip
+    (
+        "POST",
+        "/api/v1/push",
+        {"json": [job("ok"), job(f"id{NUL}"), job("n", name=NUL), job("t", type=f"T{NUL}")]},
+        "id",
+    ),
+]
 
 
 @pytest.fixture
 def served(store_url: str, job_source: JobSource) -> Iterator[ExporterProcess]:
     process = ExporterProcess(
-        "serve", "--listen", "127.0.0.1:0", "--store", store_url,
-        "--source", f"app={job_source.url}", "--scrape-interval", "0.1",
-    )  # fmt: skip
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--store",
+        store_url,
+        "--source",
+        f"app={job_source.url}",
+        "--scrape-interval",
+        "0.1",
+    )
     yield process
     assert process.stop() == 0, process.log
 

@@ -28,8 +28,9 @@ def samples(families) -> dict:
 @pytest.fixture
 def busy_exporter(make_exporter, job_source: JobSource) -> Exporter:
     """Every kind of sample: hostile labels, folded names, faults, invalid items, queues."""
-    exporter = make_exporter({"app": job_source.url, "down": "http://127.0.0.1:1/x"},
-                             max_series_per_source=4)  # fmt: skip
+    exporter = make_exporter(
+        {"app": job_source.url, "down": "http://127.0.0.1:1/x"}, max_series_per_source=4
+    )
     job_source.serve_jobs(
         [
             job("1", name='quote " and \\ and \n'),
@@ -45,13 +46,15 @@ def busy_exporter(make_exporter, job_source: JobSource) -> Exporter:
     exporter.scrape("down")
     exporter.runtime.store.add_counts(
         "api",
-        Counter({
-            ("EMAIL", "welcome", PENDING, ""): 3,
-            ("EMAIL", "welcome", RETRIES, "manual"): 1,
-            ("EMAIL", "welcome", QUEUE_WAIT_BUCKET, "0.5"): 2,
-            ("EMAIL", "welcome", QUEUE_WAIT_SUM, ""): 0.7,
-        }),
-    )  # fmt: skip
+        Counter(
+            {
+                ("EMAIL", "welcome", PENDING, ""): 3,
+                ("EMAIL", "welcome", RETRIES, "manual"): 1,
+                ("EMAIL", "welcome", QUEUE_WAIT_BUCKET, "0.5"): 2,
+                ("EMAIL", "welcome", QUEUE_WAIT_SUM, ""): 0.7,
+            }
+        ),
+    )
     scheduler = exporter.runtime.scheduler  # schedules: one fired, one paused, hostile names
     scheduler.create(ScheduleSpec("CRON", 'nightly "report"', interval_s=60))
     paused = scheduler.create(ScheduleSpec("CRON", "Größe\\", cron="0 * * * *"))
@@ -93,9 +96,17 @@ def test_a_failing_store_renders_health_alone(busy_exporter: Exporter):
 
 @pytest.mark.parametrize(
     ("value", "text"),
-    [(0.0, "0"), (3.0, "3"), (-2.0, "-2"), (0.5, "0.5"), (1e20, "1e+20"),
-     (float("inf"), "+Inf"), (float("-inf"), "-Inf"), (float("nan"), "NaN"),
-     (1795486322.898, "1795486322.898")],
-)  # fmt: skip
+    [
+        (0.0, "0"),
+        (3.0, "3"),
+        (-2.0, "-2"),
+        (0.5, "0.5"),
+        (1e20, "1e+20"),
+        (float("inf"), "+Inf"),
+        (float("-inf"), "-Inf"),
+        (float("nan"), "NaN"),
+        (1795486322.898, "1795486322.898"),
+    ],
+)
 def test_numbers(value: float, text: str):
     assert number(value) == text

@@ -5,8 +5,11 @@ from __future__ import annotations
 from tests.fixtures import JobSource, Metrics, job, wait_until
 from tests.processes import ExporterProcess
 
-JOB_FAMILIES = ("background_jobs_started_total", "background_jobs_finished_total",
-                "background_jobs_running")  # fmt: skip
+JOB_FAMILIES = (
+    "background_jobs_started_total",
+    "background_jobs_finished_total",
+    "background_jobs_running",
+)
 
 
 def job_samples(metrics: Metrics) -> dict:
@@ -22,17 +25,27 @@ def totals(metrics: Metrics) -> dict[str, float]:
 
 
 def serve(url: str, source: JobSource) -> ExporterProcess:
-    return ExporterProcess("serve", "--listen", "127.0.0.1:0", "--store", url,
-                           "--source", f"app={source.url}", "--scrape-interval", "0.1")  # fmt: skip
+    return ExporterProcess(
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--store",
+        url,
+        "--source",
+        f"app={source.url}",
+        "--scrape-interval",
+        "0.1",
+    )
 
 
 def expected(started: int, running: int, completed: int, failed: int, lost: int) -> dict:
     return {
-        "background_jobs_started_total": started, "background_jobs_running": running,
+        "background_jobs_started_total": started,
+        "background_jobs_running": running,
         "background_jobs_finished_total/completed": completed,
         "background_jobs_finished_total/failed": failed,
         "background_jobs_finished_total/lost": lost,
-    }  # fmt: skip
+    }
 
 
 def test_two_replicas_scraping_one_source_count_the_truth_once(postgres_cluster, job_source):
@@ -53,10 +66,14 @@ def test_two_replicas_scraping_one_source_count_the_truth_once(postgres_cluster,
 
         # 20 finish (10 of them failed), and nothing else changes.
         finished = [
-            job(item["id"], name=item["name"], finished=True,
-                status="failed" if n % 2 else "completed")
+            job(
+                item["id"],
+                name=item["name"],
+                finished=True,
+                status="failed" if n % 2 else "completed",
+            )
             for n, item in enumerate(running[:20])
-        ]  # fmt: skip
+        ]
         job_source.serve_jobs(finished + running[20:])
         wait_until(lambda: agreed(expected(50, 30, 10, 10, 0)), timeout=30)
 

@@ -18,9 +18,19 @@ WORKERS_PER_REPLICA = 8
 
 
 def serve(url: str) -> ExporterProcess:
-    return ExporterProcess("serve", "--listen", "127.0.0.1:0", "--store", url,
-                           "--backoff-base", "0.1", "--backoff-cap", "0.5",
-                           "--threads", "16")  # fmt: skip
+    return ExporterProcess(
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--store",
+        url,
+        "--backoff-base",
+        "0.1",
+        "--backoff-cap",
+        "0.5",
+        "--threads",
+        "16",
+    )
 
 
 def api_totals(metrics: Metrics) -> dict[str, float]:
@@ -40,8 +50,9 @@ def create_jobs(urls: list[str]) -> None:
     def create(n: int) -> None:
         response = sessions[n % len(urls)].post(
             f"{urls[n % len(urls)]}/api/v1/jobs",
-            json={"type": "WORK", "name": f"step-{n % 5}", "payload": {"n": n}}, timeout=30,
-        )  # fmt: skip
+            json={"type": "WORK", "name": f"step-{n % 5}", "payload": {"n": n}},
+            timeout=30,
+        )
         response.raise_for_status()
 
     with ThreadPoolExecutor(8) as pool:

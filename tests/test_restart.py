@@ -23,9 +23,16 @@ def job_counts(metrics: Metrics) -> dict:
 
 def serve(store: Path, source: JobSource) -> ExporterProcess:
     return ExporterProcess(
-        "serve", "--listen", "127.0.0.1:0", "--store", f"sqlite:///{store}",
-        "--source", f"app={source.url}", "--scrape-interval", "0.1",
-    )  # fmt: skip
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--store",
+        f"sqlite:///{store}",
+        "--source",
+        f"app={source.url}",
+        "--scrape-interval",
+        "0.1",
+    )
 
 
 def scraped(process: ExporterProcess) -> Metrics | None:

@@ -58,23 +58,43 @@ def jobs_of(runtime: Runtime, name: str | None = None):
     [
         # Berlin springs forward at 02:00 CET on 29 March 2026 (01:00 UTC): 02:30 does not
         # exist that day, so the fire comes at the end of the gap, once.
-        ("30 2 * * *", "Europe/Berlin", at(2026, 3, 27, 12),
-         ["2026-03-28 01:30", "2026-03-29 01:00", "2026-03-30 00:30"]),
+        (
+            "30 2 * * *",
+            "Europe/Berlin",
+            at(2026, 3, 27, 12),
+            ["2026-03-28 01:30", "2026-03-29 01:00", "2026-03-30 00:30"],
+        ),
         # Berlin falls back at 03:00 CEST on 25 October 2026 (01:00 UTC): 02:30 happens
         # twice and fires once, at its first occurrence.
-        ("30 2 * * *", "Europe/Berlin", at(2026, 10, 24, 12),
-         ["2026-10-25 00:30", "2026-10-26 01:30", "2026-10-27 01:30"]),
+        (
+            "30 2 * * *",
+            "Europe/Berlin",
+            at(2026, 10, 24, 12),
+            ["2026-10-25 00:30", "2026-10-26 01:30", "2026-10-27 01:30"],
+        ),
         # Hourly across spring forward: every real hour, no hour twice.
-        ("0 * * * *", "Europe/Berlin", at(2026, 3, 28, 23, 30),
-         ["2026-03-29 00:00", "2026-03-29 01:00", "2026-03-29 02:00", "2026-03-29 03:00"]),
+        (
+            "0 * * * *",
+            "Europe/Berlin",
+            at(2026, 3, 28, 23, 30),
+            ["2026-03-29 00:00", "2026-03-29 01:00", "2026-03-29 02:00", "2026-03-29 03:00"],
+        ),
         # Hourly across fall back: the repeated 02:00 fires once.
-        ("0 * * * *", "Europe/Berlin", at(2026, 10, 24, 22, 30),
-         ["2026-10-24 23:00", "2026-10-25 00:00", "2026-10-25 02:00", "2026-10-25 03:00"]),
+        (
+            "0 * * * *",
+            "Europe/Berlin",
+            at(2026, 10, 24, 22, 30),
+            ["2026-10-24 23:00", "2026-10-25 00:00", "2026-10-25 02:00", "2026-10-25 03:00"],
+        ),
         # 09:00 New York keeps its wall time: 14:00 UTC in EST, 13:00 UTC in EDT.
-        ("0 9 * * *", "America/New_York", at(2026, 3, 6, 12),
-         ["2026-03-06 14:00", "2026-03-07 14:00", "2026-03-08 13:00", "2026-03-09 13:00"]),
+        (
+            "0 9 * * *",
+            "America/New_York",
+            at(2026, 3, 6, 12),
+            ["2026-03-06 14:00", "2026-03-07 14:00", "2026-03-08 13:00", "2026-03-09 13:00"],
+        ),
     ],
-)  # fmt: skip
+)
 def test_cron_fire_instants_across_dst(cron: str, zone: str, start: float, expected: list[str]):
     timing = Timing(cron, None, zone, start)
     assert [utc(fire) for fire in due_instants(timing, start, len(expected))] == expected
@@ -97,8 +117,12 @@ def test_a_swept_cron_schedule_fires_at_the_right_instants_across_dst(tmp_path):
                 clock.advance(60)
                 if runtime.scheduler.sweep():
                     fired.append(utc(runtime.scheduler.get(schedule.id).last_fire_ms))
-        assert fired == ["2026-03-29 01:00", "2026-03-30 00:30",
-                         "2026-10-25 00:30", "2026-10-26 01:30"]  # fmt: skip
+        assert fired == [
+            "2026-03-29 01:00",
+            "2026-03-30 00:30",
+            "2026-10-25 00:30",
+            "2026-10-26 01:30",
+        ]
         assert len(jobs_of(runtime, "nightly")) == 4
         assert runtime.scheduler.get(schedule.id).fires_on_time == 4
     finally:

@@ -23,9 +23,18 @@ def test_sigterm_finishes_the_scrape_in_flight(tmp_path: Path, job_source: JobSo
     release = threading.Event()
     job_source.reply = Reply(body=json.dumps([job("late")]).encode(), hang=release)
     exporter = ExporterProcess(
-        "serve", "--listen", "127.0.0.1:0", "--store", f"sqlite:///{store}",
-        "--source", f"app={job_source.url}", "--scrape-interval", "0.1", "--scrape-timeout", "5",
-    )  # fmt: skip
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--store",
+        f"sqlite:///{store}",
+        "--source",
+        f"app={job_source.url}",
+        "--scrape-interval",
+        "0.1",
+        "--scrape-timeout",
+        "5",
+    )
     try:
         wait_until(lambda: job_source.requests >= 1)  # the scrape is waiting on the source
         exporter.process.send_signal(signal.SIGTERM)
@@ -75,8 +84,9 @@ SLOW_ROUTE_SERVER = textwrap.dedent("""
 def test_sigterm_lets_a_request_in_flight_finish(tmp_path: Path):
     process = subprocess.Popen(
         [sys.executable, "-c", SLOW_ROUTE_SERVER, str(tmp_path)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     answers: list[requests.Response] = []
     try:
         wait_until(lambda: (tmp_path / "port").exists())

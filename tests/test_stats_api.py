@@ -30,11 +30,13 @@ def run_a_minute(exporter: Exporter, job_source: JobSource) -> None:
     exporter.scrape()
     exporter.clock.advance(5)
     exporter.runtime.history.sample()
-    job_source.serve_jobs([
-        seed,
-        job("a", finished=True, finishTimestamp=START_MS + 4000, status="completed"),
-        job("b", type="HTTP", name="POST /hook", finished=True, status="failed"),
-    ])  # fmt: skip
+    job_source.serve_jobs(
+        [
+            seed,
+            job("a", finished=True, finishTimestamp=START_MS + 4000, status="completed"),
+            job("b", type="HTTP", name="POST /hook", finished=True, status="failed"),
+        ]
+    )
     exporter.clock.advance(5)
     exporter.scrape()
     exporter.runtime.history.sample()
@@ -44,8 +46,14 @@ def test_summary_has_totals_and_moving_series(exporter: Exporter, job_source: Jo
     run_a_minute(exporter, job_source)
     answer = get(exporter, "/api/v1/stats/summary").json()
     assert answer["step"] == 5 and answer["span"] >= 3600
-    assert answer["totals"] == {"running": 0, "pending": 0, "started": 3, "completed": 2,
-                                "failed": 1, "lost": 0}  # fmt: skip
+    assert answer["totals"] == {
+        "running": 0,
+        "pending": 0,
+        "started": 3,
+        "completed": 2,
+        "failed": 1,
+        "lost": 0,
+    }
     series = answer["series"]
     assert series["t"] == [START_MS, START_MS + 5000, START_MS + 10_000]
     assert series["running"] == [0, 2, 0]
@@ -64,15 +72,25 @@ def test_types_give_one_series_per_type(exporter: Exporter, job_source: JobSourc
     assert http["t"] == [START_MS, START_MS + 10_000]
     assert http["failed"] == [None, 6.0]
     assert get(exporter, "/api/v1/stats/types", limit=1).json()["types"][0]["type"] in {
-        "CRON", "HTTP", "TASK"
-    }  # fmt: skip
+        "CRON",
+        "HTTP",
+        "TASK",
+    }
 
 
 def test_names_list_and_one_function(exporter: Exporter, job_source: JobSource):
     run_a_minute(exporter, job_source)
     names = get(exporter, "/api/v1/stats/names", q="hook").json()
-    assert names["names"] == [{"source": "app", "type": "HTTP", "name": "POST /hook",
-                               "running": 0, "started": 1, "failed": 1}]  # fmt: skip
+    assert names["names"] == [
+        {
+            "source": "app",
+            "type": "HTTP",
+            "name": "POST /hook",
+            "running": 0,
+            "started": 1,
+            "failed": 1,
+        }
+    ]
     assert names["total"] == 1
     one = get(exporter, "/api/v1/stats/name", source="app", type="HTTP", name="POST /hook")
     assert one.status_code == 200

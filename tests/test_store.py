@@ -30,9 +30,14 @@ def plan_for(index, *jobs: JobInfo, store=None):
     if store is not None:
         finished = store.finished_among(index.source, {job.id for job in jobs})
     return plan_changes(
-        index, list(jobs), NOW,
-        complete_list=True, guard=LabelGuard(), buckets=Buckets(), finished=finished,
-    )  # fmt: skip
+        index,
+        list(jobs),
+        NOW,
+        complete_list=True,
+        guard=LabelGuard(),
+        buckets=Buckets(),
+        finished=finished,
+    )
 
 
 @pytest.fixture
@@ -91,10 +96,18 @@ def test_every_new_row_is_stored_as_planned(store, pairs: int):
     whole rows; each comes back exactly as `Plan.job_rows` spells it."""
     index = store.load_index("app")
     jobs = [
-        JobInfo(f"job-{n}-{finished}", f"name-{n}", NOW - n, f"TYPE{n % 2}", finished,
-                NOW + n if finished and n % 3 else None, "failed" if n % 5 == 0 else None)
-        for n in range(pairs) for finished in (False, True)
-    ]  # fmt: skip
+        JobInfo(
+            f"job-{n}-{finished}",
+            f"name-{n}",
+            NOW - n,
+            f"TYPE{n % 2}",
+            finished,
+            NOW + n if finished and n % 3 else None,
+            "failed" if n % 5 == 0 else None,
+        )
+        for n in range(pairs)
+        for finished in (False, True)
+    ]
     plan = plan_changes(
         index, jobs, NOW, complete_list=True, guard=LabelGuard(2), buckets=Buckets()
     )
@@ -125,9 +138,10 @@ def test_prune_spares_listed_and_recent_jobs(store):
     index = store.load_index("app")
     store.apply(index, plan_for(index, info("old", True), info("listed", True), info("running")))
     pruned = store.apply(
-        index, plan_for(index, info("listed", True), info("running"), store=store),
+        index,
+        plan_for(index, info("listed", True), info("running"), store=store),
         Prune(before_ms=NOW + 1, still_listed={"listed", "running"}),
-    )  # fmt: skip
+    )
     assert pruned == ["old"]
     assert store.snapshot().tracked == {"app": 2}
     assert index.finished == 1 and store.finished_among("app", {"old", "listed"}) == {"listed"}
@@ -189,8 +203,9 @@ def _store_at_version_3(url: str) -> None:
         db.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
         for script in MIGRATIONS[:3]:
             db.execute(script)
-        db.execute("INSERT INTO jobs VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                   old_row)  # fmt: skip
+        db.execute(
+            "INSERT INTO jobs VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)", old_row
+        )
         db.execute("INSERT INTO sources VALUES ('app', 1)")
         db.execute("INSERT INTO schema_version VALUES (3)")
 
@@ -222,11 +237,15 @@ _job_states = st.lists(
 
 
 @hypothesis.settings(
-    max_examples=40, deadline=None, derandomize=True, database=None,
+    max_examples=40,
+    deadline=None,
+    derandomize=True,
+    database=None,
     suppress_health_check=[
-        hypothesis.HealthCheck.too_slow, hypothesis.HealthCheck.function_scoped_fixture
+        hypothesis.HealthCheck.too_slow,
+        hypothesis.HealthCheck.function_scoped_fixture,
     ],
-)  # fmt: skip
+)
 @hypothesis.given(scrapes=st.lists(_job_states, min_size=1, max_size=5))
 def test_running_stats_agree_with_the_running_rows(store_url: str, scrapes) -> None:
     """The snapshot derives running counts from started minus finished counts; whatever
@@ -237,10 +256,11 @@ def test_running_stats_agree_with_the_running_rows(store_url: str, scrapes) -> N
         source = f"s{next(_sources)}"  # hypothesis reuses the store: a fresh source each time
         for n, listed in enumerate(scrapes):
             jobs = [
-                JobInfo(f"j{i}", name, NOW + start * 1000, "TASK", outcome is not None,
-                        status=outcome)
+                JobInfo(
+                    f"j{i}", name, NOW + start * 1000, "TASK", outcome is not None, status=outcome
+                )
                 for i, name, outcome, start in listed
-            ]  # fmt: skip
+            ]
             ingestor.ingest(source, jobs, NOW + n * 1000, complete_list=True)
             rows: dict[tuple[str, str], list[float]] = {}
             for row in store.tracked_jobs(source):

@@ -42,8 +42,11 @@ def init_app(app: Flask) -> None:
         for name, value in values:
             if isinstance(value, str) and NUL in value:
                 field = "id" if name == "job_id" else name
-                raise ApiError(400, f"{field} contains a NUL character",
-                               [_error(field, "contains a NUL character")])  # fmt: skip
+                raise ApiError(
+                    400,
+                    f"{field} contains a NUL character",
+                    [_error(field, "contains a NUL character")],
+                )
 
 
 def is_json_content_type() -> bool:
@@ -81,8 +84,9 @@ def read_json(model: type[T]) -> T:
             400, "the request body is not valid JSON", [_error(BODY_FIELD, str(error))]
         ) from error
     if (field := _field_with_nul(body)) is not None:
-        raise ApiError(400, "the request body is invalid",
-                       [_error(field, "contains a NUL character")])  # fmt: skip
+        raise ApiError(
+            400, "the request body is invalid", [_error(field, "contains a NUL character")]
+        )
     return body
 
 

@@ -49,12 +49,18 @@ _MISSING = ("no job has this id", "Error")
 _CONFLICT = ("the job's state or lease does not allow this", "Error")
 _SCHEDULE = ("the schedule", "Schedule")
 _NO_SCHEDULE = ("no schedule has this id", "Error")
-_BAD_SCHEDULE = ("invalid body, cron expression, time zone or interval; `errors` names the "
-                 "field", "Error")  # fmt: skip
-_WINDOW = _query("window", "seconds back from the newest sample (default: all kept)",
-                 {"type": "number"})  # fmt: skip
-_POINTS = _query("points", "points at most, thinned evenly (default 300)",
-                 {"type": "integer", "minimum": 2, "maximum": 2000})  # fmt: skip
+_BAD_SCHEDULE = (
+    "invalid body, cron expression, time zone or interval; `errors` names the field",
+    "Error",
+)
+_WINDOW = _query(
+    "window", "seconds back from the newest sample (default: all kept)", {"type": "number"}
+)
+_POINTS = _query(
+    "points",
+    "points at most, thinned evenly (default 300)",
+    {"type": "integer", "minimum": 2, "maximum": 2000},
+)
 _LIMIT100 = {"type": "integer", "minimum": 1, "maximum": 100}
 _LIMIT2000 = {"type": "integer", "minimum": 1, "maximum": 2000}
 
@@ -65,22 +71,32 @@ def _required(name: str) -> dict[str, Any]:
 
 OPERATIONS: tuple[Operation, ...] = (
     Operation(
-        "post", "/api/v1/push", "Push one JobInfoBase or an array, applied whole or not at all",
+        "post",
+        "/api/v1/push",
+        "Push one JobInfoBase or an array, applied whole or not at all",
         request="PushBody",
         responses={"202": ("accepted", "PushAccepted"), "400": _BAD},
         parameters=(_query("source", "source label (default `push`)", _STR),),
     ),
     Operation(
-        "get", "/api/v1/jobinfo", "Every tracked job, in JobInfoBase shape",
+        "get",
+        "/api/v1/jobinfo",
+        "Every tracked job, in JobInfoBase shape",
         responses={"200": ("the jobs", "TrackedJobs")},
-        parameters=(_query("source", "only this source", _STR),), write=False,
+        parameters=(_query("source", "only this source", _STR),),
+        write=False,
     ),
     Operation(
-        "post", "/api/v1/jobs", "Create a job, pending and due now",
-        request="CreateJob", responses={"201": ("the new job", "Job"), "400": _BAD},
+        "post",
+        "/api/v1/jobs",
+        "Create a job, pending and due now",
+        request="CreateJob",
+        responses={"201": ("the new job", "Job"), "400": _BAD},
     ),
     Operation(
-        "get", "/api/v1/jobs", "List jobs, oldest first, a page at a time",
+        "get",
+        "/api/v1/jobs",
+        "List jobs, oldest first, a page at a time",
         responses={"200": ("a page", "JobPage"), "400": _BAD},
         parameters=(
             _query("status", "only jobs in this status", {"enum": list(STATUSES)}),
@@ -92,99 +108,155 @@ OPERATIONS: tuple[Operation, ...] = (
         write=False,
     ),
     Operation(
-        "get", "/api/v1/jobs/{id}", "One job",
-        responses={"200": _JOB, "404": _MISSING}, parameters=(_ID,), write=False,
+        "get",
+        "/api/v1/jobs/{id}",
+        "One job",
+        responses={"200": _JOB, "404": _MISSING},
+        parameters=(_ID,),
+        write=False,
     ),
     Operation(
-        "post", "/api/v1/jobs/lease", "Lease the oldest due job; 204 when none is due",
+        "post",
+        "/api/v1/jobs/lease",
+        "Lease the oldest due job; 204 when none is due",
         request="LeaseRequest",
         responses={"200": ("the job, now running", "Job"), "204": ("none is due", None)},
     ),
     Operation(
-        "post", "/api/v1/jobs/{id}/heartbeat", "Extend the worker's lease",
+        "post",
+        "/api/v1/jobs/{id}/heartbeat",
+        "Extend the worker's lease",
         request="HeartbeatRequest",
         responses={"200": _JOB, "400": _BAD, "404": _MISSING, "409": _CONFLICT},
         parameters=(_ID,),
     ),
     Operation(
-        "post", "/api/v1/jobs/{id}/complete", "Complete the worker's run",
+        "post",
+        "/api/v1/jobs/{id}/complete",
+        "Complete the worker's run",
         request="CompleteRequest",
         responses={"200": _JOB, "400": _BAD, "404": _MISSING, "409": _CONFLICT},
         parameters=(_ID,),
     ),
     Operation(
-        "post", "/api/v1/jobs/{id}/fail", "Fail the worker's run; retryable ones are retried",
+        "post",
+        "/api/v1/jobs/{id}/fail",
+        "Fail the worker's run; retryable ones are retried",
         request="FailRequest",
         responses={"200": _JOB, "400": _BAD, "404": _MISSING, "409": _CONFLICT},
         parameters=(_ID,),
     ),
     Operation(
-        "post", "/api/v1/jobs/{id}/retry", "Retry a failed job now (no body needed)",
+        "post",
+        "/api/v1/jobs/{id}/retry",
+        "Retry a failed job now (no body needed)",
         responses={"200": _JOB, "404": _MISSING, "409": _CONFLICT},
         parameters=(_ID,),
     ),
     Operation(
-        "post", "/api/v1/schedules", "Create a schedule (recurring job): cron or interval",
+        "post",
+        "/api/v1/schedules",
+        "Create a schedule (recurring job): cron or interval",
         request="CreateSchedule",
-        responses={"201": ("the new schedule", "Schedule"), "400": _BAD_SCHEDULE,
-                   "409": ("--max-schedules schedules exist already", "Error")},
+        responses={
+            "201": ("the new schedule", "Schedule"),
+            "400": _BAD_SCHEDULE,
+            "409": ("--max-schedules schedules exist already", "Error"),
+        },
     ),
     Operation(
-        "get", "/api/v1/schedules", "Every schedule, oldest first",
-        responses={"200": ("the schedules", "SchedulePage")}, write=False,
+        "get",
+        "/api/v1/schedules",
+        "Every schedule, oldest first",
+        responses={"200": ("the schedules", "SchedulePage")},
+        write=False,
     ),
     Operation(
-        "get", "/api/v1/schedules/{id}", "One schedule",
-        responses={"200": _SCHEDULE, "404": _NO_SCHEDULE}, parameters=(_ID,), write=False,
+        "get",
+        "/api/v1/schedules/{id}",
+        "One schedule",
+        responses={"200": _SCHEDULE, "404": _NO_SCHEDULE},
+        parameters=(_ID,),
+        write=False,
     ),
     Operation(
-        "delete", "/api/v1/schedules/{id}", "Delete a schedule (its jobs stay)",
-        responses={"204": ("deleted", None), "404": _NO_SCHEDULE}, parameters=(_ID,),
-    ),
-    Operation(
-        "post", "/api/v1/schedules/{id}/pause", "Pause a schedule: no fires until resumed",
-        responses={"200": _SCHEDULE, "404": _NO_SCHEDULE,
-                   "409": ("the schedule is paused already", "Error")},
+        "delete",
+        "/api/v1/schedules/{id}",
+        "Delete a schedule (its jobs stay)",
+        responses={"204": ("deleted", None), "404": _NO_SCHEDULE},
         parameters=(_ID,),
     ),
     Operation(
-        "post", "/api/v1/schedules/{id}/resume",
+        "post",
+        "/api/v1/schedules/{id}/pause",
+        "Pause a schedule: no fires until resumed",
+        responses={
+            "200": _SCHEDULE,
+            "404": _NO_SCHEDULE,
+            "409": ("the schedule is paused already", "Error"),
+        },
+        parameters=(_ID,),
+    ),
+    Operation(
+        "post",
+        "/api/v1/schedules/{id}/resume",
         "Resume a paused schedule from now (fires due while paused are not run)",
-        responses={"200": _SCHEDULE, "404": _NO_SCHEDULE,
-                   "409": ("the schedule is active already", "Error")},
+        responses={
+            "200": _SCHEDULE,
+            "404": _NO_SCHEDULE,
+            "409": ("the schedule is active already", "Error"),
+        },
         parameters=(_ID,),
     ),
     Operation(
-        "post", "/api/v1/schedules/{id}/run", "Create the schedule's job now, paused or not",
-        responses={"201": ("the new job", "Job"), "404": _NO_SCHEDULE}, parameters=(_ID,),
+        "post",
+        "/api/v1/schedules/{id}/run",
+        "Create the schedule's job now, paused or not",
+        responses={"201": ("the new job", "Job"), "404": _NO_SCHEDULE},
+        parameters=(_ID,),
     ),
     # The built-in dashboard's chart data (README: The dashboard).
     Operation(
-        "get", "/api/v1/stats/summary", "All jobs over the last hour, as chart columns",
+        "get",
+        "/api/v1/stats/summary",
+        "All jobs over the last hour, as chart columns",
         responses={"200": ("totals and series", "SummaryStats"), "400": _BAD},
-        parameters=(_WINDOW, _POINTS), write=False,
+        parameters=(_WINDOW, _POINTS),
+        write=False,
     ),
     Operation(
-        "get", "/api/v1/stats/types", "One series per job type, the busiest first",
+        "get",
+        "/api/v1/stats/types",
+        "One series per job type, the busiest first",
         responses={"200": ("a series per type", "TypesStats"), "400": _BAD},
         parameters=(_WINDOW, _POINTS, _query("limit", "types at most", _LIMIT100)),
         write=False,
     ),
     Operation(
-        "get", "/api/v1/stats/names", "Job functions that have history, busiest first",
+        "get",
+        "/api/v1/stats/names",
+        "Job functions that have history, busiest first",
         responses={"200": ("the functions", "NameList"), "400": _BAD},
-        parameters=(_query("q", "part of the name", _STR), _query("type", "only this type", _STR),
-                    _query("limit", "functions at most", _LIMIT2000)),
+        parameters=(
+            _query("q", "part of the name", _STR),
+            _query("type", "only this type", _STR),
+            _query("limit", "functions at most", _LIMIT2000),
+        ),
         write=False,
     ),
     Operation(
-        "get", "/api/v1/stats/name", "One job function's series",
-        responses={"200": ("its series", "NameStats"), "400": _BAD,
-                   "404": ("no history for that function", "Error")},
+        "get",
+        "/api/v1/stats/name",
+        "One job function's series",
+        responses={
+            "200": ("its series", "NameStats"),
+            "400": _BAD,
+            "404": ("no history for that function", "Error"),
+        },
         parameters=(_required("source"), _required("type"), _required("name"), _WINDOW, _POINTS),
         write=False,
     ),
-)  # fmt: skip
+)
 
 _SCHEMA_TYPES: dict[str, Any] = {
     "CreateJob": schemas.CreateJob,

@@ -75,10 +75,11 @@ Misfire = Literal["run_once", "skip"]
 Cron = Annotated[
     str,
     msgspec.Meta(
-        min_length=1, max_length=200,
+        min_length=1,
+        max_length=200,
         description="Five-field crontab (minute hour day month weekday), in `timezone`.",
     ),
-]  # fmt: skip
+]
 IntervalSeconds = Annotated[
     float,
     msgspec.Meta(ge=1, le=366 * 24 * 3600, description="Seconds between fires, from creation."),

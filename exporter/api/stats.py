@@ -89,8 +89,13 @@ def types():
     sampler = _sampler()
     window = _window(sampler.types)
     limit = int(_number("limit", 12, 1, 100, integer=True))
-    return jsonify({**_meta(sampler.types), "types": sampler.type_series(window, limit),
-                    "untracked": sampler.types.untracked})  # fmt: skip
+    return jsonify(
+        {
+            **_meta(sampler.types),
+            "types": sampler.type_series(window, limit),
+            "untracked": sampler.types.untracked,
+        }
+    )
 
 
 @blueprint.get("/names")
@@ -106,13 +111,19 @@ def names():
 def name():
     """One job function's series: `source`, `type` and `name` pick it."""
     sampler = _sampler()
-    key = (_text("source", required=True, longest=64), _text("type", required=True, longest=100),
-           _text("name", required=True))  # fmt: skip
+    key = (
+        _text("source", required=True, longest=64),
+        _text("type", required=True, longest=100),
+        _text("name", required=True),
+    )
     window = _window(sampler.names)
     series = sampler.series(sampler.names, key, window)
     if series is None:
-        return error_response(404, "no history for that job function", [
-            {"field": "name", "message": f"no history for {key[2]!r} ({key[1]}, {key[0]})"}
-        ])  # fmt: skip
-    return jsonify({**_meta(sampler.names), "source": key[0], "type": key[1], "name": key[2],
-                    "series": series})  # fmt: skip
+        return error_response(
+            404,
+            "no history for that job function",
+            [{"field": "name", "message": f"no history for {key[2]!r} ({key[1]}, {key[0]})"}],
+        )
+    return jsonify(
+        {**_meta(sampler.names), "source": key[0], "type": key[1], "name": key[2], "series": series}
+    )

@@ -143,8 +143,12 @@ class JobReporter(JobTracking):
             return self._failed(f"exporter answered {response.status_code}")
         if response.status_code >= 400:
             self.rejected += len(batch)
-            log.error("exporter refused %d job events (%d): %s",
-                      len(batch), response.status_code, response.text[:500])  # fmt: skip
+            log.error(
+                "exporter refused %d job events (%d): %s",
+                len(batch),
+                response.status_code,
+                response.text[:500],
+            )
             return "rejected"
         if self._failures:
             log.info("job reporter reached the exporter again")

@@ -32,8 +32,9 @@ class JobTracking:
 
     def job(self, type: str, name: str, job_id: str | None = None) -> TrackedJob:
         """`with reporter.job("TASK", "resize"):` reports the block as one job."""
-        return TrackedJob(self, _checked(type, MAX_TYPE, "type"), _checked(name, MAX_NAME, "name"),
-                          job_id)  # fmt: skip
+        return TrackedJob(
+            self, _checked(type, MAX_TYPE, "type"), _checked(name, MAX_NAME, "name"), job_id
+        )
 
     def track(self, type: str, name: str | None = None) -> Callable[[F], F]:
         """`@reporter.track(type="TASK")` reports every call; the name defaults to the

@@ -122,15 +122,20 @@ class Worker:
             if self._stop.is_set():
                 grace_left -= heartbeat_every
                 if grace_left <= 0:
-                    self._finish(job, "fail", error="worker shut down before the job finished",
-                                 retryable=True)  # fmt: skip
+                    self._finish(
+                        job,
+                        "fail",
+                        error="worker shut down before the job finished",
+                        retryable=True,
+                    )
                     return
             self._heartbeat(job)
         if "error" in outcome:
             error = outcome["error"]
             retryable = isinstance(error, RetryableError)
-            self._finish(job, "fail", error=f"{type(error).__name__}: {error}"[:2000],
-                         retryable=retryable)  # fmt: skip
+            self._finish(
+                job, "fail", error=f"{type(error).__name__}: {error}"[:2000], retryable=retryable
+            )
         else:
             self._finish(job, "complete", result=outcome.get("result"))
 

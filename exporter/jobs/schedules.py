@@ -271,8 +271,10 @@ def after_fire(instant_ms: float, result: str, next_ms: float | None, job_id: st
     def transition(schedule: Schedule) -> Schedule:
         if schedule.paused:
             raise FireTaken(f"schedule {schedule.id} was paused meanwhile")
-        counts = {"fires_on_time": schedule.fires_on_time + (result == ON_TIME),
-                  "fires_late": schedule.fires_late + (result == LATE)}  # fmt: skip
+        counts = {
+            "fires_on_time": schedule.fires_on_time + (result == ON_TIME),
+            "fires_late": schedule.fires_late + (result == LATE),
+        }
         unanswered = schedule.unanswered_ms
         return replace(
             schedule,

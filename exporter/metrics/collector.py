@@ -54,8 +54,11 @@ from exporter.store import Store, StoreError
 
 log = logging.getLogger(__name__)
 
-_KINDS = {"counter": CounterMetricFamily, "gauge": GaugeMetricFamily,
-          "histogram": HistogramMetricFamily}  # fmt: skip
+_KINDS = {
+    "counter": CounterMetricFamily,
+    "gauge": GaugeMetricFamily,
+    "histogram": HistogramMetricFamily,
+}
 
 
 class JobCollector:
@@ -135,11 +138,30 @@ class JobCollector:
 
 
 _ORDER = (
-    RUNNING, PENDING_JOBS, OLDEST, STARTED_JOBS, FINISHED_JOBS, RETRIES_SCHEDULED, DURATION,
-    QUEUE_WAIT, SOURCE_UP, SCRAPE_DURATION, LAST_SUCCESS, SCRAPE_ERROR_COUNT, INVALID, FOLDED,
-    TRACKED, STORE_ERRORS, BUILD_INFO, SCHEDULE_FIRES, SCHEDULE_LAST_FIRE, SCHEDULE_NEXT_FIRE,
-    SCHEDULE_LAST_SUCCESS, SCHEDULE_UNANSWERED, SCHEDULE_PAUSED,
-)  # fmt: skip
+    RUNNING,
+    PENDING_JOBS,
+    OLDEST,
+    STARTED_JOBS,
+    FINISHED_JOBS,
+    RETRIES_SCHEDULED,
+    DURATION,
+    QUEUE_WAIT,
+    SOURCE_UP,
+    SCRAPE_DURATION,
+    LAST_SUCCESS,
+    SCRAPE_ERROR_COUNT,
+    INVALID,
+    FOLDED,
+    TRACKED,
+    STORE_ERRORS,
+    BUILD_INFO,
+    SCHEDULE_FIRES,
+    SCHEDULE_LAST_FIRE,
+    SCHEDULE_NEXT_FIRE,
+    SCHEDULE_LAST_SUCCESS,
+    SCHEDULE_UNANSWERED,
+    SCHEDULE_PAUSED,
+)
 
 
 def _new(family: Family) -> Metric:

@@ -132,8 +132,10 @@ def render_into(
             for suffix, count in zip(suffixes, getter(one), strict=True):
                 add(f"{prefix}{suffix}{number(count)}\n")
             flush_often()
-    for family, getter in ((DURATION, lambda one: one.duration),
-                           (QUEUE_WAIT, lambda one: one.queue_wait)):  # fmt: skip
+    for family, getter in (
+        (DURATION, lambda one: one.duration),
+        (QUEUE_WAIT, lambda one: one.queue_wait),
+    ):
         name = header(family)
         les = [f',le="{le}"}} ' for le in view.bucket_labels]
         for text, one in pairs:

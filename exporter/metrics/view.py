@@ -51,86 +51,117 @@ PENDING_JOBS = Family(
     "background_jobs_pending", "gauge", "Jobs waiting to run (job API).", JOB_LABELS
 )
 OLDEST = Family(
-    "background_jobs_oldest_start_timestamp_seconds", "gauge",
-    "Start time of the oldest running job, in seconds since the epoch.", JOB_LABELS,
-)  # fmt: skip
+    "background_jobs_oldest_start_timestamp_seconds",
+    "gauge",
+    "Start time of the oldest running job, in seconds since the epoch.",
+    JOB_LABELS,
+)
 STARTED_JOBS = Family("background_jobs_started", "counter", "Jobs started.", JOB_LABELS)
 FINISHED_JOBS = Family(
     "background_jobs_finished", "counter", "Jobs finished, by outcome.", (*JOB_LABELS, "outcome")
 )
 RETRIES_SCHEDULED = Family(
-    "background_jobs_retries", "counter", "Retries scheduled, by trigger.",
+    "background_jobs_retries",
+    "counter",
+    "Retries scheduled, by trigger.",
     (*JOB_LABELS, "trigger"),
-)  # fmt: skip
+)
 DURATION = Family(
     "background_jobs_duration_seconds", "histogram", "Run time of finished jobs.", JOB_LABELS
 )
 QUEUE_WAIT = Family(
-    "background_jobs_queue_wait_seconds", "histogram",
-    "Time from a job's creation to its first start (job API).", JOB_LABELS,
-)  # fmt: skip
+    "background_jobs_queue_wait_seconds",
+    "histogram",
+    "Time from a job's creation to its first start (job API).",
+    JOB_LABELS,
+)
 SOURCE_UP = Family(
-    "job_exporter_source_up", "gauge", "1 when the last scrape of the source succeeded.",
+    "job_exporter_source_up",
+    "gauge",
+    "1 when the last scrape of the source succeeded.",
     ("source",),
-)  # fmt: skip
+)
 SCRAPE_DURATION = Family(
-    "job_exporter_source_scrape_duration_seconds", "gauge",
-    "How long the last scrape of the source took.", ("source",),
-)  # fmt: skip
+    "job_exporter_source_scrape_duration_seconds",
+    "gauge",
+    "How long the last scrape of the source took.",
+    ("source",),
+)
 LAST_SUCCESS = Family(
-    "job_exporter_source_last_success_timestamp_seconds", "gauge",
-    "When the source was last scraped successfully, in seconds since the epoch.", ("source",),
-)  # fmt: skip
+    "job_exporter_source_last_success_timestamp_seconds",
+    "gauge",
+    "When the source was last scraped successfully, in seconds since the epoch.",
+    ("source",),
+)
 SCRAPE_ERROR_COUNT = Family(
-    "job_exporter_source_scrape_errors", "counter", "Failed scrapes, by reason.",
+    "job_exporter_source_scrape_errors",
+    "counter",
+    "Failed scrapes, by reason.",
     ("source", "reason"),
-)  # fmt: skip
+)
 INVALID = Family(
-    "job_exporter_invalid_jobs", "counter", "Items skipped because a field was invalid.",
+    "job_exporter_invalid_jobs",
+    "counter",
+    "Items skipped because a field was invalid.",
     ("source", "field"),
-)  # fmt: skip
+)
 FOLDED = Family(
-    "job_exporter_folded_jobs", "counter",
-    "Jobs whose name was folded into __other__ by the per-source series cap.", ("source",),
-)  # fmt: skip
+    "job_exporter_folded_jobs",
+    "counter",
+    "Jobs whose name was folded into __other__ by the per-source series cap.",
+    ("source",),
+)
 TRACKED = Family(
     "job_exporter_tracked_jobs", "gauge", "Jobs the store remembers, per source.", ("source",)
 )
 STORE_ERRORS = Family(
-    "job_exporter_store_errors", "counter",
+    "job_exporter_store_errors",
+    "counter",
     "Store operations that failed (the exporter's log says why).",
-)  # fmt: skip
+)
 BUILD_INFO = Family(
-    "job_exporter_build_info", "gauge", "Always 1; the version label says which release runs.",
+    "job_exporter_build_info",
+    "gauge",
+    "Always 1; the version label says which release runs.",
     ("version",),
-)  # fmt: skip
+)
 SCHEDULE_LABELS = ("schedule", "type", "name")
 SCHEDULE_FIRES = Family(
-    "job_exporter_schedule_fires", "counter",
+    "job_exporter_schedule_fires",
+    "counter",
     "Schedule fires, by result: on_time, late (missed, run once), skipped, manual (run now).",
     (*SCHEDULE_LABELS, "result"),
-)  # fmt: skip
+)
 SCHEDULE_LAST_FIRE = Family(
-    "job_exporter_schedule_last_fire_timestamp_seconds", "gauge",
-    "Instant of the schedule's latest fire that created a job.", SCHEDULE_LABELS,
-)  # fmt: skip
+    "job_exporter_schedule_last_fire_timestamp_seconds",
+    "gauge",
+    "Instant of the schedule's latest fire that created a job.",
+    SCHEDULE_LABELS,
+)
 SCHEDULE_NEXT_FIRE = Family(
-    "job_exporter_schedule_next_fire_timestamp_seconds", "gauge",
-    "When the schedule fires next (absent while paused).", SCHEDULE_LABELS,
-)  # fmt: skip
+    "job_exporter_schedule_next_fire_timestamp_seconds",
+    "gauge",
+    "When the schedule fires next (absent while paused).",
+    SCHEDULE_LABELS,
+)
 SCHEDULE_LAST_SUCCESS = Family(
-    "job_exporter_schedule_last_success_timestamp_seconds", "gauge",
-    "When a job the schedule created last completed.", SCHEDULE_LABELS,
-)  # fmt: skip
+    "job_exporter_schedule_last_success_timestamp_seconds",
+    "gauge",
+    "When a job the schedule created last completed.",
+    SCHEDULE_LABELS,
+)
 SCHEDULE_UNANSWERED = Family(
-    "job_exporter_schedule_unanswered_fire_timestamp_seconds", "gauge",
+    "job_exporter_schedule_unanswered_fire_timestamp_seconds",
+    "gauge",
     "Instant of the oldest fire since the schedule's last success (absent when none).",
     SCHEDULE_LABELS,
-)  # fmt: skip
+)
 SCHEDULE_PAUSED = Family(
-    "job_exporter_schedule_paused", "gauge", "1 while the schedule is paused, else 0.",
+    "job_exporter_schedule_paused",
+    "gauge",
+    "1 while the schedule is paused, else 0.",
     SCHEDULE_LABELS,
-)  # fmt: skip
+)
 
 
 @dataclass(frozen=True, slots=True)

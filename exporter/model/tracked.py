@@ -74,9 +74,13 @@ class Plan:
     @property
     def empty(self) -> bool:
         return not (
-            self.running_inserts or self.finished_inserts or self.inserts
-            or self.finishes or self.missing or self.counts
-        )  # fmt: skip
+            self.running_inserts
+            or self.finished_inserts
+            or self.inserts
+            or self.finishes
+            or self.missing
+            or self.counts
+        )
 
     @property
     def insert_count(self) -> int:

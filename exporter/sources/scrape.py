@@ -92,8 +92,12 @@ class Scraper:
                 first = decoded.errors[0]
                 log.debug(
                     "source %s: skipped %d invalid items (item %d, %s: %s)",
-                    name, len(decoded.errors), first.index, first.field, first.message,
-                )  # fmt: skip
+                    name,
+                    len(decoded.errors),
+                    first.index,
+                    first.field,
+                    first.message,
+                )
             return ScrapeResult(True, None, valid, len(decoded.errors))
 
     def close(self) -> None:

@@ -68,8 +68,7 @@ class HistorySampler:
         self.limits = limits = limits or HistoryLimits()
         self.summary = Tier(limits.step_s, limits.capacity(limits.step_s), max_keys=1)
         self.types = Tier(limits.step_s, limits.capacity(limits.step_s), limits.max_types)
-        self.names = Tier(limits.name_step_s, limits.capacity(limits.name_step_s),
-                          limits.max_names)  # fmt: skip
+        self.names = Tier(limits.name_step_s, limits.capacity(limits.name_step_s), limits.max_names)
         self._lock = threading.Lock()
         self._seen_types: set[str] | None = None  # None before the first sample
         self._seen_names: set[NameKey] | None = None
@@ -122,18 +121,24 @@ class HistorySampler:
         text = text.casefold()
         with self._lock:
             matches = [
-                key for key in self.names.tracked()
+                key
+                for key in self.names.tracked()
                 if (not job_type or key[1] == job_type) and text in key[2].casefold()
-            ]  # fmt: skip
+            ]
             matches.sort(key=lambda k: (_activity(self.names, k), k))
             rows = []
             for source, kind, name in matches[:limit]:
                 latest = self.names.latest((source, kind, name)) or [0.0] * FIELDS
-                rows.append({
-                    "source": source, "type": kind, "name": name,
-                    "running": _int(latest[RUNNING]), "started": _int(latest[STARTED_FIELD]),
-                    "failed": _int(latest[FAILED]),
-                })  # fmt: skip
+                rows.append(
+                    {
+                        "source": source,
+                        "type": kind,
+                        "name": name,
+                        "running": _int(latest[RUNNING]),
+                        "started": _int(latest[STARTED_FIELD]),
+                        "failed": _int(latest[FAILED]),
+                    }
+                )
             return rows, len(matches)
 
     def latest_totals(self) -> dict[str, float | None] | None:

@@ -227,7 +227,7 @@ class Tier:
         totals = {position: ring.column(position) for position in CUMULATIVE}
         growths = {  # a missed slot grew by nothing: the next one's growth covers it
             position: [g if g == g else 0.0 for g in column] for position, column in totals.items()
-        }  # fmt: skip
+        }
         columns: dict[str, list[float | None]] = {name: [] for name in COLUMNS}
         times: list[float] = []
         for before, index in picked:
@@ -242,8 +242,12 @@ class Tier:
                     if _known(column[before]) and _known(column[index]):
                         growth[position] = self._sum_after(growths[position], before, index)
             minutes = None if before is None else (self.times[index] - self.times[before]) / 60e3
-            for name, position in (("started", STARTED), ("completed", COMPLETED),
-                                   ("failed", FAILED), ("lost", LOST)):  # fmt: skip
+            for name, position in (
+                ("started", STARTED),
+                ("completed", COMPLETED),
+                ("failed", FAILED),
+                ("lost", LOST),
+            ):
                 columns[name].append(_per_minute(growth, position, minutes))
             columns["avgDuration"].append(_average_duration(growth))
         return {"t": times, **columns}

@@ -114,9 +114,14 @@ class PostgresStore:
         self.url = url
         try:
             self._pool = ConnectionPool(
-                url, min_size=1, max_size=max_connections, open=True, timeout=10,
-                kwargs={"autocommit": True}, name="job-exporter",
-            )  # fmt: skip
+                url,
+                min_size=1,
+                max_size=max_connections,
+                open=True,
+                timeout=10,
+                kwargs={"autocommit": True},
+                name="job-exporter",
+            )
             self._pool.wait(timeout=10)
         except (psycopg.Error, PoolTimeout) as error:
             raise StoreError(f"cannot reach PostgreSQL store {_safe(url)}: {error}") from error

@@ -15,9 +15,18 @@ COLUMNS = (
 )
 COLUMN_COUNT = 17
 UPDATED = (
-    "status", "payload", "result", "attempts", "max_attempts", "last_error", "worker",
-    "started_ms", "finished_ms", "next_attempt_ms", "lease_expires_ms",
-)  # fmt: skip
+    "status",
+    "payload",
+    "result",
+    "attempts",
+    "max_attempts",
+    "last_error",
+    "worker",
+    "started_ms",
+    "finished_ms",
+    "next_attempt_ms",
+    "lease_expires_ms",
+)
 
 
 def row_to_job(row: Sequence) -> QueueJob:
@@ -30,11 +39,24 @@ def row_to_job(row: Sequence) -> QueueJob:
 
 def insert_values(job: QueueJob) -> tuple:
     return (
-        job.id, job.type, job.name, job.label_type, job.label_name, job.status, job.payload,
-        job.result, job.attempts, job.max_attempts, job.last_error, job.worker,
-        job.created_ms, job.started_ms, job.finished_ms, job.next_attempt_ms,
+        job.id,
+        job.type,
+        job.name,
+        job.label_type,
+        job.label_name,
+        job.status,
+        job.payload,
+        job.result,
+        job.attempts,
+        job.max_attempts,
+        job.last_error,
+        job.worker,
+        job.created_ms,
+        job.started_ms,
+        job.finished_ms,
+        job.next_attempt_ms,
         job.lease_expires_ms,
-    )  # fmt: skip
+    )
 
 
 def update_values(job: QueueJob) -> tuple:

@@ -66,12 +66,14 @@ class Ingestor:
 
         def planner(index: SourceIndex) -> Plan:
             plan = plan_changes(
-                index, jobs, now_ms,
+                index,
+                jobs,
+                now_ms,
                 complete_list=complete_list,
                 guard=self.rules.guard,
                 buckets=self.rules.buckets,
                 finished=self._finished_among(index, jobs),
-            )  # fmt: skip
+            )
             plan.counts.update(invalid)
             return plan
 
@@ -100,10 +102,15 @@ class Ingestor:
             def planner(index: SourceIndex) -> Plan:
                 decoded, unlisted = attempt.decode_for(index)
                 plan = plan_changes(
-                    index, decoded.jobs, now_ms,
-                    complete_list=True, guard=self.rules.guard, buckets=self.rules.buckets,
-                    unlisted=unlisted, finished=self._finished_among(index, decoded.jobs),
-                )  # fmt: skip
+                    index,
+                    decoded.jobs,
+                    now_ms,
+                    complete_list=True,
+                    guard=self.rules.guard,
+                    buckets=self.rules.buckets,
+                    unlisted=unlisted,
+                    finished=self._finished_among(index, decoded.jobs),
+                )
                 plan.counts.update(_invalid_counts(decoded.invalid_by_field()))
                 return plan
 
