@@ -7,7 +7,7 @@ not declared JSON is a 415; malformed JSON and schema violations are a 400 namin
 from __future__ import annotations
 
 import re
-from typing import TypeVar
+from typing import Literal, TypeVar, overload
 
 import msgspec
 from flask import Flask, current_app, request
@@ -54,6 +54,10 @@ def is_json_content_type() -> bool:
     return mimetype == "application/json" or mimetype.endswith("+json")
 
 
+@overload
+def raw_json_body(*, required: Literal[True] = True) -> bytes: ...
+@overload
+def raw_json_body(*, required: bool) -> bytes | None: ...
 def raw_json_body(*, required: bool = True) -> bytes | None:
     """The body, checked to be present and declared JSON; None when optional and empty."""
     raw = request.get_data(cache=True)

@@ -67,7 +67,7 @@ class DemoWorker(Worker):
     def __init__(self, url: str, rng: random.Random, **options: Any) -> None:
         self._rng = rng
         super().__init__(url, {kind.type: self._handle for kind in KINDS}, **options)
-        self._kinds = {kind.name: kind for kind in KINDS}
+        self._kinds: dict[object, DemoKind] = {kind.name: kind for kind in KINDS}
         self._pace = options.get("lease_seconds", LEASE_SECONDS) / LEASE_SECONDS
 
     def run_once(self) -> bool:

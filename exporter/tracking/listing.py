@@ -126,7 +126,7 @@ class ListingMemo:
         listed = set(new)
         gone = {id_of[fp] for fp in filterfalse(listed.__contains__, id_of)}
         gone.discard(None)
-        return Changes(new_places, gone, kept)  # type: ignore[arg-type]
+        return Changes(new_places, gone, kept)
 
     def advance(
         self,
