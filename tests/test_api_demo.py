@@ -6,8 +6,8 @@ import threading
 
 from exporter.clock import SystemClock
 from exporter.jobs.demo_crew import DemoCrew
-from tests.api_helpers import live_server
-from tests.fixtures import wait_until
+from tests.helpers.served import live_server
+from tests.helpers.waiting import wait_until
 
 NEEDED = {
     ("background_jobs_started_total", ()),

@@ -12,7 +12,7 @@ import requests
 from exporter.clock import SystemClock
 from exporter.jobs.queue import JobQueue
 from exporter.store.sqlite import SqliteStore
-from tests.api_helpers import live_server
+from tests.helpers.served import live_server
 
 JOBS = "/api/v1/jobs"
 WORKERS = 8

@@ -6,7 +6,8 @@ import pytest
 
 from exporter.app import create_app
 from exporter.config import Settings
-from tests.api_helpers import START_MS, TOKEN, live_server, store_url
+from tests.helpers.data import START_MS, TOKEN
+from tests.helpers.served import live_server, sqlite_url
 
 JOBS = "/api/v1/jobs"
 
@@ -409,7 +410,7 @@ def test_the_token_can_cover_reads_too(tmp_path):
 
 def test_a_token_route_check_needs_no_route_to_remember_it(tmp_path):
     """A route added later is covered too: the check runs before any view."""
-    app = create_app(Settings(store=store_url(tmp_path), api_token=TOKEN))
+    app = create_app(Settings(store=sqlite_url(tmp_path / "api.db"), api_token=TOKEN))
 
     @app.post("/api/v1/added-later")
     def added_later():

@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 
 from exporter.jobs.queue import Backoff
-from tests.api_helpers import START_MS, FixedRandom, live_server
+from tests.helpers.data import START_MS, FixedRandom
+from tests.helpers.served import live_server
 
 JOBS = "/api/v1/jobs"
 LABELS = ("TASK", "charge")

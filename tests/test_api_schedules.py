@@ -8,8 +8,9 @@ from collections.abc import Iterator
 import pytest
 
 from exporter.clock import ManualClock
-from tests.api_helpers import START_MS, TOKEN, LiveServer, live_server
-from tests.fixtures import promtool_check_metrics
+from tests.helpers.data import START_MS, TOKEN
+from tests.helpers.processes import promtool_check_metrics
+from tests.helpers.served import LiveServer, live_server
 
 SCHEDULES = "/api/v1/schedules"
 

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import requests
 
-from tests.chaos_source import EXPECTED_REASON, MODES, ChaosSource, resident_mb
-from tests.fixtures import START_MS, JobSource, Metrics, job
-from tests.processes import ExporterProcess
+from tests.helpers.data import START_MS, job
+from tests.helpers.metrics import Metrics
+from tests.helpers.processes import ExporterProcess, resident_mb
+from tests.helpers.sources import EXPECTED_REASON, MODES, ChaosSource, JobSource
 
 ERRORS = "job_exporter_source_scrape_errors_total"
 

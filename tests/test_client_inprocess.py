@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 from flask import Flask
-from werkzeug.serving import make_server
 
 from exporter.client import InProcessJobs
-from tests.fixtures import START_MS
+from tests.helpers.data import START_MS
+from tests.helpers.served import ServedApp
 
 
 class FakeTime:
@@ -26,12 +24,9 @@ def app_with_jobs():
     jobs = InProcessJobs(clock=clock, keep_finished_s=60)
     app = Flask("billing")
     jobs.init_app(app, "/internal/jobs")
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield jobs, clock, f"http://127.0.0.1:{server.server_port}/internal/jobs"
-    server.shutdown()
-    server.server_close()
+    server = ServedApp(app)
+    yield jobs, clock, f"{server.base_url}/internal/jobs"
+    server.close()
 
 
 def test_decorated_and_block_jobs_are_scraped_with_outcome_and_duration(

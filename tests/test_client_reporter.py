@@ -7,21 +7,15 @@ import threading
 
 import pytest
 import requests
-from werkzeug.serving import make_server
 
-from exporter.app import create_app, runtime_of
+from exporter.app import create_app
 from exporter.client import JobReporter
 from exporter.clock import ManualClock
 from exporter.config import Settings
-from tests.api_helpers import START_MS, Metrics, live_server, store_url
-
-
-def closed_port() -> int:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    return port
+from tests.helpers.data import START_MS
+from tests.helpers.metrics import Metrics
+from tests.helpers.processes import free_port
+from tests.helpers.served import LiveServer, live_server, sqlite_url
 
 
 @pytest.fixture
@@ -55,7 +49,7 @@ def test_calls_return_while_the_exporter_hangs_and_the_queue_stays_bounded(hung_
 
 
 def test_the_app_exception_passes_unchanged():
-    reporter = JobReporter(f"http://127.0.0.1:{closed_port()}")
+    reporter = JobReporter(f"http://127.0.0.1:{free_port()}")
     error = KeyError("mine")
 
     @reporter.track(type="TASK")
@@ -112,7 +106,7 @@ def test_decorated_and_block_jobs_reach_metrics_with_outcome_and_duration(tmp_pa
 
 def test_events_queued_while_the_exporter_is_down_arrive_once_it_is_up(tmp_path):
     clock = FakeTime(START_MS)
-    port = closed_port()
+    port = free_port()
     reporter = JobReporter(
         f"http://127.0.0.1:{port}",
         source="billing",
@@ -127,13 +121,11 @@ def test_events_queued_while_the_exporter_is_down_arrive_once_it_is_up(tmp_path)
     assert not reporter.flush(timeout=0.3)  # nothing can arrive yet
     assert reporter.queued == 20
 
-    app = create_app(Settings(store=store_url(tmp_path)), clock=ManualClock(START_MS))
-    server = make_server("127.0.0.1", port, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
+    app = create_app(Settings(store=sqlite_url(tmp_path / "api.db")), clock=ManualClock(START_MS))
+    server = LiveServer(app, port)
     try:
         assert reporter.flush(timeout=15)
-        counts = Metrics.parse(requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text)
+        counts = Metrics(requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text)
         started = "background_jobs_started_total"
         assert counts.value(started, source="billing", type="TASK", name="nightly") == 10
         assert finished(counts, "completed", "TASK", "nightly") == 10
@@ -151,11 +143,9 @@ def test_events_queued_while_the_exporter_is_down_arrive_once_it_is_up(tmp_path)
                 }
             )
         assert reporter.flush(timeout=10)
-        again = Metrics.parse(requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text)
+        again = Metrics(requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text)
         assert again.value(started, source="billing", type="TASK", name="nightly") == 10
         assert finished(again, "completed", "TASK", "nightly") == 10
     finally:
         reporter.close()
-        server.shutdown()
-        server.server_close()
-        runtime_of(app).stop()
+        server.close()

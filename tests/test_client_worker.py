@@ -12,8 +12,8 @@ from pathlib import Path
 import requests
 
 from exporter.client import RetryableError, Worker
-from tests.api_helpers import live_server
-from tests.fixtures import wait_until
+from tests.helpers.served import live_server
+from tests.helpers.waiting import wait_until
 
 
 def api_value(server, metric: str, job_type: str, name: str, **labels: str) -> float:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 
 from exporter.clock import ManualClock
-from tests.fixtures import START_MS, Exporter, JobSource, job
+from tests.helpers.data import START_MS, job
+from tests.helpers.served import Exporter
+from tests.helpers.sources import JobSource
 
 DURATION_COUNT = "background_jobs_duration_seconds_count"
 DURATION_SUM = "background_jobs_duration_seconds_sum"

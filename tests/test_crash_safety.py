@@ -19,7 +19,6 @@ from __future__ import annotations
 import itertools
 import random
 import signal
-import socket
 import threading
 import time
 import uuid
@@ -29,8 +28,9 @@ from typing import Any
 
 import requests
 
-from tests.fixtures import Metrics, wait_until
-from tests.processes import ExporterProcess
+from tests.helpers.metrics import Metrics
+from tests.helpers.processes import ExporterProcess, free_port
+from tests.helpers.waiting import wait_until
 
 SEED = 8
 KILLS = 10
@@ -42,13 +42,6 @@ RETRY_FOR_S = 30.0  # a client gives up on one request after this long: the test
 # Counters that belong to one process, not to the store: they start again at each restart.
 # (job_exporter_store_errors_total counts what this process saw of its store.)
 PER_PROCESS = ("process_", "python_", "job_exporter_store_errors_total")
-
-
-def free_port() -> int:
-    """A port for every incarnation of the exporter, so the clients keep one URL."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def counter_samples(metrics: Metrics) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -239,7 +232,7 @@ def test_sigkill_under_load_loses_nothing_acknowledged_and_counts_nothing_twice(
     store_url: str,
 ) -> None:
     rng = random.Random(SEED)
-    port = free_port()
+    port = free_port()  # one for every incarnation of the exporter: clients keep one URL
     url = f"http://127.0.0.1:{port}"
 
     def serve() -> ExporterProcess:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser import Screens
+from tests.helpers.browser import Screens
 
 pytestmark = pytest.mark.slow
 

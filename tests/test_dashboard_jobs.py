@@ -14,8 +14,8 @@ import pytest
 import requests
 from playwright.sync_api import Page, expect
 
-from tests.browser import Screens
-from tests.fixtures import Exporter
+from tests.helpers.browser import Screens
+from tests.helpers.served import Exporter
 
 pytestmark = pytest.mark.slow
 

@@ -8,8 +8,8 @@ import pytest
 import requests
 from playwright.sync_api import expect
 
-from tests.browser import Screens
-from tests.fixtures import Exporter
+from tests.helpers.browser import Screens
+from tests.helpers.served import Exporter
 
 NOT_SET = "\u2013"  # what the page shows for a time not set yet (an en dash)
 

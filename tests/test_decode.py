@@ -7,7 +7,7 @@ import json
 import pytest
 
 from exporter.tracking.decode import InvalidDocument, decode_jobs
-from tests.fixtures import START_MS, job
+from tests.helpers.data import START_MS, job
 
 NOW = START_MS
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import requests
 
-from tests.fixtures import Metrics, promtool_check_metrics, wait_until
-from tests.processes import ExporterProcess
+from tests.helpers.metrics import Metrics
+from tests.helpers.processes import ExporterProcess, promtool_check_metrics
+from tests.helpers.waiting import wait_until
 
 
 def started_total(metrics: Metrics) -> float:

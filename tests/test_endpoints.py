@@ -6,7 +6,10 @@ import gzip
 
 import requests
 
-from tests.fixtures import Exporter, JobSource, Metrics, job
+from tests.helpers.data import job
+from tests.helpers.metrics import Metrics
+from tests.helpers.served import Exporter
+from tests.helpers.sources import JobSource
 
 OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 

@@ -22,7 +22,8 @@ from hypothesis import strategies as st
 
 from exporter.model.jobinfo import FIELD_WIRE_NAMES, ITEM_FIELD, MAX_FUTURE_MS
 from exporter.tracking.decode import Decoded, InvalidDocument, decode_jobs
-from tests.api_helpers import START_MS, LiveServer, live_server
+from tests.helpers.data import START_MS
+from tests.helpers.served import LiveServer, live_server
 
 NOW_MS = START_MS
 KNOWN_FIELDS = frozenset(FIELD_WIRE_NAMES.values()) | {ITEM_FIELD}

@@ -17,7 +17,7 @@ from exporter.stats.history import SUMMARY, HistoryLimits, HistorySampler, total
 from exporter.stats.ring import Tier, Window
 from exporter.store import Snapshot, StoreError
 from exporter.store.base import RunningStats
-from tests.fixtures import START_MS
+from tests.helpers.data import START_MS
 
 HOUR = Window(3600, 2000)
 

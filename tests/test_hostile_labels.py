@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from tests.fixtures import Exporter, JobSource, job, promtool_check_metrics
+from tests.helpers.data import job
+from tests.helpers.processes import promtool_check_metrics
+from tests.helpers.served import Exporter
+from tests.helpers.sources import JobSource
 
 HOSTILE_NAMES = [
     'say "hello"',

@@ -7,7 +7,7 @@ import msgspec
 from exporter.clock import ManualClock
 from exporter.sources.mock import KINDS, MockJobSource
 from exporter.tracking.decode import decode_jobs
-from tests.fixtures import START_MS
+from tests.helpers.data import START_MS
 
 
 def run_for(source: MockJobSource, clock: ManualClock, seconds: int) -> list[list[dict]]:

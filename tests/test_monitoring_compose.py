@@ -9,10 +9,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import re
-import shutil
 import subprocess
-import sys
-import sysconfig
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -23,27 +20,16 @@ import yaml
 
 from dashboards import queries
 from dashboards.config import DEFAULT
+from tests.helpers.processes import require_tool
 
 ROOT = queries.ROOT
-
-
-def tool(name: str) -> str:
-    """A tool installed by the test extras (in this venv's scripts dir) or on PATH."""
-    for folder in (sysconfig.get_path("scripts"), str(Path(sys.executable).parent)):
-        candidate = Path(folder) / name
-        if candidate.exists():
-            return str(candidate)
-    found = shutil.which(name)
-    if found is None:
-        pytest.fail(f"{name} is not installed: run scripts/setup (pip test extras)")
-    return found
 
 
 @pytest.fixture(scope="module")
 def compose() -> dict[str, Any]:
     """The compose model as Compose itself resolves it (paths absolute, ports normalised)."""
     result = subprocess.run(
-        [tool("docker-compose"), "-f", "docker-compose.yml", "config", "--format", "json"],
+        [require_tool("docker-compose"), "-f", "docker-compose.yml", "config", "--format", "json"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -189,7 +175,7 @@ def test_exporter_runs_the_demo(compose: dict[str, Any]) -> None:
 def test_hadolint() -> None:
     """The Dockerfile passes hadolint at its strictest threshold."""
     result = subprocess.run(
-        [tool("hadolint"), "--failure-threshold", "info", "Dockerfile"],
+        [require_tool("hadolint"), "--failure-threshold", "info", "Dockerfile"],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import yaml
 
 from dashboards import queries
 from dashboards.config import DEFAULT
+from tests.helpers.processes import require_tool
 
 BOARDS = queries.dashboards()
 UIDS = {
@@ -101,9 +101,7 @@ def test_thresholds_come_from_the_shared_config() -> None:
 
 def test_every_panel_query_parses(tmp_path: Path) -> None:
     """promtool parses every query once Grafana's variables and macros are expanded."""
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        pytest.fail("promtool is not installed: run scripts/setup")
+    promtool = require_tool("promtool")
     values = {"source": "demo", "type": "TASK", "name": "send_email", "datasource": "prometheus"}
     rules = []
     for board in BOARDS.values():

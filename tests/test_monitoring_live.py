@@ -11,9 +11,7 @@ from __future__ import annotations
 import contextlib
 import re
 import shutil
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,6 +24,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from dashboards import queries
 from dashboards.config import DEFAULT
+from tests.helpers.processes import ExporterProcess, free_port, require_tool
+from tests.helpers.waiting import poll
 
 pytestmark = pytest.mark.slow
 
@@ -38,25 +38,19 @@ DATA_DEADLINE = 75.0
 POLL_STEP = 0.5
 
 
-def free_port() -> int:
-    """A port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def wait_for(what: str, check: Callable[[], bool], deadline: float, proc: subprocess.Popen) -> None:
     """Poll `check` in short steps until true; fail with the process's output otherwise."""
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
+
+    def ready() -> bool:
         if proc.poll() is not None:
             out = proc.stdout.read() if proc.stdout else ""
             pytest.fail(f"{what}: process exited with {proc.returncode}:\n{out[-3000:]}")
         with contextlib.suppress(requests.RequestException):
-            if check():
-                return
-        time.sleep(POLL_STEP)
-    pytest.fail(f"{what}: not ready within {deadline} s")
+            return check()
+        return False
+
+    if not poll(ready, timeout=deadline, step=POLL_STEP):
+        pytest.fail(f"{what}: not ready within {deadline} s")
 
 
 @contextlib.contextmanager
@@ -81,18 +75,21 @@ def running(args: list[str], cwd: Path) -> Iterator[subprocess.Popen]:
 @pytest.fixture(scope="module")
 def exporter(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The demo exporter on a free 127.0.0.1 port; yields its base URL."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    workdir = tmp_path_factory.mktemp("exporter")
-    args = [sys.executable, "-m", "exporter", "demo", "--listen", f"127.0.0.1:{port}"]
-    with running(args, cwd=workdir) as proc:
+    demo = ExporterProcess(
+        "demo", "--listen", "127.0.0.1:0", cwd=tmp_path_factory.mktemp("exporter")
+    )
+    try:
         wait_for(
             "demo exporter /healthz",
-            lambda: requests.get(f"{url}/healthz", timeout=2).status_code == 200,
+            lambda: requests.get(f"{demo.url}/healthz", timeout=2).status_code == 200,
             30,
-            proc,
+            demo.process,
         )
-        yield url
+        yield demo.url
+    finally:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            demo.stop(timeout=10)
+        demo.kill()  # if it lingers
 
 
 def project_config_for(exporter_url: str, folder: Path) -> Path:
@@ -118,9 +115,7 @@ def project_config_for(exporter_url: str, folder: Path) -> Path:
 @pytest.fixture(scope="module")
 def prometheus(exporter: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Debian's prometheus with the project's config and rules; yields its base URL."""
-    binary = shutil.which("prometheus")
-    if binary is None:
-        pytest.fail("prometheus is not installed: run scripts/setup (Debian package prometheus)")
+    binary = require_tool("prometheus")
     folder = tmp_path_factory.mktemp("prometheus")
     config = project_config_for(exporter, folder / "config")
     port = free_port()
@@ -175,11 +170,9 @@ def chosen(prometheus: str) -> dict[str, str]:
         "source_type_name:background_jobs_duration_seconds:quantile_rate5m"
         '{quantile="0.5", source="demo"}'
     )
-    end = time.monotonic() + DATA_DEADLINE
-    found = run_query(prometheus, expr, instant=True)
-    while not found and time.monotonic() < end:
-        time.sleep(POLL_STEP)
-        found = run_query(prometheus, expr, instant=True)
+    found = poll(
+        lambda: run_query(prometheus, expr, instant=True), timeout=DATA_DEADLINE, step=POLL_STEP
+    )
     assert found, "the demo finished no job with a duration"
     labels = found[0]["metric"]
     return {key: labels[key] for key in ("source", "type", "name")}
@@ -208,11 +201,12 @@ def empty_summary_panels(prometheus: str, values: dict[str, str]) -> list[str]:
 @pytest.fixture(scope="module")
 def warmed(prometheus: str, variables: dict[str, str]) -> str:
     """Waits (bounded, polling) until every Summary panel has data; fails listing the rest."""
-    end = time.monotonic() + DATA_DEADLINE
-    missing = empty_summary_panels(prometheus, variables)
-    while missing and time.monotonic() < end:
-        time.sleep(POLL_STEP)
-        missing = empty_summary_panels(prometheus, variables)
+    missing = poll(
+        lambda: empty_summary_panels(prometheus, variables),
+        until=lambda missing: not missing,
+        timeout=DATA_DEADLINE,
+        step=POLL_STEP,
+    )
     assert not missing, "Summary panels without data:\n" + "\n".join(missing)
     return prometheus
 
@@ -264,11 +258,12 @@ def test_by_name_shows_the_chosen_job(warmed: str, variables: dict[str, str]) ->
         if q.panel in wanted
     ]
     assert len(exprs) >= len(wanted)
-    end = time.monotonic() + DATA_DEADLINE
-    empty = [expr for expr, instant in exprs if not run_query(warmed, expr, instant)]
-    while empty and time.monotonic() < end:
-        time.sleep(POLL_STEP)
-        empty = [expr for expr, instant in exprs if not run_query(warmed, expr, instant)]
+    empty = poll(
+        lambda: [expr for expr, instant in exprs if not run_query(warmed, expr, instant)],
+        until=lambda empty: not empty,
+        timeout=DATA_DEADLINE,
+        step=POLL_STEP,
+    )
     assert not empty, f"By name panels without data for {variables}: {empty}"
 
 
@@ -292,14 +287,16 @@ def test_every_rule_evaluates(warmed: str) -> None:
     for rule in queries.rules():
         api(warmed, "query", query=rule["expr"])
     expected = {rule.get("record") or rule["alert"] for rule in queries.rules()}
-    end = time.monotonic() + 15
-    while True:
-        groups = api(warmed, "rules")["groups"]
-        loaded = [r for g in groups for r in g["rules"]]
-        evaluated = [r for r in loaded if not r["lastEvaluation"].startswith("0001-")]
-        if len(evaluated) == len(loaded) or time.monotonic() > end:
-            break
-        time.sleep(POLL_STEP)
+
+    def evaluated(loaded: list[dict[str, Any]]) -> bool:
+        return all(not r["lastEvaluation"].startswith("0001-") for r in loaded)
+
+    loaded = poll(
+        lambda: [r for g in api(warmed, "rules")["groups"] for r in g["rules"]],
+        until=evaluated,
+        timeout=15,
+        step=POLL_STEP,
+    )
     assert {r["name"] for r in loaded} == expected
     assert len(loaded) == len(queries.rules())
     unhealthy = [(r["name"], r.get("lastError")) for r in loaded if r["health"] != "ok"]

@@ -18,18 +18,11 @@ import yaml
 from dashboards import main as generator
 from dashboards import queries
 from dashboards.config import DEFAULT
+from tests.helpers.processes import require_tool
 
 ROOT = queries.ROOT
 PROMETHEUS_DIR = ROOT / "prometheus"
 RULES_DIR = queries.RULES_DIR
-
-
-def tool(name: str) -> str:
-    """Path of a real tool; a missing one fails the test (setup installs it), never skips."""
-    path = shutil.which(name)
-    if path is None:
-        pytest.fail(f"{name} is not installed: run scripts/setup (Debian package for {name})")
-    return path
 
 
 def run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
@@ -57,7 +50,7 @@ def test_no_stray_generated_files() -> None:
 
 def test_promtool_check_config() -> None:
     """prometheus.yml is valid and its rule_files glob finds every rule file."""
-    result = run(tool("promtool"), "check", "config", "prometheus/prometheus.yml")
+    result = run(require_tool("promtool"), "check", "config", "prometheus/prometheus.yml")
     assert result.returncode == 0, result.stdout + result.stderr
     for name in queries.rule_files():
         assert f"rules/{name}" in result.stdout, f"prometheus.yml does not load {name}"
@@ -67,14 +60,14 @@ def test_promtool_check_rules() -> None:
     """Every rule file passes promtool's checks (syntax, PromQL, templates)."""
     files = sorted(str(path) for path in RULES_DIR.glob("*.rules.yml"))
     assert files
-    result = run(tool("promtool"), "check", "rules", *files)
+    result = run(require_tool("promtool"), "check", "rules", *files)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_promtool_rule_tests_pass() -> None:
     """The unit tests beside the rules pass."""
     tests = sorted(path.name for path in RULES_DIR.glob("*.test.yml"))
-    result = run(tool("promtool"), "test", "rules", *tests, cwd=RULES_DIR)
+    result = run(require_tool("promtool"), "test", "rules", *tests, cwd=RULES_DIR)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count("SUCCESS") == len(tests), result.stdout
 
@@ -88,14 +81,14 @@ def test_promtool_rule_tests_catch_a_changed_threshold(tmp_path: Path) -> None:
     threshold = f"> {DEFAULT.failure_ratio_threshold:g}\n"
     assert threshold in text
     alerts.write_text(text.replace(threshold, "> 0.5\n"), encoding="utf-8")
-    result = run(tool("promtool"), "test", "rules", "job-alerts.test.yml", cwd=copy)
+    result = run(require_tool("promtool"), "test", "rules", "job-alerts.test.yml", cwd=copy)
     assert result.returncode != 0
     assert "alertname: BackgroundJobsFailureRatioHigh" in result.stdout + result.stderr
 
 
 def test_amtool_check_config() -> None:
     """alertmanager.yml is valid for Alertmanager."""
-    result = run(tool("amtool"), "check-config", "prometheus/alertmanager.yml")
+    result = run(require_tool("amtool"), "check-config", "prometheus/alertmanager.yml")
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -105,7 +98,7 @@ def test_alertmanager_routes_by_severity(severity: str, receiver: str) -> None:
     severities = {rule["labels"]["severity"] for rule in queries.rules() if "alert" in rule}
     assert severity in severities
     result = run(
-        tool("amtool"),
+        require_tool("amtool"),
         "config",
         "routes",
         "test",

@@ -15,8 +15,10 @@ from typing import Any
 import pytest
 import requests
 
-from tests.fixtures import JobSource, job, wait_until
-from tests.processes import ExporterProcess
+from tests.helpers.data import job
+from tests.helpers.processes import ExporterProcess
+from tests.helpers.sources import JobSource
+from tests.helpers.waiting import wait_until
 
 NUL = "\x00"
 CASES: list[tuple[str, str, dict[str, Any], str]] = [

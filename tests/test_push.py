@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from exporter.config import SourceSettings
-from tests.api_helpers import START_MS, TOKEN, job_info, live_server
+from tests.helpers.data import START_MS, TOKEN, job
+from tests.helpers.served import live_server
 
 PUSH = "/api/v1/push"
 
@@ -17,7 +18,7 @@ def server(tmp_path):
 
 
 def test_one_object_is_accepted_and_counted_started(server):
-    response = server.post(PUSH, job_info("a1", START_MS - 1000))
+    response = server.post(PUSH, job("a1", start_ms=START_MS - 1000))
     assert response.status_code == 202
     assert response.json() == {"accepted": 1}
     metrics = server.metrics()
@@ -26,11 +27,11 @@ def test_one_object_is_accepted_and_counted_started(server):
 
 
 def test_an_array_to_a_named_source_follows_the_scrape_rules(server):
-    jobs = [job_info("b1", START_MS - 5000), job_info("b2", START_MS - 4000, type="CRON")]
+    jobs = [job("b1", start_ms=START_MS - 5000), job("b2", start_ms=START_MS - 4000, type="CRON")]
     assert server.post(f"{PUSH}?source=billing", jobs).json() == {"accepted": 2}
     # The same job pushed again, now finished with a finish time: finished once, with its
     # duration; pushed a third time it is not counted again.
-    done = job_info("b1", START_MS - 5000, isFinished=True, finishTimestamp=START_MS - 2000)
+    done = job("b1", start_ms=START_MS - 5000, finished=True, finishTimestamp=START_MS - 2000)
     for _ in range(2):
         assert server.post(f"{PUSH}?source=billing", [done]).status_code == 202
     metrics = server.metrics()
@@ -44,7 +45,7 @@ def test_an_array_to_a_named_source_follows_the_scrape_rules(server):
 
 
 def test_the_same_id_twice_in_one_push_counts_once(server):
-    jobs = [job_info("d1", START_MS), job_info("d1", START_MS, isFinished=True)]
+    jobs = [job("d1", start_ms=START_MS), job("d1", start_ms=START_MS, finished=True)]
     assert server.post(PUSH, jobs).json() == {"accepted": 2}
     metrics = server.metrics()
     assert metrics.job("background_jobs_started_total", "TASK", "send_email", "push") == 1
@@ -53,16 +54,16 @@ def test_the_same_id_twice_in_one_push_counts_once(server):
 
 
 def test_one_bad_item_rejects_the_batch_and_leaves_no_trace(server):
-    server.post(PUSH, job_info("keep", START_MS))  # something already there
+    server.post(PUSH, job("keep", start_ms=START_MS))  # something already there
     before = server.metrics().samples
     store = server.runtime.store
     tracked_before = store.tracked_jobs()
     counts_before = store.snapshot()
     jobs = [
-        job_info("ok1", START_MS),
-        job_info("bad1", START_MS, isFinished="true"),
-        job_info("ok2", START_MS),
-        {**job_info("bad2", START_MS), "id": ""},
+        job("ok1", start_ms=START_MS),
+        job("bad1", start_ms=START_MS, finished="true"),
+        job("ok2", start_ms=START_MS),
+        {**job("bad2", start_ms=START_MS), "id": ""},
     ]
     response = server.post(PUSH, jobs)
     assert response.status_code == 400
@@ -82,8 +83,8 @@ def test_one_bad_item_rejects_the_batch_and_leaves_no_trace(server):
 
 def test_semantic_rules_are_errors_with_their_field(server):
     jobs = [
-        job_info("future", START_MS + 25 * 3600 * 1000),
-        job_info("backwards", START_MS, isFinished=True, finishTimestamp=START_MS - 1),
+        job("future", start_ms=START_MS + 25 * 3600 * 1000),
+        job("backwards", start_ms=START_MS, finished=True, finishTimestamp=START_MS - 1),
     ]
     response = server.post(PUSH, jobs)
     assert response.status_code == 400
@@ -127,7 +128,7 @@ def test_sources_that_cannot_be_pushed_to_are_a_400(tmp_path, source):
 
 def test_a_body_over_the_cap_is_a_413(tmp_path):
     with live_server(tmp_path, max_body_bytes=4096, max_payload_bytes=1024) as server:
-        jobs = [job_info(f"j{n}", START_MS) for n in range(100)]
+        jobs = [job(f"j{n}", start_ms=START_MS) for n in range(100)]
         response = server.post(PUSH, jobs)
         assert response.status_code == 413
         assert response.json()["errors"][0]["field"] == "body"
@@ -136,7 +137,7 @@ def test_a_body_over_the_cap_is_a_413(tmp_path):
 
 def test_a_pushed_job_running_past_the_timeout_counts_lost(tmp_path):
     with live_server(tmp_path, push_lost_after=3600) as server:
-        server.post(PUSH, [job_info("old", START_MS - 1000), job_info("new", START_MS)])
+        server.post(PUSH, [job("old", start_ms=START_MS - 1000), job("new", start_ms=START_MS)])
         server.clock.advance(3600)  # "old" started 3601 s ago, "new" exactly 3600 s ago
         assert server.runtime.sweeper.pushed() == 1
         assert server.runtime.sweeper.pushed() == 0  # counted once
@@ -145,17 +146,25 @@ def test_a_pushed_job_running_past_the_timeout_counts_lost(tmp_path):
         assert metrics.job("background_jobs_finished_total", *labels, outcome="lost") == 1
         assert metrics.job("background_jobs_running", *labels) == 1
         # Pushed finished later, the lost job is not counted again.
-        done = job_info("old", START_MS - 1000, isFinished=True)
+        done = job("old", start_ms=START_MS - 1000, finished=True)
         server.post(PUSH, [done])
         metrics = server.metrics()
         assert metrics.job("background_jobs_finished_total", *labels, outcome="completed") == 0
 
 
 def test_jobinfo_lists_every_tracked_job_in_jobinfo_shape(server):
-    server.post(PUSH, [job_info("r1", START_MS - 10)])
+    server.post(PUSH, [job("r1", start_ms=START_MS - 10)])
     server.post(
         f"{PUSH}?source=other",
-        [job_info("f1", START_MS - 20, isFinished=True, finishTimestamp=START_MS, status="failed")],
+        [
+            job(
+                "f1",
+                start_ms=START_MS - 20,
+                finished=True,
+                finishTimestamp=START_MS,
+                status="failed",
+            )
+        ],
     )
     api_job = server.create("TASK", "resize")
     server.lease("w1")
@@ -186,7 +195,7 @@ def test_jobinfo_lists_every_tracked_job_in_jobinfo_shape(server):
 
 def test_jobinfo_output_is_valid_push_input(server):
     """job-exporter can be its own seed dashboard's endpoint, or feed another exporter."""
-    server.post(PUSH, [job_info("x1", START_MS - 10, isFinished=True, status="failed")])
+    server.post(PUSH, [job("x1", start_ms=START_MS - 10, finished=True, status="failed")])
     listed = server.get("/api/v1/jobinfo").json()
     assert server.post(f"{PUSH}?source=copy", listed).json() == {"accepted": 1}
 

@@ -13,7 +13,9 @@ from prometheus_client.parser import text_string_to_metric_families as parse_tex
 from exporter.jobs.schedules import ScheduleSpec
 from exporter.metrics.text import number, render
 from exporter.model.counts import PENDING, QUEUE_WAIT_BUCKET, QUEUE_WAIT_SUM, RETRIES
-from tests.fixtures import Exporter, JobSource, job
+from tests.helpers.data import job
+from tests.helpers.served import Exporter
+from tests.helpers.sources import JobSource
 
 
 def samples(families) -> dict:

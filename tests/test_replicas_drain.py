@@ -10,8 +10,9 @@ from concurrent.futures import ThreadPoolExecutor
 import requests
 
 from exporter.client import Worker
-from tests.fixtures import Metrics, wait_until
-from tests.processes import ExporterProcess
+from tests.helpers.metrics import Metrics
+from tests.helpers.processes import ExporterProcess
+from tests.helpers.waiting import wait_until
 
 JOBS = 5000
 WORKERS_PER_REPLICA = 8

@@ -7,8 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures import JobSource, Metrics, job, wait_until
-from tests.processes import ExporterProcess
+from tests.helpers.data import job
+from tests.helpers.metrics import Metrics
+from tests.helpers.processes import ExporterProcess
+from tests.helpers.sources import JobSource
+from tests.helpers.waiting import wait_until
 
 JOB_FAMILIES = ("background_jobs_started_total", "background_jobs_finished_total")
 

@@ -23,7 +23,7 @@ from exporter.jobs.schedules import (
 from exporter.model.queue import QueueQuery
 from exporter.model.schedules import SKIP, ScheduleConflict, UnknownSchedule
 from exporter.runtime.process import Runtime
-from tests.fixtures import wait_until
+from tests.helpers.waiting import wait_until
 
 MINUTE_MS = 60_000
 

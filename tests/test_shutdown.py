@@ -14,8 +14,10 @@ from pathlib import Path
 import requests
 
 from exporter.store import open_store
-from tests.fixtures import JobSource, Reply, job, wait_until
-from tests.processes import ExporterProcess
+from tests.helpers.data import job
+from tests.helpers.processes import ExporterProcess
+from tests.helpers.sources import JobSource, Reply
+from tests.helpers.waiting import wait_until
 
 
 def test_sigterm_finishes_the_scrape_in_flight(tmp_path: Path, job_source: JobSource):

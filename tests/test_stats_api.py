@@ -9,7 +9,9 @@ import pytest
 import requests
 
 from exporter.api import stats_schemas
-from tests.fixtures import START_MS, Exporter, JobSource, job
+from tests.helpers.data import START_MS, job
+from tests.helpers.served import Exporter
+from tests.helpers.sources import JobSource
 
 
 def get(exporter: Exporter, path: str, **params: object) -> requests.Response:

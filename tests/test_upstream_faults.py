@@ -5,23 +5,21 @@ from __future__ import annotations
 import gzip
 import json
 import logging
-import socket
 import threading
 import time
 
 import pytest
 
-from tests.fixtures import Exporter, JobSource, Reply, job
+from tests.helpers.data import job
+from tests.helpers.processes import free_port
+from tests.helpers.served import Exporter
+from tests.helpers.sources import JobSource, Reply
 
 ERRORS = "job_exporter_source_scrape_errors_total"
 
 
 def closed_port_url() -> str:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    return f"http://127.0.0.1:{port}/jobs"
+    return f"http://127.0.0.1:{free_port()}/jobs"
 
 
 def assert_fault_counted(exporter: Exporter, reason: str, source: str = "app") -> None:

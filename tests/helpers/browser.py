@@ -11,16 +11,14 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
-import requests
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 
-from tests.fixtures import require_tool, wait_until
-from tests.processes import ExporterProcess
+from tests.helpers.processes import require_tool
 
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 # Headless as root in a closed network: no sandbox, no GPU, and nothing that phones home.
 CHROMIUM_ARGS = [
@@ -34,8 +32,9 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Browser]:
+@contextmanager
+def chromium() -> Iterator[Browser]:
+    """The machine's Chromium (or $CHROMIUM), headless, until the block ends."""
     executable = os.environ.get("CHROMIUM") or require_tool("chromium")
     with sync_playwright() as playwright:
         # launch() gives the browser a fresh temporary --user-data-dir of its own.
@@ -77,29 +76,3 @@ class Screens:
     def close(self) -> None:
         for context in self.contexts:
             context.close()
-
-
-@pytest.fixture
-def screens(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Screens]:
-    made = Screens(browser, request.node.name)
-    yield made
-    made.close()
-    assert not made.errors, f"uncaught errors in the page: {made.errors}"
-
-
-@pytest.fixture(scope="session")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ExporterProcess]:
-    """`job-exporter demo` on 127.0.0.1, once it has a first rate to chart."""
-    process = ExporterProcess(
-        "demo", "--listen", "127.0.0.1:0", cwd=tmp_path_factory.mktemp("demo")
-    )
-
-    def has_rates() -> bool:
-        summary = requests.get(f"{process.url}/api/v1/stats/summary", timeout=5).json()
-        return any(summary["series"]["started"])
-
-    try:
-        wait_until(has_rates, timeout=30, step=0.5)
-        yield process
-    finally:
-        process.stop()

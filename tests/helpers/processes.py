@@ -1,19 +1,24 @@
-"""Run `job-exporter` as a real process and follow its log (for restart and demo tests)."""
+"""Real processes: `job-exporter` run as a process and followed by its log, the tools the
+tests drive for real, and what tests need to know about a process (a free port, its memory).
+"""
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
+import socket
 import subprocess
 import sys
+import sysconfig
 import threading
 import time
 from pathlib import Path
 
-import requests
+import pytest
 
-from tests.fixtures import Metrics
+from tests.helpers.metrics import Metrics, read_metrics
 
 LISTENING = re.compile(r"listening on (http://\S+)")
 
@@ -69,9 +74,7 @@ class ExporterProcess:
             return "\n".join(self.lines)
 
     def metrics(self) -> Metrics:
-        response = requests.get(f"{self.url}/metrics", timeout=5)
-        response.raise_for_status()
-        return Metrics(response.text)
+        return read_metrics(self.url)
 
     def stop(self, sig: signal.Signals = signal.SIGTERM, timeout: float = 15) -> int:
         if self.process.poll() is None:
@@ -86,3 +89,41 @@ class ExporterProcess:
             self.process.kill()
         self.process.wait(10)
         self._reader.join(10)
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def require_tool(name: str) -> str:
+    """The path of a command the tests drive for real: from this virtualenv's scripts (the
+    test extras install some) or from PATH. A missing one fails, never skips."""
+    for folder in (sysconfig.get_path("scripts"), str(Path(sys.executable).parent)):
+        candidate = Path(folder) / name
+        if candidate.exists():
+            return str(candidate)
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(f"{name} is not installed; scripts/setup installs it")
+    return path
+
+
+def promtool_check_metrics(text: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [require_tool("promtool"), "check", "metrics"],
+        input=text,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def resident_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS line")

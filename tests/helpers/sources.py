@@ -1,12 +1,92 @@
-"""A job source that misbehaves differently on every request, for chaos tests."""
+"""Fake job sources on 127.0.0.1: one whose answer each test sets, and one that misbehaves
+differently on every request (for chaos tests)."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import threading
+import time
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from tests.helpers.data import job
+
+
+def _serve(handler: type[BaseHTTPRequestHandler]) -> tuple[ThreadingHTTPServer, str]:
+    """`handler` served on an ephemeral port in a daemon thread; the server and its jobs URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}/jobs"
+
+
+@dataclass
+class Reply:
+    """What the fake source answers next: a status, a body, and misbehaviour to act out."""
+
+    status: int = 200
+    body: bytes = b"[]"
+    headers: dict[str, str] = field(default_factory=lambda: {"Content-Type": "application/json"})
+    hang: threading.Event | None = None  # wait on this before answering
+    chunked: bool = False  # send without Content-Length
+    trickle_s: float | None = None  # pause between single bytes of the body
+
+
+class JobSource:
+    """An app's jobs endpoint on 127.0.0.1 whose answer each test sets."""
+
+    def __init__(self) -> None:
+        self.reply = Reply()
+        self.requests = 0
+        source = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                source.requests += 1
+                reply = source.reply
+                if reply.hang is not None:
+                    reply.hang.wait(timeout=10)
+                self.send_response(reply.status)
+                for name, value in reply.headers.items():
+                    self.send_header(name, value)
+                if reply.trickle_s is not None:
+                    self.send_header("Content-Length", str(len(reply.body)))
+                    self.end_headers()
+                    try:
+                        for byte in reply.body:
+                            self.wfile.write(bytes([byte]))
+                            self.wfile.flush()
+                            time.sleep(reply.trickle_s)
+                    except OSError:
+                        pass  # the exporter gave up on us, as it should
+                elif reply.chunked:
+                    self.send_header("Transfer-Encoding", "chunked")
+                    self.end_headers()
+                    for start in range(0, len(reply.body), 65536):
+                        piece = reply.body[start : start + 65536]
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                    self.wfile.write(b"0\r\n\r\n")
+                else:
+                    self.send_header("Content-Length", str(len(reply.body)))
+                    self.end_headers()
+                    self.wfile.write(reply.body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server, self.url = _serve(Handler)
+
+    def serve_jobs(self, jobs: list[dict[str, Any]]) -> None:
+        self.reply = Reply(body=json.dumps(jobs).encode())
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
 
 MODES = ("hang", "trickle", "huge", "truncated", "wrong_types", "many_names", "disconnect", "good")
 EXPECTED_REASON = {
@@ -43,10 +123,7 @@ class ChaosSource:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/jobs"
-        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+        self.server, self.url = _serve(Handler)
 
     def close(self) -> None:
         self._stop.set()
@@ -61,13 +138,7 @@ class ChaosSource:
         handler.wfile.write(body)
 
     def _job(self, n: int, name: str = "chaos") -> dict[str, Any]:
-        return {
-            "id": f"c{n}",
-            "name": name,
-            "startTimestamp": self.start_ms,
-            "backgroundJobType": "TASK",
-            "isFinished": False,
-        }
+        return job(f"c{n}", name=name, start_ms=self.start_ms)
 
     def _hang(self, handler: BaseHTTPRequestHandler) -> None:
         self._stop.wait(5)
@@ -110,11 +181,3 @@ class ChaosSource:
 
     def _good(self, handler: BaseHTTPRequestHandler) -> None:
         self._send(handler, json.dumps([self._job(n) for n in range(10)]).encode())
-
-
-def resident_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS line")

@@ -1,0 +1,56 @@
+"""The one reader of /metrics pages: samples looked up by name and labels."""
+
+from __future__ import annotations
+
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+Sample = tuple[str, frozenset[tuple[str, str]]]
+
+
+class Metrics:
+    """One read of a /metrics page, with samples looked up by name and labels.
+
+    `job()` reads one job family's sample. Its defaults belong to the reader: a page of a
+    scraping exporter is read for source `app`, and a series that does not exist reads None
+    (so a test can tell it is absent); a page of the job API (LiveServer) is read for source
+    `api`, and an absent series reads 0, where its counters start.
+    """
+
+    def __init__(self, text: str, *, source: str = "app", missing: float | None = None) -> None:
+        self.text = text
+        self.source = source
+        self.missing = missing
+        self.samples: dict[Sample, float] = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                self.samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
+
+    def value(self, metric: str, /, **labels: str) -> float | None:
+        return self.samples.get((metric, frozenset(labels.items())))
+
+    def job(
+        self,
+        metric: str,
+        /,
+        type: str = "TASK",
+        job: str = "send_email",
+        source: str | None = None,
+        **labels: str,
+    ) -> float | None:
+        """A job family's sample by type, `job` (the name label) and source, given in that
+        order or by keyword; the source defaults to the reader's."""
+        found = self.value(
+            metric, source=self.source if source is None else source, type=type, name=job, **labels
+        )
+        return self.missing if found is None else found
+
+    def names(self) -> set[str]:
+        return {name for name, _ in self.samples}
+
+
+def read_metrics(base_url: str) -> Metrics:
+    """GET `base_url`/metrics (5 s timeout); an error status fails the test."""
+    response = requests.get(f"{base_url}/metrics", timeout=5)
+    response.raise_for_status()
+    return Metrics(response.text)
