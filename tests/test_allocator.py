@@ -16,6 +16,9 @@ import pytest
 
 from exporter.runtime.allocator import give_back, tune_allocator
 
+# The workloads run in their own Python processes, and finding glibc runs `ldconfig -p`.
+pytestmark = pytest.mark.slow
+
 WORKLOAD = textwrap.dedent(
     """
     import sys, threading

@@ -202,6 +202,7 @@ def test_writes_need_the_token_when_one_is_set(tmp_path):
         assert server.get(SCHEDULES).status_code == 200  # reads stay open
 
 
+@pytest.mark.slow
 def test_the_schedule_families_pass_promtool_lint(server: LiveServer):
     create(server, intervalSeconds=60)
     server.clock.advance(60)

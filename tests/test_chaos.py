@@ -9,12 +9,15 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
 import requests
 
 from tests.helpers.data import START_MS, job
 from tests.helpers.metrics import Metrics
 from tests.helpers.processes import ExporterProcess, resident_mb
 from tests.helpers.sources import EXPECTED_REASON, MODES, ChaosSource, JobSource
+
+pytestmark = pytest.mark.slow
 
 ERRORS = "job_exporter_source_scrape_errors_total"
 

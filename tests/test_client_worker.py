@@ -9,6 +9,7 @@ import textwrap
 import threading
 from pathlib import Path
 
+import pytest
 import requests
 
 from exporter.client import RetryableError, Worker
@@ -82,6 +83,7 @@ WORKER_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_sigterm_fails_the_job_in_hand_back_and_it_runs_again_elsewhere(tmp_path: Path):
     started = tmp_path / "started"
     with live_server(tmp_path, backoff_base=5, backoff_cap=5) as server:

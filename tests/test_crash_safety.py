@@ -26,11 +26,14 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
 import requests
 
 from tests.helpers.metrics import Metrics
 from tests.helpers.processes import ExporterProcess, free_port
 from tests.helpers.waiting import wait_until
+
+pytestmark = pytest.mark.slow
 
 SEED = 8
 KILLS = 10

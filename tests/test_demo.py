@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
 import requests
 
 from tests.helpers.metrics import Metrics
 from tests.helpers.processes import ExporterProcess, promtool_check_metrics
 from tests.helpers.waiting import wait_until
+
+pytestmark = pytest.mark.slow
 
 
 def started_total(metrics: Metrics) -> float:

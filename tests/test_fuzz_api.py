@@ -25,6 +25,8 @@ from schemathesis.checks import not_a_server_error
 from exporter.api import openapi
 from tests.helpers.processes import ExporterProcess
 
+pytestmark = pytest.mark.slow
+
 # Per operation and mode (19 of them) and store: 1,900 requests, 35 s. FUZZ_EXAMPLES raises it.
 MAX_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "100"))
 

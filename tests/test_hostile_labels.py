@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.helpers.data import job
 from tests.helpers.processes import promtool_check_metrics
 from tests.helpers.served import Exporter
 from tests.helpers.sources import JobSource
+
+pytestmark = pytest.mark.slow
 
 HOSTILE_NAMES = [
     'say "hello"',

@@ -75,6 +75,7 @@ def split_target(target: str) -> tuple[str, int]:
     return host, int(port)
 
 
+@pytest.mark.slow
 def test_services(compose: dict[str, Any]) -> None:
     """Exporter, Prometheus, Alertmanager and Grafana; ports published on localhost only."""
     assert set(compose["services"]) == {"exporter", "prometheus", "alertmanager", "grafana"}
@@ -83,6 +84,7 @@ def test_services(compose: dict[str, Any]) -> None:
             assert port["host_ip"] == "127.0.0.1", f"{name} publishes beyond localhost"
 
 
+@pytest.mark.slow
 def test_images_are_pinned(compose: dict[str, Any]) -> None:
     """Every pulled image names an exact version; the exporter is built from this repo."""
     for name, service in compose["services"].items():
@@ -94,6 +96,7 @@ def test_images_are_pinned(compose: dict[str, Any]) -> None:
         assert image and re.fullmatch(r"v?\d+\.\d+\.\d+", tag), f"{name}: {service['image']}"
 
 
+@pytest.mark.slow
 def test_bind_mounts_exist(compose: dict[str, Any]) -> None:
     """Every file or folder mounted from the repository exists."""
     for name, service in compose["services"].items():
@@ -104,6 +107,7 @@ def test_bind_mounts_exist(compose: dict[str, Any]) -> None:
                 assert source.is_relative_to(ROOT), f"{name} mounts from outside the repo"
 
 
+@pytest.mark.slow
 def test_config_files_named_in_commands_exist(compose: dict[str, Any]) -> None:
     """Prometheus and Alertmanager read the repository's configs through their mounts."""
     services = compose["services"]
@@ -115,6 +119,7 @@ def test_config_files_named_in_commands_exist(compose: dict[str, Any]) -> None:
     assert alertmanager == ROOT / "prometheus" / "alertmanager.yml"
 
 
+@pytest.mark.slow
 def test_prometheus_rule_files_are_mounted(compose: dict[str, Any]) -> None:
     """The rule_files globs, relative to the config inside the container, find every rule."""
     service = compose["services"]["prometheus"]
@@ -127,6 +132,7 @@ def test_prometheus_rule_files_are_mounted(compose: dict[str, Any]) -> None:
     assert found == set(queries.rule_files())
 
 
+@pytest.mark.slow
 def test_prometheus_targets_are_compose_services(compose: dict[str, Any]) -> None:
     """Scrape and alerting targets name services on the ports they listen on."""
     services = compose["services"]
@@ -147,6 +153,7 @@ def test_prometheus_targets_are_compose_services(compose: dict[str, Any]) -> Non
     assert host == "alertmanager" and port in container_ports(services["alertmanager"])
 
 
+@pytest.mark.slow
 def test_grafana_datasource_points_at_prometheus(compose: dict[str, Any]) -> None:
     """The provisioned datasource is the compose Prometheus, under the uid dashboards use."""
     (datasource,) = load("grafana/provisioning/datasources/prometheus.yml")["datasources"]
@@ -157,6 +164,7 @@ def test_grafana_datasource_points_at_prometheus(compose: dict[str, Any]) -> Non
     assert datasource["type"] == "prometheus" and datasource["isDefault"]
 
 
+@pytest.mark.slow
 def test_grafana_loads_the_generated_dashboards(compose: dict[str, Any]) -> None:
     """Provisioning and the home dashboard point, through the mounts, at grafana/."""
     grafana = compose["services"]["grafana"]
@@ -167,11 +175,13 @@ def test_grafana_loads_the_generated_dashboards(compose: dict[str, Any]) -> None
     assert host_path(grafana, home) == queries.DASHBOARDS_DIR / "summary.json"
 
 
+@pytest.mark.slow
 def test_exporter_runs_the_demo(compose: dict[str, Any]) -> None:
     """The compose exporter runs `demo`, the mode that needs no app or database."""
     assert compose["services"]["exporter"]["command"][0] == "demo"
 
 
+@pytest.mark.slow
 def test_hadolint() -> None:
     """The Dockerfile passes hadolint at its strictest threshold."""
     result = subprocess.run(

@@ -99,6 +99,7 @@ def test_thresholds_come_from_the_shared_config() -> None:
     assert all(values == [None, DEFAULT.failure_ratio_threshold] for values in found)
 
 
+@pytest.mark.slow
 def test_every_panel_query_parses(tmp_path: Path) -> None:
     """promtool parses every query once Grafana's variables and macros are expanded."""
     promtool = require_tool("promtool")

@@ -48,6 +48,7 @@ def test_no_stray_generated_files() -> None:
     assert present == expected
 
 
+@pytest.mark.slow
 def test_promtool_check_config() -> None:
     """prometheus.yml is valid and its rule_files glob finds every rule file."""
     result = run(require_tool("promtool"), "check", "config", "prometheus/prometheus.yml")
@@ -56,6 +57,7 @@ def test_promtool_check_config() -> None:
         assert f"rules/{name}" in result.stdout, f"prometheus.yml does not load {name}"
 
 
+@pytest.mark.slow
 def test_promtool_check_rules() -> None:
     """Every rule file passes promtool's checks (syntax, PromQL, templates)."""
     files = sorted(str(path) for path in RULES_DIR.glob("*.rules.yml"))
@@ -64,6 +66,7 @@ def test_promtool_check_rules() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_promtool_rule_tests_pass() -> None:
     """The unit tests beside the rules pass."""
     tests = sorted(path.name for path in RULES_DIR.glob("*.test.yml"))
@@ -72,6 +75,7 @@ def test_promtool_rule_tests_pass() -> None:
     assert result.stdout.count("SUCCESS") == len(tests), result.stdout
 
 
+@pytest.mark.slow
 def test_promtool_rule_tests_catch_a_changed_threshold(tmp_path: Path) -> None:
     """The rule tests can fail: a copy of the rules with a different threshold fails them."""
     copy = tmp_path / "rules"
@@ -86,6 +90,7 @@ def test_promtool_rule_tests_catch_a_changed_threshold(tmp_path: Path) -> None:
     assert "alertname: BackgroundJobsFailureRatioHigh" in result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_amtool_check_config() -> None:
     """alertmanager.yml is valid for Alertmanager."""
     result = run(require_tool("amtool"), "check-config", "prometheus/alertmanager.yml")
@@ -93,6 +98,7 @@ def test_amtool_check_config() -> None:
 
 
 @pytest.mark.parametrize(("severity", "receiver"), [("critical", "pager"), ("warning", "default")])
+@pytest.mark.slow
 def test_alertmanager_routes_by_severity(severity: str, receiver: str) -> None:
     """Every alert's severity reaches the receiver alertmanager.yml means for it."""
     severities = {rule["labels"]["severity"] for rule in queries.rules() if "alert" in rule}

@@ -20,6 +20,8 @@ from tests.helpers.processes import ExporterProcess
 from tests.helpers.sources import JobSource
 from tests.helpers.waiting import wait_until
 
+pytestmark = pytest.mark.slow
+
 NUL = "\x00"
 CASES: list[tuple[str, str, dict[str, Any], str]] = [
     ("GET", "/api/v1/jobs", {"params": {"type": f"a{NUL}b"}}, "type"),

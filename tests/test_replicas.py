@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.helpers.data import job
 from tests.helpers.metrics import Metrics
 from tests.helpers.processes import ExporterProcess
 from tests.helpers.sources import JobSource
 from tests.helpers.waiting import wait_until
+
+pytestmark = pytest.mark.slow
 
 JOB_FAMILIES = (
     "background_jobs_started_total",

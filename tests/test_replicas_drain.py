@@ -7,12 +7,15 @@ import signal
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 import requests
 
 from exporter.client import Worker
 from tests.helpers.metrics import Metrics
 from tests.helpers.processes import ExporterProcess
 from tests.helpers.waiting import wait_until
+
+pytestmark = pytest.mark.slow
 
 JOBS = 5000
 WORKERS_PER_REPLICA = 8

@@ -13,6 +13,8 @@ from tests.helpers.processes import ExporterProcess
 from tests.helpers.sources import JobSource
 from tests.helpers.waiting import wait_until
 
+pytestmark = pytest.mark.slow
+
 JOB_FAMILIES = ("background_jobs_started_total", "background_jobs_finished_total")
 
 

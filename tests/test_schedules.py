@@ -269,6 +269,7 @@ def sweep_together(replicas: list[Runtime]) -> list[int]:
     return created
 
 
+@pytest.mark.slow
 def test_two_replicas_on_one_postgresql_create_exactly_one_job_per_fire(postgres_cluster):
     url = postgres_cluster.new_database()
     clock = ManualClock(at(2026, 1, 1))

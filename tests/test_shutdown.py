@@ -11,6 +11,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 import requests
 
 from exporter.store import open_store
@@ -18,6 +19,8 @@ from tests.helpers.data import job
 from tests.helpers.processes import ExporterProcess
 from tests.helpers.sources import JobSource, Reply
 from tests.helpers.waiting import wait_until
+
+pytestmark = pytest.mark.slow
 
 
 def test_sigterm_finishes_the_scrape_in_flight(tmp_path: Path, job_source: JobSource):
