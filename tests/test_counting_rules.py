@@ -1,4 +1,4 @@
-"""CONTRACT section 2, rule by rule, read back as exact samples from the real /metrics."""
+"""docs/contract.md §2, rule by rule, read back as exact samples from the real /metrics."""
 
 from __future__ import annotations
 

@@ -56,7 +56,7 @@ def api_schema(fuzzed_exporter: ExporterProcess) -> schemathesis.BaseSchema:
 
 
 def assert_error_shape(response: schemathesis.Response) -> None:
-    """A 4xx answers `{"error": str, "errors": [...]}` as JSON (CONTRACT section 4)."""
+    """A 4xx answers `{"error": str, "errors": [...]}` as JSON (docs/contract.md §4)."""
     content_type = response.headers.get("content-type", [""])[0]
     assert content_type.startswith("application/json"), (
         response.status_code,

@@ -345,7 +345,7 @@ def test_every_named_series_exists_in_the_exporter(exporter: str) -> None:
     assert not unknown, f"not served by the exporter: {unknown}"
     unrecorded = sorted(n for n in named if ":" in n and n not in records)
     assert not unrecorded, f"read but never recorded: {unrecorded}"
-    # Each family of the contract's job metrics is used somewhere.
+    # Each job family of docs/contract.md §3 is used somewhere.
     for family in (
         "background_jobs_running",
         "background_jobs_pending",

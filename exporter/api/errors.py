@@ -1,4 +1,4 @@
-"""Every error answers JSON in the contract's shape: `{"error": ..., "errors": [...]}`."""
+"""Every error answers JSON as docs/contract.md §4 says: `{"error": ..., "errors": [...]}`."""
 
 from __future__ import annotations
 

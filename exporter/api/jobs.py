@@ -1,4 +1,4 @@
-"""The job API (CONTRACT section 4): create, list, inspect, lease, heartbeat, complete,
+"""The job API (docs/contract.md §4): create, list, inspect, lease, heartbeat, complete,
 fail, retry. Thin: parse and check the request, call the queue, encode its answer."""
 
 from __future__ import annotations

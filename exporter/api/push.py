@@ -1,4 +1,4 @@
-"""`POST /api/v1/push` and `GET /api/v1/jobinfo` (CONTRACT section 4).
+"""`POST /api/v1/push` and `GET /api/v1/jobinfo` (docs/contract.md §4).
 
 A push is validated whole before anything is written: one bad item rejects the batch with a
 400 naming every bad item's index and field, and leaves no trace (not even the invalid-items

@@ -1,4 +1,4 @@
-"""Metric families from the stored counts, built fresh on each collect (CONTRACT section 3).
+"""Metric families from the stored counts, built fresh on each collect (docs/contract.md §3).
 
 Like prometheus_client's own collectors: it reads, never writes, and a failing store yields
 the exporter's health alone instead of failing the whole scrape. `/metrics` itself is written

@@ -1,4 +1,4 @@
-"""The JobInfoBase input shape (CONTRACT section 1), declared once for fast typed decoding."""
+"""The JobInfoBase input shape (docs/contract.md §1), declared once for fast typed decoding."""
 
 from __future__ import annotations
 

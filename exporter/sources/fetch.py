@@ -18,7 +18,7 @@ CHUNK_BYTES = 1 << 20
 
 
 class FetchError(Exception):
-    """A failed scrape; `reason` is one of CONTRACT section 3's scrape error reasons."""
+    """A failed scrape; `reason` is one of the scrape error reasons of docs/contract.md §3."""
 
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(f"{reason}: {detail}")

@@ -2,7 +2,7 @@
 
 A source's response is decoded straight into typed structs; only when that fails are the
 items decoded one at a time, so a few bad items are skipped and counted by field while the
-rest still apply (CONTRACT section 2: invalid items never spoil a scrape).
+rest still apply (docs/contract.md §2: invalid items never spoil a scrape).
 """
 
 from __future__ import annotations

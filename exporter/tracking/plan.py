@@ -1,4 +1,4 @@
-"""Observed jobs to transitions and count changes, per CONTRACT section 2. Pure: no I/O.
+"""Observed jobs to transitions and count changes, per docs/contract.md §2. Pure: no I/O.
 
 The tracker plans against a `SourceIndex` (what the store knows of one source, held in memory
 so a 100,000-job scrape needs no per-job store round trip) and returns a `Plan`. The caller
@@ -295,7 +295,7 @@ def _plan_missing(
 
 def plan_timeouts(index: SourceIndex, started_before_ms: float, now_ms: float) -> Plan:
     """Pushed jobs have no full list to vanish from: one still running that started before
-    `started_before_ms` counts as finished, outcome `lost` (CONTRACT section 2)."""
+    `started_before_ms` counts as finished, outcome `lost` (docs/contract.md §2)."""
     plan = Plan()
     for job_id, known in index.running.items():
         if known.start_ms < started_before_ms:

@@ -1,5 +1,5 @@
 // The page's only way out: JSON requests to this exporter's own API, with a timeout, and
-// errors turned into one readable message from the contract's {"error", "errors"} shape.
+// errors ({"error", "errors"}, docs/contract.md §4) turned into one readable message.
 
 const TIMEOUT_MS = 15000;
 const TOKEN_KEY = "job-exporter.token";

@@ -1,4 +1,4 @@
-// Jobs: the job API's queue (CONTRACT section 4) with status badges, filters and paging; a
+// Jobs: the job API's queue (docs/contract.md §4) with status badges, filters and paging; a
 // job's details with payload, attempts and last error; a form that creates a job (its JSON
 // payload checked here before anything is sent); and Retry on failed jobs.
 
