@@ -77,9 +77,9 @@ def render_into(
     sink: Callable[[bytes], object], view: MetricsView, openmetrics: bool = False
 ) -> None:
     """Hand the page to `sink` in encoded pieces of a few thousand lines each. Lines are
-    joined and encoded as they pile up, so a 4 MB page never lies in memory as 48,000
-    strings, one string and its bytes at once (17 MB while gzipping it; gzipped piece by
-    piece, under 1 MB)."""
+    joined and encoded as they pile up, so a page of thousands of series never lies in
+    memory as a string per line, one joined string and its bytes at once; gzipped piece by
+    piece, it never does while being compressed either."""
     lines: list[str] = []
     add = lines.append
 

@@ -3,9 +3,9 @@
 Every scrape of a large source briefly allocates tens of MB (the body, the decoded list)
 and frees it. glibc raises its mmap threshold each time such a block is freed, so later
 large blocks come from the heap instead, which it rarely gives back; and each new thread
-(scheduler, server) may get an arena of its own that keeps its peak. Measured on a 100,000
-job source: resident memory crept from +60 MB to +240 MB in 15 s of scrapes; with a fixed
-threshold and two arenas it stays flat. Both settings are what the `MALLOC_*`
+(scheduler, server) may get an arena of its own that keeps its peak. Under scrapes of a
+large source resident memory creeps scrape after scrape; with a fixed threshold and two arenas
+it stays flat (docs/benchmarks.md has the figures). Both settings are what the `MALLOC_*`
 variables would set, applied here so every way of starting the service gets them.
 """
 
@@ -21,11 +21,10 @@ log = logging.getLogger(__name__)
 
 M_MMAP_THRESHOLD = -3  # from glibc's malloc.h
 M_ARENA_MAX = -8
-# Blocks above this are mapped, and unmapped when freed: a large source's body (14 MB for
-# 100,000 jobs) goes back to the system after each scrape, while a cached /metrics page of a
-# few MB, copied into the server's buffer on every request, reuses heap memory instead of
-# being mapped and faulted in each time (256 KiB here cut /metrics throughput from 130-200
-# to 110 requests/s under wrk).
+# Blocks above this are mapped, and unmapped when freed: a large source's body goes back to
+# the system after each scrape, while a cached /metrics page of a few MB, copied into the
+# server's buffer on every request, reuses heap memory instead of being mapped and faulted
+# in each time (a threshold of 256 KiB cut /metrics throughput under wrk).
 MMAP_THRESHOLD_BYTES = 8 * 1024 * 1024
 ARENAS = 2
 
@@ -34,8 +33,7 @@ def give_back() -> bool:
     """Return the free pages inside the C heaps to the system (glibc's `malloc_trim`);
     True when it ran. A scrape of a large source frees lists and arrays of a megabyte or
     so in the middle of a heap, where glibc keeps them resident; trimming after each
-    scrape took the exporter serving 100,000 jobs from +61 to +45 MB (median), and 20
-    scrapes later from +71 to +48. About 1 ms."""
+    scrape gives them back, for a small fraction of a scrape's time."""
     trim = _glibc("malloc_trim")
     if trim is None:
         return False

@@ -3,10 +3,9 @@
 CPython's small-object allocator gives a 1 MiB arena back only when every object in it is
 freed. Decoding 100,000 jobs allocates each job's id, start time and running record among
 its decoded item, name, type and row; the items go once the scrape is written, the ids and
-the rest stay, a few in every pool, and keep about 25 MB of arenas from going back. Copies
-made while the scrape's items are still held pack into other arenas, and the originals'
-arenas are freed whole with the items (the exporter serving 100,000 jobs: +81 MB resident
-memory before, +59 MB with copies made, median readings).
+the rest stay, a few in every pool, and keep whole arenas from going back. Copies made while
+the scrape's items are still held pack into other arenas, and the originals' arenas are
+freed whole with the items (docs/benchmarks.md has the resident memory before and after).
 """
 
 from __future__ import annotations
@@ -26,7 +25,7 @@ COMPACT_FROM_JOBS = 10_000
 def compact(index: SourceIndex, memo: ListingMemo | None) -> None:
     """Replace the index's ids, start times and running records with copies, keeping their
     values, and point the memo at the same copies (they share one string per id). Every
-    step is a C-level map: 100,000 jobs in about 40 ms. The caller holds the source's
+    step is a C-level map, with no Python call per job. The caller holds the source's
     lock."""
     running = index.running
     ids = [*running, *filter(None, memo.ids)] if memo is not None else list(running)

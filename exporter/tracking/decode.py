@@ -96,7 +96,7 @@ def decode_jobs(body: bytes | bytearray, now_ms: float) -> Decoded:
 
 def _batch_passes(body: bytes | bytearray, jobs: list[JobInfo], latest_start_ms: float) -> bool:
     """The semantic rules for a whole healthy batch in one tight loop, with no call per job
-    (7 ms for 100,000 jobs, where a call per job took 20), and NUL looked for in the bytes.
+    (a call per job was most of the time), and NUL looked for in the bytes.
     False means some job may break a rule; each is then checked on its own."""
     if b"\\" in body and ESCAPED_NUL in body:
         return False

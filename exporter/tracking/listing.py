@@ -174,8 +174,7 @@ def by_lookup(differing: int, size: int) -> bool:
 def _differing_places(new: array, old: array, block: int = 16) -> list[int]:
     """The places, over the shorter length, where the fingerprints differ. Blocks of
     `block` fingerprints are compared as bytes first and only differing blocks item by
-    item: 100,000 items with 1% changed in 4 ms instead of 8 (an item at a time makes two
-    ints per place)."""
+    item, which beats comparing an item at a time (that makes two ints per place)."""
     size = min(len(new), len(old))
     new_bytes, old_bytes = new[:size].tobytes(), old[:size].tobytes()
     step = block * new.itemsize
