@@ -53,14 +53,15 @@ CHANGES = """
   SQLite 3.32), prepared once a connection; the writer never spills dirty pages into the
   log midway through a large write only to read them back (SQLite's insert: 450 to 370 ms
   in same-run comparisons). The retention prune gathers the listed ids only when it finds
-  a job old enough to go.
+  a job old enough to go (gathering 100,000 ids takes about 20 ms).
 - Steady scrape: a steady scrape's 3,000 count changes go in key order, 166 to a multi-row
   upsert (15 ms to 9), and changed places are found by comparing fingerprints 16 at a time
   as bytes first (8 ms to 4).
 - The store: schema step 4 drops a column that was never read and an index on finished jobs
   that every insert and finish paid for; the write-ahead log is checkpointed by a thread of
   its own at most once a second, so a commit no longer pays now and then for a 20 ms
-  checkpoint of pages it did not write.
+  checkpoint of pages it did not write (a commit of 1,000 finishes took 4 ms, or 24 ms when
+  it drew the checkpoint).
 - The snapshot behind `/metrics` takes running counts as started minus finished from the
   counts it has already read, and each series' oldest running start with one index seek
   (7 ms for 2,000 series over 100,000 jobs, where grouping every running job took 40-67 ms).
