@@ -1,10 +1,11 @@
 """The job API's life cycle: create, lease, heartbeat, complete, fail, retry, lease expiry.
 
-Every step is a pure transition (current job -> new job and count deltas, per CONTRACT
-section 2 for `source="api"`) that the store applies inside one transaction, so a job's
-state and its counts never disagree and a refused step (409) writes nothing. Time comes from
-the injected clock and the backoff's jitter from an injected random source, so tests move
-time instead of sleeping. No Flask and no SQL here.
+Every step is a pure transition (current job -> new job and count deltas, per
+docs/contract.md §2 for `source="api"`, and for a completed job its schedule's success)
+that the store applies inside one transaction, so a job's state and its counts never
+disagree and a refused step (409) writes nothing. Time comes from the injected clock and the
+backoff's jitter from an injected random source, so tests move time instead of sleeping. No
+Flask and no SQL here.
 """
 
 from __future__ import annotations
@@ -129,10 +130,11 @@ def extend_lease(job: QueueJob, worker: str, now_ms: float, lease_s: float) -> Q
 def complete_run(
     job: QueueJob, worker: str, result: bytes | None, now_ms: float, buckets: Buckets
 ) -> QueueChange:
+    """The run completes; a job a schedule fired is that schedule's latest success."""
     check_lease(job, worker, now_ms)
     counts = _finish_counts(job, "completed", now_ms, buckets)
     done = replace(job, status=COMPLETED, result=result, finished_ms=now_ms, lease_expires_ms=None)
-    return QueueChange(done, counts)
+    return QueueChange(done, counts, schedule_success_ms=now_ms)
 
 
 def fail_run(

@@ -4,7 +4,9 @@ APScheduler's triggers do the calendar arithmetic only; what is due is decided h
 injected clock, so tests move time across a DST change or a week of downtime instead of
 sleeping. Each fire creates its job through `JobQueue.create` (retries, metrics and the UI
 apply as to any job) together with a key unique per schedule and fire instant, in one store
-transaction: replicas sweeping at once create one job per fire between them.
+transaction: replicas sweeping at once create one job per fire between them. When such a
+job completes, the job queue's step names it a success of its schedule (`last_success_ms`,
+which clears `unanswered_ms`), written in the transaction that completes it.
 
 Cron expressions name wall-clock times in the schedule's time zone. A wall time the clocks
 skip (spring forward) fires once, at the end of the gap; a wall time that happens twice

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from exporter.model.counts import CountDeltas
 
-API_SOURCE = "api"  # the `source` label of every job-API series (CONTRACT section 3)
+API_SOURCE = "api"  # the `source` label of every job-API series (docs/contract.md §3)
 
 PENDING = "pending"
 RUNNING = "running"
@@ -55,10 +55,15 @@ class QueueJob:
 
 @dataclass(frozen=True, slots=True)
 class QueueChange:
-    """A job's new state and the count deltas (source `api`) to write with it, atomically."""
+    """A job's new state and the count deltas (source `api`) to write with it, atomically.
+
+    With `schedule_success_ms`, the schedule that fired the job (if one did) records a
+    success at that instant in the same transaction (unless it has one as late already).
+    """
 
     job: QueueJob
     counts: CountDeltas = field(default_factory=CountDeltas)
+    schedule_success_ms: float | None = None
 
 
 # Decides a job's next state from its current one; raising aborts the whole transaction.

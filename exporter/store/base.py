@@ -89,7 +89,8 @@ class Store(Protocol):
         ...
 
     # The job queue (job API). Each call is one transaction; a Transition decides the new
-    # state and counts from the current row, and anything it raises rolls everything back.
+    # state, counts and any schedule success from the current row, and anything it raises
+    # rolls everything back.
 
     def queue_insert(self, change: QueueChange, fire: ScheduleFire | None = None) -> QueueJob:
         """Insert a new job and add its counts; returns it with its `seq`.
@@ -134,8 +135,8 @@ class Store(Protocol):
         long past them). Returns how many jobs were deleted."""
         ...
 
-    # Schedules (recurring jobs). A completed job records its schedule's last success in
-    # the transaction that completes it (queue_update).
+    # Schedules (recurring jobs). A change that names a schedule success (a completed job,
+    # as the job queue decides) records it on the job's schedule in the change's transaction.
 
     def schedule_insert(self, schedule: Schedule, limit: int) -> bool:
         """Insert a schedule unless `limit` schedules exist already (then False)."""

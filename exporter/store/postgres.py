@@ -20,7 +20,6 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from exporter.model.counts import STARTED, CountDeltas
 from exporter.model.queue import (
     API_SOURCE,
-    COMPLETED,
     QueueChange,
     QueueJob,
     QueueQuery,
@@ -350,13 +349,14 @@ class PostgresStore:
 
 
 def _apply_change(db: psycopg.Connection, change: QueueChange) -> QueueJob:
-    """Write a job's new state; a completed job of a schedule is that schedule's latest
-    success, recorded in the same transaction."""
+    """Write a job's new state, its counts and, if the change names one, its schedule's
+    success."""
     job = change.job
     postgres_queue.update(db, job)
     _add_counts(db, API_SOURCE, change.counts)
-    if job.status == COMPLETED and job.finished_ms is not None:
-        db.execute(_S.succeeded, (job.finished_ms, job.id, job.finished_ms))
+    success_ms = change.schedule_success_ms
+    if success_ms is not None:
+        db.execute(_S.succeeded, (success_ms, job.id, success_ms))
     return job
 
 

@@ -19,7 +19,6 @@ from urllib.parse import unquote
 from exporter.model.counts import STARTED, CountDeltas
 from exporter.model.queue import (
     API_SOURCE,
-    COMPLETED,
     QueueChange,
     QueueJob,
     QueueQuery,
@@ -431,8 +430,9 @@ class SqliteStore:
         job = change.job
         sqlite_queue.update(db, job)
         db.executemany(_ADD_COUNT, _count_rows(API_SOURCE, change.counts))
-        if job.status == COMPLETED and job.finished_ms is not None:
-            db.execute(_S.succeeded, (job.finished_ms, job.id, job.finished_ms))
+        success_ms = change.schedule_success_ms
+        if success_ms is not None:
+            db.execute(_S.succeeded, (success_ms, job.id, success_ms))
         return job
 
     # --- schedules: each method one transaction ---------------------------------------
