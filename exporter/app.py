@@ -38,7 +38,6 @@ def create_app(
     """
     settings = settings or Settings()
     app = Flask(__name__)
-    app.config["JSON_SORT_KEYS"] = False
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes  # larger bodies: 413
     runtime = app.extensions[EXTENSION] = Runtime(settings, clock=clock, store=store, rng=rng)
     errors.init_app(app)
