@@ -12,7 +12,7 @@ import pytest
 from exporter.model.counts import FINISHED, STARTED, Buckets
 from exporter.model.jobinfo import JobInfo
 from exporter.store import Prune, StaleIndex, StoreError, open_store
-from exporter.tracking.ingest import Ingestor, TrackingRules
+from exporter.tracking.ingest import Ingestor, TrackingRules, write_plan
 from exporter.tracking.plan import LabelGuard, plan_changes
 
 _sources = itertools.count()
@@ -136,8 +136,11 @@ def test_prune_spares_listed_and_recent_jobs(store):
     index = store.load_index("app")
     store.apply(index, plan_for(index, info("old"), info("listed"), info("running")))
     index = store.load_index("app")
-    store.apply(index, plan_for(index, info("old", True), info("listed", True), info("running")))
-    pruned = store.apply(
+    write_plan(
+        store, index, plan_for(index, info("old", True), info("listed", True), info("running"))
+    )
+    pruned = write_plan(
+        store,
         index,
         plan_for(index, info("listed", True), info("running"), store=store),
         Prune(before_ms=NOW + 1, still_listed={"listed", "running"}),

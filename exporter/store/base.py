@@ -1,7 +1,8 @@
 """The store interface: everything a restart must not lose, behind one protocol.
 
 Implementations own SQL and transactions and nothing else: they never decide what a job's
-state means (the tracker does) and never speak HTTP.
+state means (the tracker and the job queue do), never keep the tracker's in-memory index
+(they return what changed and the caller updates it), and never speak HTTP.
 """
 
 from __future__ import annotations
@@ -33,6 +34,14 @@ class Prune:
 
     before_ms: float
     still_listed: Container[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What a written plan leaves for its caller to bring its index up to date with."""
+
+    generation: int  # the source's generation now
+    pruned: list[str]  # ids of the finished jobs the prune deleted
 
 
 @dataclass(frozen=True)
@@ -68,11 +77,12 @@ class Store(Protocol):
         plan is written, so a writer that changed the source since shows as StaleIndex."""
         ...
 
-    def apply(self, index: SourceIndex, plan: Plan, prune: Prune | None = None) -> list[str]:
+    def apply(self, index: SourceIndex, plan: Plan, prune: Prune | None = None) -> Applied:
         """Write `plan` in one transaction if the source is still at `index.generation`.
 
-        On success the index is brought up to date and the ids of pruned jobs are returned.
-        Raises StaleIndex (nothing written) when another writer got there first.
+        Reads only the index's source and generation, and leaves the index as it was: the
+        caller brings it up to date from what is returned (the new generation, the ids of
+        pruned jobs). Raises StaleIndex (nothing written) when another writer got there first.
         """
         ...
 

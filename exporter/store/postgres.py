@@ -28,7 +28,7 @@ from exporter.model.queue import (
 from exporter.model.schedules import Schedule, ScheduleFire, ScheduleTransition
 from exporter.model.tracked import JobRow, Plan, SourceIndex
 from exporter.store import postgres_queue, schedule_rows
-from exporter.store.base import ASK_BY_ID_UP_TO, Prune, Snapshot, StaleIndex, StoreError
+from exporter.store.base import ASK_BY_ID_UP_TO, Applied, Prune, Snapshot, StaleIndex, StoreError
 from exporter.store.snapshot_sql import read_snapshot
 
 MIGRATION_LOCK = 7_317_001  # pg_advisory_xact_lock key: one replica migrates at a time
@@ -189,7 +189,7 @@ class PostgresStore:
             rows = db.execute(f"{_FINISHED_IDS} AND id = ANY(%s)", (source, list(job_ids)))
             return {job_id for (job_id,) in rows}
 
-    def apply(self, index: SourceIndex, plan: Plan, prune: Prune | None = None) -> list[str]:
+    def apply(self, index: SourceIndex, plan: Plan, prune: Prune | None = None) -> Applied:
         source = index.source
         with self._transaction(f"writing source {source!r}") as db:
             db.execute(
@@ -211,9 +211,7 @@ class PostgresStore:
             db.execute(
                 "UPDATE sources SET generation = %s WHERE source = %s", (generation + 1, source)
             )
-        index.apply(plan, generation + 1)
-        index.forget(pruned)
-        return pruned
+        return Applied(generation + 1, pruned)
 
     @staticmethod
     def _insert(db: psycopg.Connection, plan: Plan) -> None:

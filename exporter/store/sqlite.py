@@ -27,7 +27,7 @@ from exporter.model.queue import (
 from exporter.model.schedules import Schedule, ScheduleFire, ScheduleTransition
 from exporter.model.tracked import JobRow, Plan, SourceIndex
 from exporter.store import schedule_rows, sqlite_queue
-from exporter.store.base import ASK_BY_ID_UP_TO, Prune, Snapshot, StaleIndex, StoreError
+from exporter.store.base import ASK_BY_ID_UP_TO, Applied, Prune, Snapshot, StaleIndex, StoreError
 from exporter.store.checkpointer import Checkpointer
 from exporter.store.snapshot_sql import read_snapshot
 
@@ -292,7 +292,7 @@ class SqliteStore:
 
         return self._read(read)
 
-    def apply(self, index: SourceIndex, plan: Plan, prune: Prune | None = None) -> list[str]:
+    def apply(self, index: SourceIndex, plan: Plan, prune: Prune | None = None) -> Applied:
         source = index.source
         try:
             with self._transaction() as db:
@@ -316,9 +316,7 @@ class SqliteStore:
                 )
         except sqlite3.Error as error:
             raise StoreError(f"writing source {source!r} failed: {error}") from error
-        index.apply(plan, generation)
-        index.forget(pruned)
-        return pruned
+        return Applied(generation, pruned)
 
     @staticmethod
     def _prune(db: sqlite3.Connection, source: str, prune: Prune) -> list[str]:

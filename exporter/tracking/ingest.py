@@ -169,7 +169,7 @@ class Ingestor:
             if plan.empty and prune is None:
                 return plan, False
             try:
-                self.store.apply(index, plan, prune)
+                write_plan(self.store, index, plan, prune)
             except StaleIndex:
                 del self._indexes[source]  # another writer moved on: reload, plan again
                 continue
@@ -196,6 +196,17 @@ class Ingestor:
     def _lock_of(self, source: str) -> threading.Lock:
         with self._locks_guard:
             return self._locks.setdefault(source, threading.Lock())
+
+
+def write_plan(
+    store: Store, index: SourceIndex, plan: Plan, prune: Prune | None = None
+) -> list[str]:
+    """Write `plan` and bring `index` up to date with it: the store only writes. Returns the
+    ids of the jobs pruned; when the write raises, the index is left as it was."""
+    applied = store.apply(index, plan, prune)
+    index.apply(plan, applied.generation)
+    index.forget(applied.pruned)
+    return applied.pruned
 
 
 def _invalid_counts(invalid_by_field: Mapping[str, int]) -> Counter:
