@@ -91,7 +91,7 @@ def _lease_complete(store: str, goal: float, cycles: int, folder: Path) -> Resul
     if store == "sqlite":
         url = f"sqlite:///{folder / 'queue.db'}"
     else:
-        from tests.postgres_cluster import PostgresCluster
+        from tests.helpers.postgres import PostgresCluster
 
         cluster = PostgresCluster()
         url = cluster.new_database()

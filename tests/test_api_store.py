@@ -13,7 +13,7 @@ from exporter.jobs.queue import JobConflict, JobQueue, UnknownJob
 from exporter.model.counts import FINISHED, PENDING, RETRIES, STARTED
 from exporter.model.queue import API_SOURCE, QueueQuery
 from exporter.store import open_store
-from tests.api_helpers import START_MS, FixedRandom
+from tests.helpers.data import START_MS, FixedRandom
 
 SERIES = (API_SOURCE, "TASK", "charge")
 
