@@ -12,8 +12,8 @@ from typing import Any, Protocol
 
 from exporter.model.counts import FINISHED, STARTED
 from exporter.model.queue import API_SOURCE
-from exporter.store.base import RunningStats, Snapshot
-from exporter.store.schedule_rows import SQLITE, row_to_schedule
+from exporter.store.base import RunningStats, SeriesKey, Snapshot
+from exporter.store.schedule_rows import SELECT_ALL, row_to_schedule
 
 
 class Queryable(Protocol):
@@ -59,12 +59,12 @@ def read_snapshot(db: Queryable, version: Hashable) -> Snapshot:
         else:
             health[source][key] = value
     series_keys = {key: key for key in series}
-    running = {}
+    running: dict[SeriesKey, RunningStats] = {}
     for source, job_type, name, oldest in db.execute(_OLDEST_RUNNING):
         if oldest is not None:
-            key = (source, job_type, name)
-            key = series_keys.get(key, key)
-            running[key] = RunningStats(_running(series.get(key, {})), oldest)
+            series_key = (source, job_type, name)
+            series_key = series_keys.get(series_key, series_key)
+            running[series_key] = RunningStats(_running(series.get(series_key, {})), oldest)
     for job_type, name, count, oldest in db.execute(
         "SELECT label_type, label_name, COUNT(*), MIN(started_ms) FROM queue_jobs"
         " WHERE status = 'running' GROUP BY label_type, label_name"
@@ -74,5 +74,5 @@ def read_snapshot(db: Queryable, version: Hashable) -> Snapshot:
     (queued,) = db.execute("SELECT COUNT(*) FROM queue_jobs").fetchone()
     if queued:
         tracked[API_SOURCE] = queued
-    schedules = tuple(row_to_schedule(row) for row in db.execute(SQLITE.all))
+    schedules = tuple(row_to_schedule(row) for row in db.execute(SELECT_ALL))
     return Snapshot(version, dict(series), dict(health), running, tracked, schedules)

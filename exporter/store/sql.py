@@ -1,0 +1,301 @@
+"""The Store protocol written once, in SQL that SQLite and PostgreSQL both run.
+
+Each method is one transaction, opened by the store's dialect (dialect.py), which owns only
+what the two databases do their own way. Writes to a source read its generation locked and
+compare it with the index the plan was made against, so two writers that planned against
+the same state cannot both count it: the second gets StaleIndex, reloads and replans. Count
+rows are added in key order, so concurrent writers lock them in one order and never
+deadlock. What a job's state means is decided by tracking/ and jobs/; this only writes it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
+from typing import Any, Generic
+
+from exporter.model.counts import STARTED, CountDeltas
+from exporter.model.queue import API_SOURCE, QueueChange, QueueJob, QueueQuery, Transition
+from exporter.model.schedules import Schedule, ScheduleFire, ScheduleTransition
+from exporter.model.tracked import JobRow, Plan, SourceIndex
+from exporter.store import schedule_rows
+from exporter.store.base import (
+    ASK_BY_ID_UP_TO,
+    Applied,
+    Prune,
+    Snapshot,
+    StaleIndex,
+    StoreError,
+)
+from exporter.store.dialect import C, Dialect
+from exporter.store.queue_sql import QueueSql
+from exporter.store.tables import JOB_COLUMNS
+
+# Keys of Dialect.lock: one replica migrates at a time, and one creates a schedule at a time
+# (the count limit).
+MIGRATION_LOCK = 7_317_001
+SCHEDULES_LOCK = 7_317_002
+
+
+def count_rows(source: str, deltas: CountDeltas) -> list[tuple[Any, ...]]:
+    """The non-zero deltas as count rows, in key order: neighbouring rows share pages, and
+    writers touching the same rows lock them in one order."""
+    rows = [
+        (source, job_type, name, family, label, value)
+        for (job_type, name, family, label), value in deltas.items()
+        if value
+    ]
+    rows.sort()
+    return rows
+
+
+class SqlStore(Generic[C]):
+    """The Store protocol over one dialect's connections."""
+
+    def __init__(self, dialect: Dialect[C]) -> None:
+        self._dialect = dialect
+        p = dialect.placeholder
+        self._queue = QueueSql(dialect)
+        self._schedules = schedule_rows.Statements(p)
+        self._generation = f"SELECT generation FROM sources WHERE source = {p}"
+        self._locked_generation = self._generation + dialect.for_update
+        self._set_generation = (
+            f"INSERT INTO sources VALUES ({p}, {p})"
+            " ON CONFLICT (source) DO UPDATE SET generation = excluded.generation"
+        )
+        self._running_rows = (
+            "SELECT id, label_type, label_name, start_ms, missing, outcome"
+            f" FROM jobs WHERE source = {p} AND outcome IS NULL"
+        )
+        self._finished_count = (
+            f"SELECT COUNT(*) FROM jobs WHERE source = {p} AND outcome IS NOT NULL"
+        )
+        self._started_series = f"SELECT type, name FROM counts WHERE source = {p} AND family = {p}"
+        self._finished_ids = f"SELECT id FROM jobs WHERE source = {p} AND outcome IS NOT NULL"
+        self._finish_job = (
+            f"UPDATE jobs SET outcome = {p}, finish_ms = {p}, finished_at_ms = {p}, missing = 0"
+            f" WHERE source = {p} AND id = {p}"
+        )
+        self._set_missing = f"UPDATE jobs SET missing = {p} WHERE source = {p} AND id = {p}"
+        self._prunable = f"{self._finished_ids} AND finished_at_ms < {p}"
+        self._tracked = f"SELECT {JOB_COLUMNS} FROM jobs"
+        self._tracked_of = f"{self._tracked} WHERE source = {p}"
+        self._snapshot_lock = threading.Lock()
+        self._cached: Snapshot | None = None
+        self._migrate()
+        dialect.start()
+
+    # --- transactions --------------------------------------------------------------------
+
+    @contextmanager
+    def _write(self, what: str) -> Iterator[C]:
+        try:
+            with self._dialect.write() as db:
+                yield db
+        except self._dialect.errors as error:
+            raise self._failed(what, error) from error
+
+    @contextmanager
+    def _read(self, what: str, consistent: bool = False) -> Iterator[C]:
+        try:
+            with self._dialect.read(consistent) as db:
+                yield db
+        except self._dialect.errors as error:
+            raise self._failed(what, error) from error
+
+    def _failed(self, what: str, error: Exception) -> StoreError:
+        return StoreError(f"{what} failed on {self._dialect.where}: {error}")
+
+    def _migrate(self) -> None:
+        dialect = self._dialect
+        latest = len(dialect.migrations)
+        with self._write("migrating the schema") as db:
+            dialect.lock(db, MIGRATION_LOCK)
+            version = dialect.schema_version(db)
+            if version > latest:
+                raise StoreError(
+                    f"{dialect.where} has schema version {version}, newer than this release "
+                    f"understands ({latest}); upgrade job-exporter"
+                )
+            for script in dialect.migrations[version:]:
+                dialect.run_script(db, script)
+            dialect.set_schema_version(db, latest)
+
+    # --- tracked jobs and counts ---------------------------------------------------------
+
+    def load_index(self, source: str) -> SourceIndex:
+        with self._read("loading an index", consistent=True) as db:
+            row = db.execute(self._generation, (source,)).fetchone()
+            index = SourceIndex(source, generation=row[0] if row else 0)
+            index.load(db.execute(self._running_rows, (source,)))
+            (index.finished,) = db.execute(self._finished_count, (source,)).fetchone()
+            index.admit(db.execute(self._started_series, (source, STARTED)).fetchall())
+        return index
+
+    def finished_among(self, source: str, job_ids: Collection[str]) -> set[str]:
+        if not job_ids:
+            return set()
+        if len(job_ids) > ASK_BY_ID_UP_TO:
+            with self._read("reading finished jobs") as db:
+                rows = db.execute(self._finished_ids, (source,))
+                return {job_id for (job_id,) in rows if job_id in job_ids}
+        asked = list(job_ids)
+        step = self._dialect.max_in
+        found: set[str] = set()
+        with self._read("reading finished jobs", consistent=len(asked) > step) as db:
+            for start in range(0, len(asked), step):
+                clause, values = self._dialect.in_clause("id", asked[start : start + step])
+                rows = db.execute(f"{self._finished_ids} AND {clause}", (source, *values))
+                found.update(job_id for (job_id,) in rows)
+        return found
+
+    def apply(self, index: SourceIndex, plan: Plan, prune: Prune | None = None) -> Applied:
+        source = index.source
+        dialect = self._dialect
+        with self._write(f"writing source {source!r}") as db:
+            dialect.lock_source(db, source)
+            row = db.execute(self._locked_generation, (source,)).fetchone()
+            if (row[0] if row else 0) != index.generation:
+                raise StaleIndex(f"source {source!r} changed since its index was loaded")
+            dialect.insert_jobs(db, plan)
+            if plan.finishes:
+                dialect.execute_many(db, self._finish_job, plan.finishes)
+            if plan.missing:
+                dialect.execute_many(db, self._set_missing, plan.missing)
+            dialect.add_counts(db, count_rows(source, plan.counts))
+            pruned = self._prune(db, source, prune) if prune else []
+            generation = index.generation + 1
+            db.execute(self._set_generation, (source, generation))
+        return Applied(generation, pruned)
+
+    def _prune(self, db: C, source: str, prune: Prune) -> list[str]:
+        candidates = db.execute(self._prunable, (source, prune.before_ms)).fetchall()
+        doomed = [job_id for (job_id,) in candidates if job_id not in prune.still_listed]
+        if doomed:
+            self._dialect.delete_jobs(db, source, doomed)
+        return doomed
+
+    def add_counts(self, source: str, deltas: CountDeltas) -> None:
+        if deltas:
+            with self._write(f"adding counts for {source!r}") as db:
+                self._dialect.add_counts(db, count_rows(source, deltas))
+
+    def snapshot(self) -> Snapshot:
+        with self._snapshot_lock:
+            try:
+                self._cached = self._dialect.snapshot(self._cached)
+            except self._dialect.errors as error:
+                raise self._failed("reading counts", error) from error
+            return self._cached
+
+    def tracked_jobs(self, source: str | None = None) -> list[JobRow]:
+        sql, params = (self._tracked, ()) if source is None else (self._tracked_of, (source,))
+        with self._read("listing tracked jobs") as db:
+            return [JobRow(*row) for row in db.execute(sql, params)]
+
+    # --- the job queue: each method one transaction --------------------------------------
+
+    def queue_insert(self, change: QueueChange, fire: ScheduleFire | None = None) -> QueueJob:
+        """With a fire, its key goes in first: a second replica's insert of the same key
+        waits for the first transaction, then finds the key and writes nothing."""
+        job = change.job
+        with self._write("creating a job") as db:
+            if fire is not None:
+                schedule_rows.claim_fire(db.execute, self._schedules, fire, job.id, job.created_ms)
+            created = self._queue.insert(db, job)
+            self._dialect.add_counts(db, count_rows(API_SOURCE, change.counts))
+            if fire is not None:
+                lock = self._dialect.for_update
+                schedule_rows.record_fire(db.execute, self._schedules, fire, lock)
+        return created
+
+    def queue_get(self, job_id: str) -> QueueJob | None:
+        with self._read("reading a job") as db:
+            return self._queue.get(db, job_id)
+
+    def queue_list(self, query: QueueQuery) -> list[QueueJob]:
+        with self._read("listing jobs") as db:
+            return self._queue.page(db, query)
+
+    def queue_series(self) -> set[tuple[str, str]]:
+        with self._read("reading job labels") as db:
+            return self._queue.series(db, API_SOURCE)
+
+    def queue_update(self, job_id: str, transition: Transition) -> QueueJob | None:
+        with self._write(f"updating job {job_id}") as db:
+            job = self._queue.get(db, job_id, lock=True)
+            return None if job is None else self._change(db, transition(job))
+
+    def queue_lease(
+        self, types: list[str] | None, now_ms: float, transition: Transition
+    ) -> QueueJob | None:
+        """Pick and mark in one write transaction: where rows lock, concurrent leases each
+        skip to a different job; SQLite's writer excludes every other one meanwhile."""
+        with self._write("leasing a job") as db:
+            job = self._queue.next_due(db, types, now_ms)
+            return None if job is None else self._change(db, transition(job))
+
+    def queue_expire(self, now_ms: float, transition: Transition, limit: int) -> list[QueueJob]:
+        with self._write("expiring leases") as db:
+            return [
+                self._change(db, transition(job)) for job in self._queue.expired(db, now_ms, limit)
+            ]
+
+    def queue_prune(self, finished_before_ms: float) -> int:
+        with self._write("pruning finished jobs") as db:
+            db.execute(self._schedules.prune_fires, (finished_before_ms,))
+            return self._queue.prune(db, finished_before_ms)
+
+    def _change(self, db: C, change: QueueChange) -> QueueJob:
+        """Write a job's new state, its counts and, if the change names one, its schedule's
+        success."""
+        job = change.job
+        self._queue.update(db, job)
+        self._dialect.add_counts(db, count_rows(API_SOURCE, change.counts))
+        success_ms = change.schedule_success_ms
+        if success_ms is not None:
+            db.execute(self._schedules.succeeded, (success_ms, job.id, success_ms))
+        return job
+
+    # --- schedules: each method one transaction ------------------------------------------
+
+    def schedule_insert(self, schedule: Schedule, limit: int) -> bool:
+        with self._write("creating a schedule") as db:
+            self._dialect.lock(db, SCHEDULES_LOCK)
+            (count,) = db.execute("SELECT COUNT(*) FROM schedules").fetchone()
+            if count >= limit:
+                return False
+            db.execute(self._schedules.insert, schedule_rows.insert_values(schedule))
+            return True
+
+    def schedule_get(self, schedule_id: str) -> Schedule | None:
+        with self._read("reading a schedule") as db:
+            return schedule_rows.fetch(db.execute, self._schedules, schedule_id)
+
+    def schedule_list(self, due_before_ms: float | None = None) -> list[Schedule]:
+        statements = self._schedules
+        sql, params = (
+            (statements.all, ()) if due_before_ms is None else (statements.due, (due_before_ms,))
+        )
+        with self._read("listing schedules") as db:
+            return [schedule_rows.row_to_schedule(row) for row in db.execute(sql, params)]
+
+    def schedule_update(self, schedule_id: str, transition: ScheduleTransition) -> Schedule | None:
+        lock = self._dialect.for_update
+        with self._write(f"updating schedule {schedule_id}") as db:
+            return schedule_rows.transition(
+                db.execute, self._schedules, schedule_id, transition, lock
+            )
+
+    def schedule_delete(self, schedule_id: str) -> bool:
+        with self._write(f"deleting schedule {schedule_id}") as db:
+            db.execute(self._schedules.delete_fires, (schedule_id,))
+            return db.execute(self._schedules.delete, (schedule_id,)).rowcount == 1
+
+    def ping(self) -> None:
+        with self._read("a ping") as db:
+            db.execute("SELECT 1").fetchone()
+
+    def close(self) -> None:
+        self._dialect.close()

@@ -1,0 +1,146 @@
+"""The tables, written once for both databases: each dialect fills in its column types.
+
+Schema steps 1 to 3 are the same in SQLite and PostgreSQL but for types; step 4 differs in
+how (SQLite rebuilds the table), so each dialect writes its own from the pieces here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class ColumnTypes:
+    """What one database calls the column types the schema needs."""
+
+    real: str  # a float: REAL, DOUBLE PRECISION
+    blob: str  # raw bytes: BLOB, BYTEA
+    generation: str  # a source's write counter: INTEGER, BIGINT
+    seq: str  # a key the database numbers, in insertion order
+    keyed: str  # what follows a table keyed by its primary key alone (SQLite: WITHOUT ROWID)
+
+
+# Every column of the jobs table, in JobRow's order.
+JOB_COLUMNS = (
+    "source, id, type, name, label_type, label_name, start_ms, finish_ms, finished_at_ms,"
+    " outcome, missing"
+)
+# The conflict clause of an additive count upsert (PostgreSQL needs the table named).
+ADD_TO_COUNT = (
+    " ON CONFLICT (source, type, name, family, label)"
+    " DO UPDATE SET value = counts.value + excluded.value"
+)
+JOBS_RUNNING_INDEX = """
+    CREATE INDEX jobs_running ON jobs (source, label_type, label_name, start_ms)
+        WHERE outcome IS NULL"""
+
+
+def jobs_table(name: str, types: ColumnTypes, *, last_seen: bool = False) -> str:
+    """The jobs table; up to schema step 3 it had a `last_seen_ms` column, never read."""
+    last_seen_ms = f"last_seen_ms {types.real} NOT NULL,\n        " if last_seen else ""
+    return f"""
+    CREATE TABLE {name} (
+        source TEXT NOT NULL,
+        id TEXT NOT NULL,
+        type TEXT NOT NULL,
+        name TEXT NOT NULL,
+        label_type TEXT NOT NULL,
+        label_name TEXT NOT NULL,
+        start_ms {types.real} NOT NULL,
+        finish_ms {types.real},
+        finished_at_ms {types.real},
+        outcome TEXT,
+        missing INTEGER NOT NULL DEFAULT 0,
+        {last_seen_ms}PRIMARY KEY (source, id)
+    ){types.keyed}"""
+
+
+_COUNTS_AND_SOURCES = """
+    CREATE INDEX jobs_finished_at ON jobs (source, finished_at_ms) WHERE outcome IS NOT NULL;
+    CREATE TABLE counts (
+        source TEXT NOT NULL,
+        type TEXT NOT NULL,
+        name TEXT NOT NULL,
+        family TEXT NOT NULL,
+        label TEXT NOT NULL,
+        value {real} NOT NULL,
+        PRIMARY KEY (source, type, name, family, label)
+    ){keyed};
+    CREATE TABLE sources (
+        source TEXT PRIMARY KEY,
+        generation {generation} NOT NULL
+    ){keyed};
+"""
+
+# Schema step 2: the job API's jobs.
+_QUEUE = """
+CREATE TABLE queue_jobs (
+    seq {seq},
+    id TEXT NOT NULL UNIQUE,
+    type TEXT NOT NULL,
+    name TEXT NOT NULL,
+    label_type TEXT NOT NULL,
+    label_name TEXT NOT NULL,
+    status TEXT NOT NULL,
+    payload {blob},
+    result {blob},
+    attempts INTEGER NOT NULL,
+    max_attempts INTEGER NOT NULL,
+    last_error TEXT,
+    worker TEXT,
+    created_ms {real} NOT NULL,
+    started_ms {real},
+    finished_ms {real},
+    next_attempt_ms {real},
+    lease_expires_ms {real}
+);
+CREATE INDEX queue_jobs_due ON queue_jobs (next_attempt_ms, seq) WHERE status = 'pending';
+CREATE INDEX queue_jobs_leases ON queue_jobs (lease_expires_ms) WHERE status = 'running';
+CREATE INDEX queue_jobs_status ON queue_jobs (status, seq);
+CREATE INDEX queue_jobs_finished ON queue_jobs (finished_ms)
+    WHERE status IN ('completed', 'failed');
+"""
+
+# Schema step 3: schedules, and one row per fire that created a job.
+_SCHEDULES = """
+CREATE TABLE schedules (
+    id TEXT PRIMARY KEY,
+    type TEXT NOT NULL,
+    name TEXT NOT NULL,
+    payload {blob},
+    max_attempts INTEGER,
+    cron TEXT,
+    interval_s {real},
+    timezone TEXT NOT NULL,
+    misfire TEXT NOT NULL,
+    paused INTEGER NOT NULL,
+    created_ms {real} NOT NULL,
+    next_fire_ms {real} NOT NULL,
+    last_fire_ms {real},
+    last_success_ms {real},
+    unanswered_ms {real},
+    last_job_id TEXT,
+    fires_on_time BIGINT NOT NULL DEFAULT 0,
+    fires_late BIGINT NOT NULL DEFAULT 0,
+    fires_skipped BIGINT NOT NULL DEFAULT 0,
+    fires_manual BIGINT NOT NULL DEFAULT 0
+);
+CREATE INDEX schedules_due ON schedules (next_fire_ms) WHERE paused = 0;
+CREATE TABLE schedule_fires (
+    schedule_id TEXT NOT NULL,
+    fire_key TEXT NOT NULL,
+    job_id TEXT NOT NULL,
+    fired_ms {real} NOT NULL,
+    PRIMARY KEY (schedule_id, fire_key)
+);
+CREATE INDEX schedule_fires_job ON schedule_fires (job_id);
+CREATE INDEX schedule_fires_fired ON schedule_fires (fired_ms);
+"""
+
+
+def first_steps(types: ColumnTypes) -> tuple[str, str, str]:
+    """Schema steps 1 to 3 (what release 0.1.0 created), each one script."""
+    values = asdict(types)
+    jobs = jobs_table("jobs", types, last_seen=True)
+    tracked = f"{jobs};{JOBS_RUNNING_INDEX};{_COUNTS_AND_SOURCES.format(**values)}"
+    return tracked, _QUEUE.format(**values), _SCHEDULES.format(**values)
