@@ -2,10 +2,10 @@
 
 By default SQLite checkpoints inside whichever commit pushes the log past 1,000 pages, so
 every so often a scrape or a push pays for copying and syncing megabytes it did not write
-(a commit of 1,000 finishes took 4 ms, or 24 ms when it drew the checkpoint). Here the
-writer never checkpoints; this thread does, a second after commits, on its own connection.
-A passive checkpoint neither blocks nor waits for writers or readers, and SQLite releases
-the GIL while it copies, so the work moves to the other core instead of the request.
+(docs/benchmarks.md). Here the writer never checkpoints; this thread does, a second after
+commits, on its own connection. A passive checkpoint neither blocks nor waits for writers
+or readers, and SQLite releases the GIL while it copies, so the work moves to the other core
+instead of the request.
 """
 
 from __future__ import annotations

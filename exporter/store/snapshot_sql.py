@@ -22,8 +22,8 @@ class Queryable(Protocol):
 
 # Running jobs per series: every job counted started is running until it is counted
 # finished, once, under the same labels, so the count comes from the counts already read.
-# The oldest start takes one index seek per series (7 ms for 2,000 series over 100,000 jobs)
-# where grouping every running job took 40-67 ms and grew with the store.
+# The oldest start takes one index seek per series, where grouping every running job took
+# several times as long and grew with the store (docs/benchmarks.md).
 _OLDEST_RUNNING = f"""
     SELECT c.source, c.type, c.name,
         (SELECT MIN(j.start_ms) FROM jobs j
@@ -47,8 +47,7 @@ def read_snapshot(db: Queryable, version: Hashable) -> Snapshot:
     )
     # Each row brings its own strings and number: one shared (family, label) key for all
     # series, one (source, type, name) key for both maps and one float per distinct count
-    # keep 2,000 series in about a third of the memory (40,000 keys of two fresh strings
-    # each and as many floats took 7 MB).
+    # keep the series in a fraction of the memory (docs/benchmarks.md).
     shared: dict[Hashable, Any] = {}
     for source, job_type, name, family, label, value in rows:
         key = (family, label)
