@@ -10,7 +10,7 @@ import pytest
 
 from exporter.clock import ManualClock
 from exporter.jobs.queue import JobConflict, JobQueue, UnknownJob
-from exporter.model.counts import FINISHED, PENDING, RETRIES, STARTED
+from exporter.model.counts import CountKind
 from exporter.model.queue import API_SOURCE, QueueQuery
 from exporter.store import open_store
 from tests.helpers.data import START_MS, FixedRandom
@@ -34,7 +34,7 @@ def test_the_life_cycle_on_each_store(store):
     queue = JobQueue(store, clock, rng=FixedRandom(0.5))
     job = queue.create("TASK", "charge", b'{"amount": 5}', max_attempts=2)
     assert queue.get(job.id).payload == b'{"amount": 5}'
-    assert counts(store)[(PENDING, "")] == 1
+    assert counts(store)[(CountKind.PENDING, "")] == 1
 
     leased = queue.lease("w1", ["TASK"], 30)
     assert (leased.id, leased.status, leased.attempts) == (job.id, "running", 1)
@@ -58,13 +58,13 @@ def test_the_life_cycle_on_each_store(store):
     assert (done.status, done.result) == ("completed", b'"ok"')
 
     got = counts(store)
-    assert got[(STARTED, "")] == 3
-    assert got[(FINISHED, "failed")] == 1
-    assert got[(FINISHED, "lost")] == 1
-    assert got[(FINISHED, "completed")] == 1
-    assert got[(RETRIES, "automatic")] == 1
-    assert got[(RETRIES, "manual")] == 1
-    assert got.get((PENDING, ""), 0) == 0
+    assert got[(CountKind.STARTED, "")] == 3
+    assert got[(CountKind.FINISHED, "failed")] == 1
+    assert got[(CountKind.FINISHED, "lost")] == 1
+    assert got[(CountKind.FINISHED, "completed")] == 1
+    assert got[(CountKind.RETRIES, "automatic")] == 1
+    assert got[(CountKind.RETRIES, "manual")] == 1
+    assert got.get((CountKind.PENDING, ""), 0) == 0
     assert SERIES not in store.snapshot().running
     assert store.snapshot().tracked[API_SOURCE] == 1
 
@@ -125,8 +125,8 @@ def test_two_store_instances_never_lease_the_same_job(store_url: str):
             thread.join(120)
         assert len(taken) == 300 and len(set(taken)) == 300
         got = stores[0].snapshot().series[SERIES]
-        assert (got[(STARTED, "")], got[(FINISHED, "completed")]) == (300, 300)
-        assert got.get((PENDING, ""), 0) == 0
+        assert (got[(CountKind.STARTED, "")], got[(CountKind.FINISHED, "completed")]) == (300, 300)
+        assert got.get((CountKind.PENDING, ""), 0) == 0
     finally:
         for s in stores:
             s.close()

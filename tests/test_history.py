@@ -12,7 +12,7 @@ import tracemalloc
 import pytest
 
 from exporter.clock import ManualClock
-from exporter.model.counts import DURATION_BUCKET, DURATION_SUM, FINISHED, PENDING, STARTED
+from exporter.model.counts import CountKind
 from exporter.stats.history import SUMMARY, HistoryLimits, HistorySampler, totals_of
 from exporter.stats.ring import Tier, Window
 from exporter.store import Snapshot, StoreError
@@ -63,15 +63,15 @@ def sampler(store: FakeStore, clock: ManualClock) -> HistorySampler:
 
 
 def test_totals_sum_every_family_per_view(store: FakeStore):
-    store.add(EMAIL, STARTED, value=5)
-    store.add(EMAIL, FINISHED, "completed", 3)
-    store.add(EMAIL, FINISHED, "failed", 1)
-    store.add(EMAIL, DURATION_BUCKET, "1.0", 3)
-    store.add(EMAIL, DURATION_BUCKET, "+Inf", 1)
-    store.add(EMAIL, DURATION_SUM, "", 12.5)
-    store.add(HOOK, STARTED, value=2)
-    store.add(HOOK, FINISHED, "lost", 1)
-    store.add(HOOK, PENDING, value=4)
+    store.add(EMAIL, CountKind.STARTED, value=5)
+    store.add(EMAIL, CountKind.FINISHED, "completed", 3)
+    store.add(EMAIL, CountKind.FINISHED, "failed", 1)
+    store.add(EMAIL, CountKind.DURATION_BUCKET, "1.0", 3)
+    store.add(EMAIL, CountKind.DURATION_BUCKET, "+Inf", 1)
+    store.add(EMAIL, CountKind.DURATION_SUM, "", 12.5)
+    store.add(HOOK, CountKind.STARTED, value=2)
+    store.add(HOOK, CountKind.FINISHED, "lost", 1)
+    store.add(HOOK, CountKind.PENDING, value=4)
     store.set_running(EMAIL, 1)
     summary, per_type, per_name = totals_of(store.snapshot())
     # running, pending, started, completed, failed, lost, duration sum, duration count
@@ -82,12 +82,12 @@ def test_totals_sum_every_family_per_view(store: FakeStore):
 
 
 def test_rates_per_minute_come_from_the_clock_not_from_sampling(sampler, store, clock):
-    store.add(HOOK, STARTED)  # the store is not empty: what comes next is new
+    store.add(HOOK, CountKind.STARTED)  # the store is not empty: what comes next is new
     sampler.sample()
-    store.add(EMAIL, STARTED, value=10)
-    store.add(EMAIL, FINISHED, "completed", 4)
-    store.add(EMAIL, DURATION_BUCKET, "5.0", 4)
-    store.add(EMAIL, DURATION_SUM, "", 10)
+    store.add(EMAIL, CountKind.STARTED, value=10)
+    store.add(EMAIL, CountKind.FINISHED, "completed", 4)
+    store.add(EMAIL, CountKind.DURATION_BUCKET, "5.0", 4)
+    store.add(EMAIL, CountKind.DURATION_SUM, "", 10)
     store.set_running(EMAIL, 6)
     clock.advance(30)  # six 5 s steps missed: the rate still covers the real 30 s
     sampler.sample()
@@ -101,13 +101,13 @@ def test_rates_per_minute_come_from_the_clock_not_from_sampling(sampler, store, 
 
 
 def test_a_second_sample_in_the_same_step_replaces_the_first(sampler, store, clock):
-    store.add(HOOK, STARTED)
+    store.add(HOOK, CountKind.STARTED)
     sampler.sample()
     clock.advance(5)
-    store.add(EMAIL, STARTED, value=1)
+    store.add(EMAIL, CountKind.STARTED, value=1)
     sampler.sample()
     clock.advance(2)  # same 5 s slot: the newest point moves instead of adding one
-    store.add(EMAIL, STARTED, value=6)
+    store.add(EMAIL, CountKind.STARTED, value=6)
     sampler.sample()
     series = sampler.series(sampler.types, "TASK", HOUR)
     assert series["t"] == [START_MS, START_MS + 7_000]
@@ -115,11 +115,13 @@ def test_a_second_sample_in_the_same_step_replaces_the_first(sampler, store, clo
 
 
 def test_a_function_that_appears_later_has_zero_history_not_a_gap(sampler, store, clock):
-    store.add(EMAIL, STARTED, value=100)  # there before the sampler: its past is unknown
+    store.add(EMAIL, CountKind.STARTED, value=100)  # there before the sampler: its past is unknown
     sampler.sample()
     clock.advance(30)
-    store.add(EMAIL, STARTED, value=3)
-    store.add(RESIZE, STARTED, value=3)  # new since the last sample: it had no counts then
+    store.add(EMAIL, CountKind.STARTED, value=3)
+    store.add(
+        RESIZE, CountKind.STARTED, value=3
+    )  # new since the last sample: it had no counts then
     sampler.sample()
     old = sampler.series(sampler.names, EMAIL, HOUR)
     new = sampler.series(sampler.names, RESIZE, HOUR)
@@ -131,11 +133,11 @@ def test_a_function_that_appears_later_has_zero_history_not_a_gap(sampler, store
 def test_what_an_empty_store_finds_first_is_no_burst(sampler, store, clock):
     sampler.sample()  # nothing yet: a first start, or the demo before its first scrape
     clock.advance(5)
-    store.add(EMAIL, STARTED, value=300)  # found by the first scrape: started long before
+    store.add(EMAIL, CountKind.STARTED, value=300)  # found by the first scrape: started long before
     store.set_running(EMAIL, 4)
     sampler.sample()
     clock.advance(5)
-    store.add(EMAIL, STARTED, value=2)
+    store.add(EMAIL, CountKind.STARTED, value=2)
     sampler.sample()
     summary = sampler.series(sampler.summary, SUMMARY, HOUR)
     task = sampler.series(sampler.types, "TASK", HOUR)
@@ -148,7 +150,7 @@ def test_what_an_empty_store_finds_first_is_no_burst(sampler, store, clock):
 
 def test_thinning_keeps_the_newest_point_and_every_counted_job(sampler, store, clock):
     for _ in range(721):
-        store.add(EMAIL, STARTED, value=2)
+        store.add(EMAIL, CountKind.STARTED, value=2)
         sampler.sample()
         clock.advance(5)
     full = sampler.series(sampler.summary, SUMMARY, Window(3600, 2000))
@@ -177,7 +179,7 @@ def test_the_window_and_the_hour_bound_what_is_kept(sampler, store, clock):
 
 def test_names_are_sampled_every_thirty_seconds_with_a_fresh_newest_point(sampler, store, clock):
     for _ in range(12):  # one minute of 5 s ticks
-        store.add(EMAIL, STARTED, value=1)
+        store.add(EMAIL, CountKind.STARTED, value=1)
         sampler.sample()
         clock.advance(5)
     # START_MS lies 20 s into a 30 s slot: the slots end at +10 s, +40 s and +70 s.
@@ -189,7 +191,7 @@ def test_names_are_sampled_every_thirty_seconds_with_a_fresh_newest_point(sample
 def test_the_clock_going_back_is_ignored_until_it_catches_up(sampler, store, clock):
     sampler.sample()
     clock.advance(-60)
-    store.add(EMAIL, STARTED)
+    store.add(EMAIL, CountKind.STARTED)
     sampler.sample()
     series = sampler.series(sampler.summary, SUMMARY, HOUR)
     assert series["t"] == [START_MS]
@@ -205,18 +207,18 @@ def test_an_unreadable_store_skips_the_sample(sampler, store, clock):
 
 def test_a_full_tier_evicts_only_a_function_idle_for_the_whole_window(store, clock):
     sampler = HistorySampler(store, clock, HistoryLimits(max_names=2))  # type: ignore[arg-type]
-    store.add(EMAIL, STARTED)
-    store.add(RESIZE, STARTED)
+    store.add(EMAIL, CountKind.STARTED)
+    store.add(RESIZE, CountKind.STARTED)
     sampler.sample()
     clock.advance(30)
-    store.add(HOOK, STARTED)
-    store.add(EMAIL, STARTED)
+    store.add(HOOK, CountKind.STARTED)
+    store.add(EMAIL, CountKind.STARTED)
     sampler.sample()
     assert sampler.series(sampler.names, HOOK, HOUR) is None
     assert sampler.names.untracked == 1
     for _ in range(125):  # RESIZE sits still for over an hour; EMAIL keeps moving
         clock.advance(30)
-        store.add(EMAIL, STARTED)
+        store.add(EMAIL, CountKind.STARTED)
         sampler.sample()
     assert set(sampler.names.tracked()) == {EMAIL, HOOK}
     hook = sampler.series(sampler.names, HOOK, HOUR)
@@ -227,9 +229,9 @@ def test_a_full_tier_evicts_only_a_function_idle_for_the_whole_window(store, clo
 
 
 def test_name_list_filters_by_text_and_type(sampler, store):
-    store.add(EMAIL, STARTED, value=3)
-    store.add(RESIZE, STARTED, value=9)
-    store.add(HOOK, STARTED, value=1)
+    store.add(EMAIL, CountKind.STARTED, value=3)
+    store.add(RESIZE, CountKind.STARTED, value=9)
+    store.add(HOOK, CountKind.STARTED, value=1)
     sampler.sample()
     rows, total = sampler.name_list()
     assert total == 3
@@ -242,14 +244,14 @@ def test_name_list_filters_by_text_and_type(sampler, store):
 def test_totals_past_what_four_byte_floats_hold_still_give_exact_rates(sampler, store, clock):
     """Slots keep each total's growth, not the total: a source that counted billions of
     jobs still gets rates exact to the job."""
-    store.add(EMAIL, STARTED, value=3_000_000_001)
-    store.add(EMAIL, DURATION_SUM, value=9_876_543.125)
-    store.add(EMAIL, DURATION_BUCKET, "+Inf", 2_000_000_000)
+    store.add(EMAIL, CountKind.STARTED, value=3_000_000_001)
+    store.add(EMAIL, CountKind.DURATION_SUM, value=9_876_543.125)
+    store.add(EMAIL, CountKind.DURATION_BUCKET, "+Inf", 2_000_000_000)
     sampler.sample()
     clock.advance(60)
-    store.add(EMAIL, STARTED, value=7)
-    store.add(EMAIL, DURATION_SUM, value=0.375)
-    store.add(EMAIL, DURATION_BUCKET, "+Inf", 3)
+    store.add(EMAIL, CountKind.STARTED, value=7)
+    store.add(EMAIL, CountKind.DURATION_SUM, value=0.375)
+    store.add(EMAIL, CountKind.DURATION_BUCKET, "+Inf", 3)
     sampler.sample()
     series = sampler.series(sampler.summary, SUMMARY, HOUR)
     assert series["started"] == [None, 7.0]
@@ -260,10 +262,10 @@ def test_totals_past_what_four_byte_floats_hold_still_give_exact_rates(sampler, 
 def test_values_past_two_bytes_are_kept_exactly_and_replaced_in_their_slot(sampler, store, clock):
     """Slots keep counts in 2 bytes; larger values (100,000 running, 70,000 started in one
     step) go aside, and a later sample of the same slot replaces them either way."""
-    store.add(EMAIL, STARTED, value=10)
+    store.add(EMAIL, CountKind.STARTED, value=10)
     sampler.sample()
     clock.advance(30)
-    store.add(EMAIL, STARTED, value=70_000)
+    store.add(EMAIL, CountKind.STARTED, value=70_000)
     store.set_running(EMAIL, 100_000)
     sampler.sample()
     series = sampler.series(sampler.names, EMAIL, HOUR)
@@ -280,14 +282,14 @@ def test_two_thousand_functions_for_an_hour_stay_under_7_megabytes(clock):
     store = FakeStore()
     keys = [("app", f"TYPE{i % 20}", f"job_{i}") for i in range(2000)]
     for key in keys:
-        store.add(key, STARTED)
+        store.add(key, CountKind.STARTED)
     tracemalloc.start()
     try:
         before = tracemalloc.get_traced_memory()[0]
         sampler = HistorySampler(store, clock)  # type: ignore[arg-type]
         for step in range(3):  # rings are allocated whole, so a few samples fill the memory
             for key in keys[step % 7 :: 7]:
-                store.counts[key][(STARTED, "")] += 1
+                store.counts[key][(CountKind.STARTED, "")] += 1
             store.version += 1
             sampler.sample()
             clock.advance(30)
@@ -306,10 +308,10 @@ def test_tier_rejects_impossible_sizes():
 
 
 def test_counters_going_down_give_no_rate(sampler, store, clock):
-    store.add(EMAIL, STARTED, value=10)
+    store.add(EMAIL, CountKind.STARTED, value=10)
     sampler.sample()
     clock.advance(5)
-    store.counts[EMAIL][(STARTED, "")] = 2  # a different store was put in place
+    store.counts[EMAIL][(CountKind.STARTED, "")] = 2  # a different store was put in place
     store.version += 1
     sampler.sample()
     series = sampler.series(sampler.summary, SUMMARY, HOUR)

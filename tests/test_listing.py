@@ -18,7 +18,7 @@ import pytest
 
 import exporter.tracking.ingest as ingest_module
 import exporter.tracking.listing as listing_module
-from exporter.model.counts import FINISHED, INVALID_JOBS, STARTED
+from exporter.model.counts import CountKind
 from exporter.store import StoreError, open_store
 from exporter.tracking.decode import decode_jobs
 from exporter.tracking.ingest import Ingestor, TrackingRules
@@ -164,12 +164,12 @@ def test_a_steady_scrape_decodes_only_the_items_that_changed(pair: Pair) -> None
         (key[2], name): value
         for key, values in counts.items()
         for name, value in values.items()
-        if name[0] == FINISHED
+        if name[0] == CountKind.FINISHED
     }
     assert finished == {
-        ("send", (FINISHED, "completed")): 1,
-        ("send", (FINISHED, "failed")): 1,
-        ("send", (FINISHED, "lost")): 1,
+        ("send", (CountKind.FINISHED, "completed")): 1,
+        ("send", (CountKind.FINISHED, "failed")): 1,
+        ("send", (CountKind.FINISHED, "lost")): 1,
     }
     pair.assert_same()
 
@@ -185,7 +185,9 @@ def test_a_job_listed_twice_beside_its_unchanged_item_is_settled_over_the_whole_
     assert pair.decoded_items[-1] == 3
     pair.scrape(encode([*items, item("a", "completed")]), NOW + 2000)  # now finished last
     pair.assert_same()
-    started = sum(v.get((STARTED, ""), 0) for v in pair.stores[0].snapshot().series.values())
+    started = sum(
+        v.get((CountKind.STARTED, ""), 0) for v in pair.stores[0].snapshot().series.values()
+    )
     assert started == 2
 
 
@@ -193,7 +195,7 @@ def test_an_unchanged_invalid_item_is_counted_on_every_scrape(pair: Pair) -> Non
     items = [item("a"), item("b", isFinished="yes")]
     for n in range(3):
         pair.scrape(encode(items), NOW + n * 1000)
-    invalid = pair.stores[0].snapshot().health[SOURCE][(INVALID_JOBS, "isFinished")]
+    invalid = pair.stores[0].snapshot().health[SOURCE][(CountKind.INVALID_JOBS, "isFinished")]
     assert invalid == 3
     assert pair.decoded_items == [2, 1, 1]
     pair.assert_same()

@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families as parse_tex
 
 from exporter.jobs.schedules import ScheduleSpec
 from exporter.metrics.text import number, render
-from exporter.model.counts import PENDING, QUEUE_WAIT_BUCKET, QUEUE_WAIT_SUM, RETRIES
+from exporter.model.counts import CountKind
 from tests.helpers.data import job
 from tests.helpers.served import Exporter
 from tests.helpers.sources import JobSource
@@ -50,10 +50,10 @@ def busy_exporter(make_exporter, job_source: JobSource) -> Exporter:
         "api",
         Counter(
             {
-                ("EMAIL", "welcome", PENDING, ""): 3,
-                ("EMAIL", "welcome", RETRIES, "manual"): 1,
-                ("EMAIL", "welcome", QUEUE_WAIT_BUCKET, "0.5"): 2,
-                ("EMAIL", "welcome", QUEUE_WAIT_SUM, ""): 0.7,
+                ("EMAIL", "welcome", CountKind.PENDING, ""): 3,
+                ("EMAIL", "welcome", CountKind.RETRIES, "manual"): 1,
+                ("EMAIL", "welcome", CountKind.QUEUE_WAIT_BUCKET, "0.5"): 2,
+                ("EMAIL", "welcome", CountKind.QUEUE_WAIT_SUM, ""): 0.7,
             }
         ),
     )

@@ -21,7 +21,7 @@ from exporter.jobs.schedules import (
     due_instants,
 )
 from exporter.model.queue import QueueQuery
-from exporter.model.schedules import SKIP, ScheduleConflict, UnknownSchedule
+from exporter.model.schedules import MisfirePolicy, ScheduleConflict, UnknownSchedule
 from exporter.runtime.process import Runtime
 from tests.helpers.waiting import wait_until
 
@@ -220,7 +220,9 @@ def test_a_restart_after_a_gap_skips_missed_fires_of_a_skip_schedule(store_url: 
     clock = ManualClock(at(2026, 1, 1, 7))
     runtime = Runtime(Settings(store=store_url), clock=clock)
     schedule = runtime.scheduler.create(
-        ScheduleSpec("CRON", "report", cron="0 9 * * *", timezone="Europe/Paris", misfire=SKIP)
+        ScheduleSpec(
+            "CRON", "report", cron="0 9 * * *", timezone="Europe/Paris", misfire=MisfirePolicy.SKIP
+        )
     )
     clock.set_ms(at(2026, 1, 4, 7, 30))  # three 09:00 (08:00 UTC) fires missed
     runtime = restart(runtime, store_url, clock)
@@ -241,7 +243,9 @@ def test_fires_within_the_misfire_grace_all_run_on_time(store_url: str):
     clock = ManualClock(at(2026, 1, 1))
     runtime = Runtime(Settings(store=store_url, schedule_misfire_grace=60), clock=clock)
     try:
-        runtime.scheduler.create(ScheduleSpec("TASK", "tick", interval_s=10, misfire=SKIP))
+        runtime.scheduler.create(
+            ScheduleSpec("TASK", "tick", interval_s=10, misfire=MisfirePolicy.SKIP)
+        )
         clock.advance(55)  # fires at +10 ... +50: each less than 60 s late
         assert runtime.scheduler.sweep() == 5
         assert runtime.scheduler.list()[0].fires == (5, 0, 0, 0)

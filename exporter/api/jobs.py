@@ -13,7 +13,7 @@ from exporter.api.bodies import raw_json_body, read_json
 from exporter.api.errors import ApiError, error_response
 from exporter.api.responses import job_out, json_response
 from exporter.jobs.queue import JobConflict, UnknownJob
-from exporter.model.queue import STATUSES, QueueQuery
+from exporter.model.queue import JobStatus, QueueQuery
 from exporter.runtime.process import current_runtime
 from exporter.store import StoreError
 
@@ -53,8 +53,9 @@ def create() -> Response:
 def list_jobs() -> Response:
     args = request.args
     status = args.get("status")
-    if status is not None and status not in STATUSES:
-        raise ApiError(400, "unknown status", [_field("status", f"one of {', '.join(STATUSES)}")])
+    if status is not None and status not in JobStatus.ALL:
+        message = f"one of {', '.join(JobStatus.ALL)}"
+        raise ApiError(400, "unknown status", [_field("status", message)])
     query = QueueQuery(
         status=status,
         type=args.get("type"),

@@ -20,7 +20,7 @@ from exporter import __version__
 from exporter.api import schemas, stats_schemas
 from exporter.api.responses import json_response
 from exporter.model.jobinfo import JobInfo
-from exporter.model.queue import STATUSES
+from exporter.model.queue import JobStatus
 
 blueprint = Blueprint("openapi", __name__, url_prefix="/api")
 REF = "#/components/schemas/{name}"
@@ -99,7 +99,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "List jobs, oldest first, a page at a time",
         responses={"200": ("a page", "JobPage"), "400": _BAD},
         parameters=(
-            _query("status", "only jobs in this status", {"enum": list(STATUSES)}),
+            _query("status", "only jobs in this status", {"enum": list(JobStatus.ALL)}),
             _query("type", "only jobs of this type", _STR),
             _query("name", "only jobs of this name", _STR),
             _query("limit", "page size", {"type": "integer", "minimum": 1, "maximum": 1000}),

@@ -14,7 +14,9 @@ from exporter.api.bodies import BODY_FIELD, raw_json_body
 from exporter.api.errors import ApiError
 from exporter.api.responses import json_response
 from exporter.config import DEFAULT_PUSH_SOURCE, ConfigError, check_source_name
-from exporter.model.queue import API_SOURCE, COMPLETED, FAILED, PENDING, QueueQuery
+from exporter.model.counts import Outcome
+from exporter.model.jobinfo import Status
+from exporter.model.queue import API_SOURCE, JobStatus, QueueQuery
 from exporter.model.tracked import JobRow
 from exporter.runtime.process import current_runtime
 from exporter.store import StoreError
@@ -90,6 +92,10 @@ def _push_source(name: str) -> str:
 def _tracked(row: JobRow) -> schemas.TrackedJob:
     outcome = row.outcome
     finish = row.finish_ms if row.finish_ms is not None else row.finished_at_ms
+    # JobInfoBase's status has no word for lost: a lost run says failed.
+    status: Status = "completed" if outcome == Outcome.COMPLETED else "failed"
+    if outcome is None:
+        status = "running"
     return schemas.TrackedJob(
         id=row.id,
         name=row.name,
@@ -97,7 +103,7 @@ def _tracked(row: JobRow) -> schemas.TrackedJob:
         background_job_type=row.type,
         is_finished=outcome is not None,
         finish_timestamp=finish if outcome is not None else None,
-        status="running" if outcome is None else ("completed" if outcome == COMPLETED else FAILED),
+        status=status,
         source=row.source,
         outcome=outcome,  # type: ignore[arg-type]
     )
@@ -111,9 +117,9 @@ def _api_jobs(queue) -> list[schemas.TrackedJob]:
     while True:
         jobs, after = queue.list(QueueQuery(after_seq=after, limit=JOBINFO_PAGE))
         for job in jobs:
-            if job.status == PENDING or job.started_ms is None:
+            if job.status == JobStatus.PENDING or job.started_ms is None:
                 continue
-            finished = job.status in (COMPLETED, FAILED)
+            finished = job.status in (JobStatus.COMPLETED, JobStatus.FAILED)
             tracked.append(
                 schemas.TrackedJob(
                     id=job.id,

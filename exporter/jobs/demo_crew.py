@@ -19,7 +19,7 @@ import requests
 from exporter.client.worker import RetryableError, Worker
 from exporter.jobs.queue import JobConflict, JobQueue
 from exporter.jobs.schedules import Scheduler, ScheduleSpec
-from exporter.model.queue import FAILED, QueueQuery
+from exporter.model.queue import JobStatus, QueueQuery
 from exporter.store import StoreError
 
 log = logging.getLogger(__name__)
@@ -150,7 +150,7 @@ class DemoCrew:
                     payload = b'{"n": %d, "kind": "%s"}' % (number, kind.name.encode())
                     self.queue.create(kind.type, kind.name, payload)
                 if self._rng.random() < 0.5:  # now and then, someone retries a failure
-                    failed, _ = self.queue.list(QueueQuery(status=FAILED, limit=1))
+                    failed, _ = self.queue.list(QueueQuery(status=JobStatus.FAILED, limit=1))
                     if failed:
                         self.queue.retry(failed[0].id)
             except (StoreError, JobConflict) as error:

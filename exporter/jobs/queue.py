@@ -17,29 +17,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from exporter.clock import Clock
-from exporter.model.counts import (
-    DURATION_BUCKET,
-    DURATION_SUM,
-    FINISHED,
-    PENDING,
-    QUEUE_WAIT_BUCKET,
-    QUEUE_WAIT_SUM,
-    RETRIES,
-    STARTED,
-    Buckets,
-    CountDeltas,
-    observe,
-)
-from exporter.model.queue import (
-    API_SOURCE,
-    COMPLETED,
-    FAILED,
-    RUNNING,
-    QueueChange,
-    QueueJob,
-    QueueQuery,
-)
-from exporter.model.queue import PENDING as PENDING_STATUS
+from exporter.model.counts import Buckets, CountDeltas, CountKind, Outcome, RetryTrigger, observe
+from exporter.model.queue import API_SOURCE, JobStatus, QueueChange, QueueJob, QueueQuery
 from exporter.model.schedules import ScheduleFire
 from exporter.model.tracked import Plan, SourceIndex
 from exporter.store import Store
@@ -94,14 +73,21 @@ class QueuePolicy:
 def start_run(job: QueueJob, worker: str, now_ms: float, lease_s: float, buckets: Buckets):
     """Lease a due pending job: a run starts; queue wait is observed on the first start only."""
     counts = CountDeltas()
-    counts[(*job.series, STARTED, "")] += 1
-    counts[(*job.series, PENDING, "")] -= 1
+    counts[(*job.series, CountKind.STARTED, "")] += 1
+    counts[(*job.series, CountKind.PENDING, "")] -= 1
     if job.attempts == 0:
         wait_s = (now_ms - job.created_ms) / 1000
-        observe(counts, buckets, job.series, QUEUE_WAIT_BUCKET, QUEUE_WAIT_SUM, wait_s)
+        observe(
+            counts,
+            buckets,
+            job.series,
+            CountKind.QUEUE_WAIT_BUCKET,
+            CountKind.QUEUE_WAIT_SUM,
+            wait_s,
+        )
     leased = replace(
         job,
-        status=RUNNING,
+        status=JobStatus.RUNNING,
         attempts=job.attempts + 1,
         worker=worker,
         started_ms=now_ms,
@@ -114,7 +100,7 @@ def start_run(job: QueueJob, worker: str, now_ms: float, lease_s: float, buckets
 
 def check_lease(job: QueueJob, worker: str, now_ms: float) -> None:
     """Raise JobConflict unless `worker` holds a live lease on `job`."""
-    if job.status != RUNNING:
+    if job.status != JobStatus.RUNNING:
         raise JobConflict(f"job {job.id} is {job.status}, not running")
     if job.worker != worker:
         raise JobConflict(f"job {job.id} is leased to another worker, not {worker!r}", "worker")
@@ -132,8 +118,10 @@ def complete_run(
 ) -> QueueChange:
     """The run completes; a job a schedule fired is that schedule's latest success."""
     check_lease(job, worker, now_ms)
-    counts = _finish_counts(job, "completed", now_ms, buckets)
-    done = replace(job, status=COMPLETED, result=result, finished_ms=now_ms, lease_expires_ms=None)
+    counts = _finish_counts(job, Outcome.COMPLETED, now_ms, buckets)
+    done = replace(
+        job, status=JobStatus.COMPLETED, result=result, finished_ms=now_ms, lease_expires_ms=None
+    )
     return QueueChange(done, counts, schedule_success_ms=now_ms)
 
 
@@ -148,54 +136,58 @@ def fail_run(
 ) -> QueueChange:
     """The run fails (counted `failed`); with attempts left and `retryable`, it is requeued."""
     check_lease(job, worker, now_ms)
-    counts = _finish_counts(job, "failed", now_ms, policy.buckets)
+    counts = _finish_counts(job, Outcome.FAILED, now_ms, policy.buckets)
     failed = replace(job, last_error=error, finished_ms=now_ms, lease_expires_ms=None)
     if retryable and job.attempts < job.max_attempts:
         return _requeue(failed, counts, now_ms, policy, jitter)
-    return QueueChange(replace(failed, status=FAILED), counts)
+    return QueueChange(replace(failed, status=JobStatus.FAILED), counts)
 
 
 def expire_lease(job: QueueJob, now_ms: float, policy: QueuePolicy, jitter: float) -> QueueChange:
     """A lease ran out: the run ends `lost` (no duration: nobody knows when it stopped)."""
-    if job.status != RUNNING or job.lease_expires_ms is None or job.lease_expires_ms >= now_ms:
+    if (
+        job.status != JobStatus.RUNNING
+        or job.lease_expires_ms is None
+        or job.lease_expires_ms >= now_ms
+    ):
         return QueueChange(job)  # a worker finished or extended it meanwhile
     counts = CountDeltas()
-    counts[(*job.series, FINISHED, "lost")] += 1
+    counts[(*job.series, CountKind.FINISHED, Outcome.LOST)] += 1
     lost = replace(job, last_error=LEASE_EXPIRED_ERROR, finished_ms=now_ms, lease_expires_ms=None)
     if job.attempts < job.max_attempts:
         return _requeue(lost, counts, now_ms, policy, jitter)
-    return QueueChange(replace(lost, status=FAILED), counts)
+    return QueueChange(replace(lost, status=JobStatus.FAILED), counts)
 
 
 def manual_retry(job: QueueJob, now_ms: float) -> QueueChange:
     """A failed job goes back to pending, due now; it gets one more attempt."""
-    if job.status != FAILED:
+    if job.status != JobStatus.FAILED:
         raise JobConflict(f"job {job.id} is {job.status}; only failed jobs can be retried")
     counts = CountDeltas()
-    counts[(*job.series, RETRIES, "manual")] += 1
-    counts[(*job.series, PENDING, "")] += 1
+    counts[(*job.series, CountKind.RETRIES, RetryTrigger.MANUAL)] += 1
+    counts[(*job.series, CountKind.PENDING, "")] += 1
     pending = replace(
-        job, status=PENDING_STATUS, worker=None, next_attempt_ms=now_ms, lease_expires_ms=None
+        job, status=JobStatus.PENDING, worker=None, next_attempt_ms=now_ms, lease_expires_ms=None
     )
     return QueueChange(pending, counts)
 
 
 def _finish_counts(job: QueueJob, outcome: str, now_ms: float, buckets: Buckets) -> CountDeltas:
     counts = CountDeltas()
-    counts[(*job.series, FINISHED, outcome)] += 1
+    counts[(*job.series, CountKind.FINISHED, outcome)] += 1
     seconds = (now_ms - (job.started_ms or now_ms)) / 1000
-    observe(counts, buckets, job.series, DURATION_BUCKET, DURATION_SUM, seconds)
+    observe(counts, buckets, job.series, CountKind.DURATION_BUCKET, CountKind.DURATION_SUM, seconds)
     return counts
 
 
 def _requeue(
     job: QueueJob, counts: CountDeltas, now_ms: float, policy: QueuePolicy, jitter: float
 ) -> QueueChange:
-    counts[(*job.series, RETRIES, "automatic")] += 1
-    counts[(*job.series, PENDING, "")] += 1
+    counts[(*job.series, CountKind.RETRIES, RetryTrigger.AUTOMATIC)] += 1
+    counts[(*job.series, CountKind.PENDING, "")] += 1
     due = now_ms + policy.backoff.delay_ms(job.attempts, jitter)
     return QueueChange(
-        replace(job, status=PENDING_STATUS, worker=None, next_attempt_ms=due), counts
+        replace(job, status=JobStatus.PENDING, worker=None, next_attempt_ms=due), counts
     )
 
 
@@ -248,7 +240,7 @@ class JobQueue:
                 name=name,
                 label_type=series[0],
                 label_name=series[1],
-                status=PENDING_STATUS,
+                status=JobStatus.PENDING,
                 payload=payload,
                 result=None,
                 attempts=0,
@@ -262,7 +254,7 @@ class JobQueue:
                 lease_expires_ms=None,
             )
             counts = plan.counts  # holds the folded-jobs count when the guard folded
-            counts[(*series, PENDING, "")] += 1
+            counts[(*series, CountKind.PENDING, "")] += 1
             recorded = None if fire is None else fire(job.id)
             created = self.store.queue_insert(QueueChange(job, counts), recorded)
             index.admit(plan.new_series)

@@ -37,10 +37,9 @@ from exporter.clock import Clock
 from exporter.jobs.queue import JobQueue
 from exporter.model.queue import QueueJob
 from exporter.model.schedules import (
-    LATE,
-    ON_TIME,
-    RUN_ONCE,
+    FireResult,
     FireTaken,
+    MisfirePolicy,
     Schedule,
     ScheduleConflict,
     ScheduleFire,
@@ -250,16 +249,16 @@ def plan(schedule: Schedule, timing: Timing, now_ms: float, grace_ms: float) -> 
     fire: float | None = first
     if first < cutoff:
         missed, last_missed, fire = timing.skip_before(first, cutoff)
-        if schedule.misfire == RUN_ONCE:
+        if schedule.misfire == MisfirePolicy.RUN_ONCE:
             skipped = missed - 1
-            fires.append((last_missed, LATE, fire))
+            fires.append((last_missed, FireResult.LATE, fire))
             advance_to = last_missed
         else:
             skipped = missed
             advance_to = fire if fire is not None else math.inf
     while fire is not None and fire <= now_ms:
         after = timing.next_after(fire)
-        fires.append((fire, ON_TIME, after))
+        fires.append((fire, FireResult.ON_TIME, after))
         fire = after
     return FirePlan(first, skipped, advance_to, tuple(fires))
 
@@ -274,8 +273,8 @@ def after_fire(instant_ms: float, result: str, next_ms: float | None, job_id: st
         if schedule.paused:
             raise FireTaken(f"schedule {schedule.id} was paused meanwhile")
         counts = {
-            "fires_on_time": schedule.fires_on_time + (result == ON_TIME),
-            "fires_late": schedule.fires_late + (result == LATE),
+            "fires_on_time": schedule.fires_on_time + (result == FireResult.ON_TIME),
+            "fires_late": schedule.fires_late + (result == FireResult.LATE),
         }
         unanswered = schedule.unanswered_ms
         return replace(
@@ -339,7 +338,7 @@ class ScheduleSpec:
     cron: str | None = None
     interval_s: float | None = None
     timezone: str = "UTC"
-    misfire: str = RUN_ONCE
+    misfire: str = MisfirePolicy.RUN_ONCE
     max_attempts: int | None = None
 
 

@@ -19,37 +19,9 @@ from prometheus_client.metrics_core import (
 )
 
 from exporter.health import HealthBoard
-from exporter.metrics.view import (
-    BUILD_INFO,
-    DURATION,
-    FINISHED_JOBS,
-    FOLDED,
-    INVALID,
-    LAST_SUCCESS,
-    OLDEST,
-    PENDING_JOBS,
-    QUEUE_WAIT,
-    RETRIES_SCHEDULED,
-    RUNNING,
-    SCHEDULE_FIRES,
-    SCHEDULE_LAST_FIRE,
-    SCHEDULE_LAST_SUCCESS,
-    SCHEDULE_NEXT_FIRE,
-    SCHEDULE_PAUSED,
-    SCHEDULE_UNANSWERED,
-    SCRAPE_DURATION,
-    SCRAPE_ERROR_COUNT,
-    SOURCE_UP,
-    STARTED_JOBS,
-    STORE_ERRORS,
-    TRACKED,
-    Family,
-    HistogramValues,
-    MetricsView,
-    build_view,
-)
-from exporter.model.counts import OUTCOMES, SCRAPE_ERROR_REASONS, TRIGGERS, Buckets
-from exporter.model.schedules import FIRE_RESULTS
+from exporter.metrics.view import Families, Family, HistogramValues, MetricsView, build_view
+from exporter.model.counts import Buckets, Outcome, RetryTrigger, ScrapeErrorReason
+from exporter.model.schedules import FireResult
 from exporter.store import Store, StoreError
 
 log = logging.getLogger(__name__)
@@ -92,45 +64,47 @@ class JobCollector:
         families = {family: _new(family) for family in _ORDER}
         for series in view.series:
             labels = list(series.labels)
-            families[RUNNING].add_metric(labels, series.running)
-            families[PENDING_JOBS].add_metric(labels, series.pending)
+            families[Families.RUNNING].add_metric(labels, series.running)
+            families[Families.PENDING].add_metric(labels, series.pending)
             if series.oldest_start_s is not None:
-                families[OLDEST].add_metric(labels, series.oldest_start_s)
-            families[STARTED_JOBS].add_metric(labels, series.started)
-            for outcome, value in zip(OUTCOMES, series.finished, strict=True):
-                families[FINISHED_JOBS].add_metric([*labels, outcome], value)
-            for trigger, value in zip(TRIGGERS, series.retries, strict=True):
-                families[RETRIES_SCHEDULED].add_metric([*labels, trigger], value)
-            _add_histogram(families[DURATION], labels, series.duration, view.bucket_labels)
+                families[Families.OLDEST_START].add_metric(labels, series.oldest_start_s)
+            families[Families.STARTED].add_metric(labels, series.started)
+            for outcome, value in zip(Outcome.ALL, series.finished, strict=True):
+                families[Families.FINISHED].add_metric([*labels, outcome], value)
+            for trigger, value in zip(RetryTrigger.ALL, series.retries, strict=True):
+                families[Families.RETRIES].add_metric([*labels, trigger], value)
+            _add_histogram(families[Families.DURATION], labels, series.duration, view.bucket_labels)
             if series.queue_wait is not None:
-                _add_histogram(families[QUEUE_WAIT], labels, series.queue_wait, view.bucket_labels)
+                _add_histogram(
+                    families[Families.QUEUE_WAIT], labels, series.queue_wait, view.bucket_labels
+                )
         for row in view.sources:
             if row.up is not None:
-                families[SOURCE_UP].add_metric([row.source], row.up)
+                families[Families.SOURCE_UP].add_metric([row.source], row.up)
             if row.scrape_duration_s is not None:
-                families[SCRAPE_DURATION].add_metric([row.source], row.scrape_duration_s)
+                families[Families.SCRAPE_DURATION].add_metric([row.source], row.scrape_duration_s)
             if row.last_success_s is not None:
-                families[LAST_SUCCESS].add_metric([row.source], row.last_success_s)
+                families[Families.LAST_SUCCESS].add_metric([row.source], row.last_success_s)
             if row.errors is not None:
-                for reason, value in zip(SCRAPE_ERROR_REASONS, row.errors, strict=True):
-                    families[SCRAPE_ERROR_COUNT].add_metric([row.source, reason], value)
+                for reason, value in zip(ScrapeErrorReason.ALL, row.errors, strict=True):
+                    families[Families.SCRAPE_ERRORS].add_metric([row.source, reason], value)
             for field, value in row.invalid:
-                families[INVALID].add_metric([row.source, field], value)
-            families[FOLDED].add_metric([row.source], row.folded)
+                families[Families.INVALID_JOBS].add_metric([row.source, field], value)
+            families[Families.FOLDED_JOBS].add_metric([row.source], row.folded)
         for source, count in view.tracked:
-            families[TRACKED].add_metric([source], count)
-        families[STORE_ERRORS].add_metric([], view.store_errors)
-        families[BUILD_INFO].add_metric([view.version], 1)
+            families[Families.TRACKED_JOBS].add_metric([source], count)
+        families[Families.STORE_ERRORS].add_metric([], view.store_errors)
+        families[Families.BUILD_INFO].add_metric([view.version], 1)
         for row in view.schedules:
             labels = list(row.labels)
-            for result, value in zip(FIRE_RESULTS, row.fires, strict=True):
-                families[SCHEDULE_FIRES].add_metric([*labels, result], value)
+            for result, value in zip(FireResult.ALL, row.fires, strict=True):
+                families[Families.SCHEDULE_FIRES].add_metric([*labels, result], value)
             for family, value in (
-                (SCHEDULE_LAST_FIRE, row.last_fire_s),
-                (SCHEDULE_NEXT_FIRE, row.next_fire_s),
-                (SCHEDULE_LAST_SUCCESS, row.last_success_s),
-                (SCHEDULE_UNANSWERED, row.unanswered_s),
-                (SCHEDULE_PAUSED, row.paused),
+                (Families.SCHEDULE_LAST_FIRE, row.last_fire_s),
+                (Families.SCHEDULE_NEXT_FIRE, row.next_fire_s),
+                (Families.SCHEDULE_LAST_SUCCESS, row.last_success_s),
+                (Families.SCHEDULE_UNANSWERED, row.unanswered_s),
+                (Families.SCHEDULE_PAUSED, row.paused),
             ):
                 if value is not None:
                     families[family].add_metric(labels, value)
@@ -138,29 +112,29 @@ class JobCollector:
 
 
 _ORDER = (
-    RUNNING,
-    PENDING_JOBS,
-    OLDEST,
-    STARTED_JOBS,
-    FINISHED_JOBS,
-    RETRIES_SCHEDULED,
-    DURATION,
-    QUEUE_WAIT,
-    SOURCE_UP,
-    SCRAPE_DURATION,
-    LAST_SUCCESS,
-    SCRAPE_ERROR_COUNT,
-    INVALID,
-    FOLDED,
-    TRACKED,
-    STORE_ERRORS,
-    BUILD_INFO,
-    SCHEDULE_FIRES,
-    SCHEDULE_LAST_FIRE,
-    SCHEDULE_NEXT_FIRE,
-    SCHEDULE_LAST_SUCCESS,
-    SCHEDULE_UNANSWERED,
-    SCHEDULE_PAUSED,
+    Families.RUNNING,
+    Families.PENDING,
+    Families.OLDEST_START,
+    Families.STARTED,
+    Families.FINISHED,
+    Families.RETRIES,
+    Families.DURATION,
+    Families.QUEUE_WAIT,
+    Families.SOURCE_UP,
+    Families.SCRAPE_DURATION,
+    Families.LAST_SUCCESS,
+    Families.SCRAPE_ERRORS,
+    Families.INVALID_JOBS,
+    Families.FOLDED_JOBS,
+    Families.TRACKED_JOBS,
+    Families.STORE_ERRORS,
+    Families.BUILD_INFO,
+    Families.SCHEDULE_FIRES,
+    Families.SCHEDULE_LAST_FIRE,
+    Families.SCHEDULE_NEXT_FIRE,
+    Families.SCHEDULE_LAST_SUCCESS,
+    Families.SCHEDULE_UNANSWERED,
+    Families.SCHEDULE_PAUSED,
 )
 
 

@@ -13,36 +13,9 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-from exporter.metrics.view import (
-    BUILD_INFO,
-    DURATION,
-    FINISHED_JOBS,
-    FOLDED,
-    INVALID,
-    LAST_SUCCESS,
-    OLDEST,
-    PENDING_JOBS,
-    QUEUE_WAIT,
-    RETRIES_SCHEDULED,
-    RUNNING,
-    SCHEDULE_FIRES,
-    SCHEDULE_LAST_FIRE,
-    SCHEDULE_LAST_SUCCESS,
-    SCHEDULE_NEXT_FIRE,
-    SCHEDULE_PAUSED,
-    SCHEDULE_UNANSWERED,
-    SCRAPE_DURATION,
-    SCRAPE_ERROR_COUNT,
-    SOURCE_UP,
-    STARTED_JOBS,
-    STORE_ERRORS,
-    TRACKED,
-    Family,
-    HistogramValues,
-    MetricsView,
-)
-from exporter.model.counts import OUTCOMES, SCRAPE_ERROR_REASONS, TRIGGERS
-from exporter.model.schedules import FIRE_RESULTS
+from exporter.metrics.view import Families, Family, HistogramValues, MetricsView
+from exporter.model.counts import Outcome, RetryTrigger, ScrapeErrorReason
+from exporter.model.schedules import FireResult
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
@@ -114,16 +87,16 @@ def render_into(
             add(f"{name}{{{text}}} {number(value(one))}\n")
         flush_often()
 
-    each(RUNNING, lambda one: one.running)
-    each(PENDING_JOBS, lambda one: one.pending)
-    name = header(OLDEST)
+    each(Families.RUNNING, lambda one: one.running)
+    each(Families.PENDING, lambda one: one.pending)
+    name = header(Families.OLDEST_START)
     for text, one in pairs:
         if one.oldest_start_s is not None:
             add(f"{name}{{{text}}} {number(one.oldest_start_s)}\n")
-    each(STARTED_JOBS, lambda one: one.started)
+    each(Families.STARTED, lambda one: one.started)
     for family, label, values, getter in (
-        (FINISHED_JOBS, "outcome", OUTCOMES, lambda one: one.finished),
-        (RETRIES_SCHEDULED, "trigger", TRIGGERS, lambda one: one.retries),
+        (Families.FINISHED, "outcome", Outcome.ALL, lambda one: one.finished),
+        (Families.RETRIES, "trigger", RetryTrigger.ALL, lambda one: one.retries),
     ):
         name = header(family)
         suffixes = [f',{label}="{value}"}} ' for value in values]
@@ -133,8 +106,8 @@ def render_into(
                 add(f"{prefix}{suffix}{number(count)}\n")
             flush_often()
     for family, getter in (
-        (DURATION, lambda one: one.duration),
-        (QUEUE_WAIT, lambda one: one.queue_wait),
+        (Families.DURATION, lambda one: one.duration),
+        (Families.QUEUE_WAIT, lambda one: one.queue_wait),
     ):
         name = header(family)
         les = [f',le="{le}"}} ' for le in view.bucket_labels]
@@ -164,33 +137,33 @@ def _histogram(
 def _health(view: MetricsView, header: Callable[[Family], str], add: Callable[[str], None]):
     rows = [(f'source="{escape_label(row.source)}"', row) for row in view.sources]
     for family, getter in (
-        (SOURCE_UP, lambda row: row.up),
-        (SCRAPE_DURATION, lambda row: row.scrape_duration_s),
-        (LAST_SUCCESS, lambda row: row.last_success_s),
+        (Families.SOURCE_UP, lambda row: row.up),
+        (Families.SCRAPE_DURATION, lambda row: row.scrape_duration_s),
+        (Families.LAST_SUCCESS, lambda row: row.last_success_s),
     ):
         name = header(family)
         for text, row in rows:
             value = getter(row)
             if value is not None:
                 add(f"{name}{{{text}}} {number(value)}\n")
-    name = header(SCRAPE_ERROR_COUNT)
+    name = header(Families.SCRAPE_ERRORS)
     for text, row in rows:
         if row.errors is not None:
-            for reason, value in zip(SCRAPE_ERROR_REASONS, row.errors, strict=True):
+            for reason, value in zip(ScrapeErrorReason.ALL, row.errors, strict=True):
                 add(f'{name}{{{text},reason="{reason}"}} {number(value)}\n')
-    name = header(INVALID)
+    name = header(Families.INVALID_JOBS)
     for text, row in rows:
         for field, value in row.invalid:
             add(f'{name}{{{text},field="{escape_label(field)}"}} {number(value)}\n')
-    name = header(FOLDED)
+    name = header(Families.FOLDED_JOBS)
     for text, row in rows:
         add(f"{name}{{{text}}} {number(row.folded)}\n")
-    name = header(TRACKED)
+    name = header(Families.TRACKED_JOBS)
     for source, count in view.tracked:
         add(f'{name}{{source="{escape_label(source)}"}} {number(count)}\n')
-    name = header(STORE_ERRORS)
+    name = header(Families.STORE_ERRORS)
     add(f"{name} {number(view.store_errors)}\n")
-    name = header(BUILD_INFO)
+    name = header(Families.BUILD_INFO)
     add(f'{name}{{version="{escape_label(view.version)}"}} 1\n')
 
 
@@ -199,16 +172,16 @@ def _schedules(view: MetricsView, header: Callable[[Family], str], add: Callable
         (f'schedule="{escape_label(i)}",type="{escape_label(t)}",name="{escape_label(n)}"', row)
         for (i, t, n), row in ((row.labels, row) for row in view.schedules)
     ]
-    name = header(SCHEDULE_FIRES)
+    name = header(Families.SCHEDULE_FIRES)
     for text, row in rows:
-        for result, value in zip(FIRE_RESULTS, row.fires, strict=True):
+        for result, value in zip(FireResult.ALL, row.fires, strict=True):
             add(f'{name}{{{text},result="{result}"}} {number(value)}\n')
     for family, getter in (
-        (SCHEDULE_LAST_FIRE, lambda row: row.last_fire_s),
-        (SCHEDULE_NEXT_FIRE, lambda row: row.next_fire_s),
-        (SCHEDULE_LAST_SUCCESS, lambda row: row.last_success_s),
-        (SCHEDULE_UNANSWERED, lambda row: row.unanswered_s),
-        (SCHEDULE_PAUSED, lambda row: row.paused),
+        (Families.SCHEDULE_LAST_FIRE, lambda row: row.last_fire_s),
+        (Families.SCHEDULE_NEXT_FIRE, lambda row: row.next_fire_s),
+        (Families.SCHEDULE_LAST_SUCCESS, lambda row: row.last_success_s),
+        (Families.SCHEDULE_UNANSWERED, lambda row: row.unanswered_s),
+        (Families.SCHEDULE_PAUSED, lambda row: row.paused),
     ):
         name = header(family)
         for text, row in rows:

@@ -12,27 +12,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from exporter.health import SourceHealth
-from exporter.model.counts import (
-    DURATION_BUCKET,
-    DURATION_SUM,
-    FINISHED,
-    FOLDED_JOBS,
-    INVALID_JOBS,
-    OUTCOMES,
-    PENDING,
-    QUEUE_WAIT_BUCKET,
-    QUEUE_WAIT_SUM,
-    RETRIES,
-    SCRAPE_ERROR_REASONS,
-    SCRAPE_ERRORS,
-    STARTED,
-    TRIGGERS,
-    Buckets,
-)
+from exporter.model.counts import Buckets, CountKind, Outcome, RetryTrigger, ScrapeErrorReason
 from exporter.model.schedules import Schedule
 from exporter.store import Snapshot
 
 JOB_LABELS = ("source", "type", "name")
+SCHEDULE_LABELS = ("schedule", "type", "name")
 CountName = tuple[str, str]
 
 
@@ -46,122 +31,127 @@ class Family:
     labels: tuple[str, ...] = ()
 
 
-RUNNING = Family("background_jobs_running", "gauge", "Jobs running now.", JOB_LABELS)
-PENDING_JOBS = Family(
-    "background_jobs_pending", "gauge", "Jobs waiting to run (job API).", JOB_LABELS
-)
-OLDEST = Family(
-    "background_jobs_oldest_start_timestamp_seconds",
-    "gauge",
-    "Start time of the oldest running job, in seconds since the epoch.",
-    JOB_LABELS,
-)
-STARTED_JOBS = Family("background_jobs_started", "counter", "Jobs started.", JOB_LABELS)
-FINISHED_JOBS = Family(
-    "background_jobs_finished", "counter", "Jobs finished, by outcome.", (*JOB_LABELS, "outcome")
-)
-RETRIES_SCHEDULED = Family(
-    "background_jobs_retries",
-    "counter",
-    "Retries scheduled, by trigger.",
-    (*JOB_LABELS, "trigger"),
-)
-DURATION = Family(
-    "background_jobs_duration_seconds", "histogram", "Run time of finished jobs.", JOB_LABELS
-)
-QUEUE_WAIT = Family(
-    "background_jobs_queue_wait_seconds",
-    "histogram",
-    "Time from a job's creation to its first start (job API).",
-    JOB_LABELS,
-)
-SOURCE_UP = Family(
-    "job_exporter_source_up",
-    "gauge",
-    "1 when the last scrape of the source succeeded.",
-    ("source",),
-)
-SCRAPE_DURATION = Family(
-    "job_exporter_source_scrape_duration_seconds",
-    "gauge",
-    "How long the last scrape of the source took.",
-    ("source",),
-)
-LAST_SUCCESS = Family(
-    "job_exporter_source_last_success_timestamp_seconds",
-    "gauge",
-    "When the source was last scraped successfully, in seconds since the epoch.",
-    ("source",),
-)
-SCRAPE_ERROR_COUNT = Family(
-    "job_exporter_source_scrape_errors",
-    "counter",
-    "Failed scrapes, by reason.",
-    ("source", "reason"),
-)
-INVALID = Family(
-    "job_exporter_invalid_jobs",
-    "counter",
-    "Items skipped because a field was invalid.",
-    ("source", "field"),
-)
-FOLDED = Family(
-    "job_exporter_folded_jobs",
-    "counter",
-    "Jobs whose name was folded into __other__ by the per-source series cap.",
-    ("source",),
-)
-TRACKED = Family(
-    "job_exporter_tracked_jobs", "gauge", "Jobs the store remembers, per source.", ("source",)
-)
-STORE_ERRORS = Family(
-    "job_exporter_store_errors",
-    "counter",
-    "Store operations that failed (the exporter's log says why).",
-)
-BUILD_INFO = Family(
-    "job_exporter_build_info",
-    "gauge",
-    "Always 1; the version label says which release runs.",
-    ("version",),
-)
-SCHEDULE_LABELS = ("schedule", "type", "name")
-SCHEDULE_FIRES = Family(
-    "job_exporter_schedule_fires",
-    "counter",
-    "Schedule fires, by result: on_time, late (missed, run once), skipped, manual (run now).",
-    (*SCHEDULE_LABELS, "result"),
-)
-SCHEDULE_LAST_FIRE = Family(
-    "job_exporter_schedule_last_fire_timestamp_seconds",
-    "gauge",
-    "Instant of the schedule's latest fire that created a job.",
-    SCHEDULE_LABELS,
-)
-SCHEDULE_NEXT_FIRE = Family(
-    "job_exporter_schedule_next_fire_timestamp_seconds",
-    "gauge",
-    "When the schedule fires next (absent while paused).",
-    SCHEDULE_LABELS,
-)
-SCHEDULE_LAST_SUCCESS = Family(
-    "job_exporter_schedule_last_success_timestamp_seconds",
-    "gauge",
-    "When a job the schedule created last completed.",
-    SCHEDULE_LABELS,
-)
-SCHEDULE_UNANSWERED = Family(
-    "job_exporter_schedule_unanswered_fire_timestamp_seconds",
-    "gauge",
-    "Instant of the oldest fire since the schedule's last success (absent when none).",
-    SCHEDULE_LABELS,
-)
-SCHEDULE_PAUSED = Family(
-    "job_exporter_schedule_paused",
-    "gauge",
-    "1 while the schedule is paused, else 0.",
-    SCHEDULE_LABELS,
-)
+class Families:
+    """Every family /metrics shows, each by one name: the package spells their names only here."""
+
+    RUNNING = Family("background_jobs_running", "gauge", "Jobs running now.", JOB_LABELS)
+    PENDING = Family(
+        "background_jobs_pending", "gauge", "Jobs waiting to run (job API).", JOB_LABELS
+    )
+    OLDEST_START = Family(
+        "background_jobs_oldest_start_timestamp_seconds",
+        "gauge",
+        "Start time of the oldest running job, in seconds since the epoch.",
+        JOB_LABELS,
+    )
+    STARTED = Family("background_jobs_started", "counter", "Jobs started.", JOB_LABELS)
+    FINISHED = Family(
+        "background_jobs_finished",
+        "counter",
+        "Jobs finished, by outcome.",
+        (*JOB_LABELS, "outcome"),
+    )
+    RETRIES = Family(
+        "background_jobs_retries",
+        "counter",
+        "Retries scheduled, by trigger.",
+        (*JOB_LABELS, "trigger"),
+    )
+    DURATION = Family(
+        "background_jobs_duration_seconds", "histogram", "Run time of finished jobs.", JOB_LABELS
+    )
+    QUEUE_WAIT = Family(
+        "background_jobs_queue_wait_seconds",
+        "histogram",
+        "Time from a job's creation to its first start (job API).",
+        JOB_LABELS,
+    )
+    SOURCE_UP = Family(
+        "job_exporter_source_up",
+        "gauge",
+        "1 when the last scrape of the source succeeded.",
+        ("source",),
+    )
+    SCRAPE_DURATION = Family(
+        "job_exporter_source_scrape_duration_seconds",
+        "gauge",
+        "How long the last scrape of the source took.",
+        ("source",),
+    )
+    LAST_SUCCESS = Family(
+        "job_exporter_source_last_success_timestamp_seconds",
+        "gauge",
+        "When the source was last scraped successfully, in seconds since the epoch.",
+        ("source",),
+    )
+    SCRAPE_ERRORS = Family(
+        "job_exporter_source_scrape_errors",
+        "counter",
+        "Failed scrapes, by reason.",
+        ("source", "reason"),
+    )
+    INVALID_JOBS = Family(
+        "job_exporter_invalid_jobs",
+        "counter",
+        "Items skipped because a field was invalid.",
+        ("source", "field"),
+    )
+    FOLDED_JOBS = Family(
+        "job_exporter_folded_jobs",
+        "counter",
+        "Jobs whose name was folded into __other__ by the per-source series cap.",
+        ("source",),
+    )
+    TRACKED_JOBS = Family(
+        "job_exporter_tracked_jobs", "gauge", "Jobs the store remembers, per source.", ("source",)
+    )
+    STORE_ERRORS = Family(
+        "job_exporter_store_errors",
+        "counter",
+        "Store operations that failed (the exporter's log says why).",
+    )
+    BUILD_INFO = Family(
+        "job_exporter_build_info",
+        "gauge",
+        "Always 1; the version label says which release runs.",
+        ("version",),
+    )
+    SCHEDULE_FIRES = Family(
+        "job_exporter_schedule_fires",
+        "counter",
+        "Schedule fires, by result: on_time, late (missed, run once), skipped, manual (run now).",
+        (*SCHEDULE_LABELS, "result"),
+    )
+    SCHEDULE_LAST_FIRE = Family(
+        "job_exporter_schedule_last_fire_timestamp_seconds",
+        "gauge",
+        "Instant of the schedule's latest fire that created a job.",
+        SCHEDULE_LABELS,
+    )
+    SCHEDULE_NEXT_FIRE = Family(
+        "job_exporter_schedule_next_fire_timestamp_seconds",
+        "gauge",
+        "When the schedule fires next (absent while paused).",
+        SCHEDULE_LABELS,
+    )
+    SCHEDULE_LAST_SUCCESS = Family(
+        "job_exporter_schedule_last_success_timestamp_seconds",
+        "gauge",
+        "When a job the schedule created last completed.",
+        SCHEDULE_LABELS,
+    )
+    SCHEDULE_UNANSWERED = Family(
+        "job_exporter_schedule_unanswered_fire_timestamp_seconds",
+        "gauge",
+        "Instant of the oldest fire since the schedule's last success (absent when none).",
+        SCHEDULE_LABELS,
+    )
+    SCHEDULE_PAUSED = Family(
+        "job_exporter_schedule_paused",
+        "gauge",
+        "1 while the schedule is paused, else 0.",
+        SCHEDULE_LABELS,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,8 +171,8 @@ class JobSeries:
     pending: float
     oldest_start_s: float | None  # None: nothing runs, so no sample
     started: float
-    finished: tuple[float, ...]  # in OUTCOMES order
-    retries: tuple[float, ...]  # in TRIGGERS order
+    finished: tuple[float, ...]  # in Outcome.ALL order
+    retries: tuple[float, ...]  # in RetryTrigger.ALL order
     duration: HistogramValues
     queue_wait: HistogramValues | None  # None: never queued, so no samples
 
@@ -193,7 +183,7 @@ class SourceRow:
     up: float | None
     scrape_duration_s: float | None
     last_success_s: float | None
-    errors: tuple[float, ...] | None  # in SCRAPE_ERROR_REASONS order; None for push sources
+    errors: tuple[float, ...] | None  # in ScrapeErrorReason.ALL order; None for pushes
     invalid: tuple[tuple[str, float], ...]
     folded: float
 
@@ -206,7 +196,7 @@ class ScheduleRow:
     """
 
     labels: tuple[str, str, str]  # schedule id, type, name
-    fires: tuple[float, ...]  # in FIRE_RESULTS order
+    fires: tuple[float, ...]  # in FireResult.ALL order
     last_fire_s: float | None
     next_fire_s: float | None
     last_success_s: float | None
@@ -264,24 +254,33 @@ def _schedule_row(schedule: Schedule) -> ScheduleRow:
     )
 
 
+# The stored counts samples read, as (kind, label) keys; zero-filled labels in sample order.
+_PENDING_KEY = (CountKind.PENDING, "")
+_STARTED_KEY = (CountKind.STARTED, "")
+_FINISHED_KEYS = tuple((CountKind.FINISHED, outcome) for outcome in Outcome.ALL)
+_RETRY_KEYS = tuple((CountKind.RETRIES, trigger) for trigger in RetryTrigger.ALL)
+_SCRAPE_ERROR_KEYS = tuple((CountKind.SCRAPE_ERRORS, reason) for reason in ScrapeErrorReason.ALL)
+
+
 def _job_series(snapshot: Snapshot, buckets: Buckets):
+    wait_bucket = CountKind.QUEUE_WAIT_BUCKET  # read for every count of every series
     for key in sorted(snapshot.series.keys() | snapshot.running.keys()):
         counts = snapshot.series.get(key, {})
         stats = snapshot.running.get(key)
         queue_wait = None
         # Keyed on the buckets: a sum of zero (every wait under a millisecond) is never
         # stored, as no zero delta is, yet the observations are there.
-        if any(family == QUEUE_WAIT_BUCKET for family, _ in counts):
-            queue_wait = _histogram(counts, QUEUE_WAIT_BUCKET, QUEUE_WAIT_SUM, buckets)
+        if any(family == wait_bucket for family, _ in counts):
+            queue_wait = _histogram(counts, wait_bucket, CountKind.QUEUE_WAIT_SUM, buckets)
         yield JobSeries(
             labels=key,
             running=stats.count if stats else 0.0,
-            pending=max(0.0, counts.get((PENDING, ""), 0.0)),
+            pending=max(0.0, counts.get(_PENDING_KEY, 0.0)),
             oldest_start_s=stats.oldest_start_ms / 1000 if stats else None,
-            started=counts.get((STARTED, ""), 0.0),
-            finished=tuple(counts.get((FINISHED, outcome), 0.0) for outcome in OUTCOMES),
-            retries=tuple(counts.get((RETRIES, trigger), 0.0) for trigger in TRIGGERS),
-            duration=_histogram(counts, DURATION_BUCKET, DURATION_SUM, buckets),
+            started=counts.get(_STARTED_KEY, 0.0),
+            finished=tuple(counts.get(kind, 0.0) for kind in _FINISHED_KEYS),
+            retries=tuple(counts.get(kind, 0.0) for kind in _RETRY_KEYS),
+            duration=_histogram(counts, CountKind.DURATION_BUCKET, CountKind.DURATION_SUM, buckets),
             queue_wait=queue_wait,
         )
 
@@ -320,10 +319,12 @@ def _source_row(
     """Scraped sources (those with a health state, or stored scrape errors) get every error
     reason zero-filled; pushed sources show only what they have."""
     errors = None
-    if state is not None or any(family == SCRAPE_ERRORS for family, _ in counts):
-        errors = tuple(counts.get((SCRAPE_ERRORS, reason), 0.0) for reason in SCRAPE_ERROR_REASONS)
+    if state is not None or any(family == CountKind.SCRAPE_ERRORS for family, _ in counts):
+        errors = tuple(counts.get(kind, 0.0) for kind in _SCRAPE_ERROR_KEYS)
     invalid = [
-        (label, value) for (family, label), value in counts.items() if family == INVALID_JOBS
+        (label, value)
+        for (family, label), value in counts.items()
+        if family == CountKind.INVALID_JOBS
     ]
     return SourceRow(
         source=source,
@@ -332,5 +333,5 @@ def _source_row(
         last_success_s=state.last_success_ms / 1000 if state and state.last_success_ms else None,
         errors=errors,
         invalid=tuple(sorted(invalid)),
-        folded=counts.get((FOLDED_JOBS, ""), 0.0),
+        folded=counts.get((CountKind.FOLDED_JOBS, ""), 0.0),
     )

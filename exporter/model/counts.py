@@ -1,4 +1,4 @@
-"""The names of stored counts and the histogram buckets: shared by tracker, queue and collector.
+"""Stored count kinds, their labels and the histogram buckets: shared by tracking, jobs, metrics.
 
 Every count is stored as an additive row (source, type, name, family, label) -> value, so any
 writer, in any process, changes them with `value = value + delta` and nothing is overwritten.
@@ -13,24 +13,53 @@ from dataclasses import dataclass
 
 from prometheus_client.utils import floatToGoString
 
-# Job families: (type, name) are the folded label values of the job's series.
-STARTED = "started"
-FINISHED = "finished"  # label: outcome
-RETRIES = "retries"  # label: trigger
-DURATION_BUCKET = "duration_bucket"  # label: the bucket's upper bound; non-cumulative counts
-DURATION_SUM = "duration_sum"
-QUEUE_WAIT_BUCKET = "queue_wait_bucket"
-QUEUE_WAIT_SUM = "queue_wait_sum"
-PENDING = "pending"  # a gauge kept as a sum of +1/-1 deltas by the job queue
 
-# Health families: stored with type = name = "".
-SCRAPE_ERRORS = "scrape_errors"  # label: reason
-INVALID_JOBS = "invalid_jobs"  # label: field
-FOLDED_JOBS = "folded_jobs"
+class CountKind:
+    """The `family` of a stored count row. The values are what the store's rows hold, so they
+    never change; metric names and job statuses have names of their own elsewhere."""
 
-OUTCOMES = ("completed", "failed", "lost")
-TRIGGERS = ("manual", "automatic")
-SCRAPE_ERROR_REASONS = ("connection", "timeout", "http_status", "invalid_json", "too_large")
+    # Job counts: (type, name) are the folded label values of the job's series.
+    STARTED = "started"
+    FINISHED = "finished"  # label: an Outcome
+    RETRIES = "retries"  # label: a RetryTrigger
+    DURATION_BUCKET = "duration_bucket"  # label: the bucket's upper bound; non-cumulative
+    DURATION_SUM = "duration_sum"
+    QUEUE_WAIT_BUCKET = "queue_wait_bucket"
+    QUEUE_WAIT_SUM = "queue_wait_sum"
+    PENDING = "pending"  # a gauge kept as a sum of +1/-1 deltas by the job queue
+    # Health counts: stored with type = name = "".
+    SCRAPE_ERRORS = "scrape_errors"  # label: a ScrapeErrorReason
+    INVALID_JOBS = "invalid_jobs"  # label: the JobInfo field at fault
+    FOLDED_JOBS = "folded_jobs"
+
+
+class Outcome:
+    """How a run finished: the label of `CountKind.FINISHED` and the metrics' `outcome`."""
+
+    COMPLETED = "completed"
+    FAILED = "failed"
+    LOST = "lost"
+    ALL = (COMPLETED, FAILED, LOST)
+
+
+class RetryTrigger:
+    """Who scheduled a retry: the label of `CountKind.RETRIES` and the metrics' `trigger`."""
+
+    MANUAL = "manual"
+    AUTOMATIC = "automatic"
+    ALL = (MANUAL, AUTOMATIC)
+
+
+class ScrapeErrorReason:
+    """Why a scrape failed (docs/contract.md §3): the label of `CountKind.SCRAPE_ERRORS`."""
+
+    CONNECTION = "connection"
+    TIMEOUT = "timeout"
+    HTTP_STATUS = "http_status"
+    INVALID_JSON = "invalid_json"
+    TOO_LARGE = "too_large"
+    ALL = (CONNECTION, TIMEOUT, HTTP_STATUS, INVALID_JSON, TOO_LARGE)
+
 
 DEFAULT_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 14400)
 
@@ -89,3 +118,8 @@ def observe_all(
         deltas[(*series, bucket_family, labels[bisect_left(bounds, seconds)])] += 1
         total += seconds
     deltas[(*series, sum_family, "")] += total
+
+
+# Temporary: exporter/store still imports these; removed once the store lands.
+STARTED = CountKind.STARTED
+FINISHED = CountKind.FINISHED

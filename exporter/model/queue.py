@@ -1,6 +1,6 @@
 """Plain data shared by the job queue (which decides) and the store (which writes): no logic.
 
-Kept apart from `records` so the store can import it without importing the queue's logic,
+Kept apart from `jobs/queue.py` so the store can import it without importing the queue's logic,
 and the queue can import the store without a cycle.
 """
 
@@ -13,11 +13,15 @@ from exporter.model.counts import CountDeltas
 
 API_SOURCE = "api"  # the `source` label of every job-API series (docs/contract.md §3)
 
-PENDING = "pending"
-RUNNING = "running"
-COMPLETED = "completed"
-FAILED = "failed"
-STATUSES = (PENDING, RUNNING, COMPLETED, FAILED)
+
+class JobStatus:
+    """A job-API job's state (`status` in the API); a run's end is an `Outcome` instead."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    ALL = (PENDING, RUNNING, COMPLETED, FAILED)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,6 @@
 """Plain data shared by the scheduler (which decides) and the store (which writes): no logic.
 
-Kept apart from `schedules` for the same reason `queue_records` is kept apart from `queue`:
+Kept apart from `jobs/schedules.py` as `model/queue.py` is from `jobs/queue.py`:
 the store imports these without importing the scheduler, and the scheduler imports the store.
 """
 
@@ -9,16 +9,23 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-RUN_ONCE = "run_once"
-SKIP = "skip"
-MISFIRE_POLICIES = (RUN_ONCE, SKIP)
 
-# Results of a fire: the `result` label of job_exporter_schedule_fires_total.
-ON_TIME = "on_time"  # fired within the misfire grace of its instant
-LATE = "late"  # missed while no exporter ran, run once on the next sweep (policy run_once)
-SKIPPED = "skipped"  # missed and not run (policy skip, or the older ones under run_once)
-MANUAL = "manual"  # run now, from the API
-FIRE_RESULTS = (ON_TIME, LATE, SKIPPED, MANUAL)
+class MisfirePolicy:
+    """What a schedule does with fires missed while no exporter ran."""
+
+    RUN_ONCE = "run_once"  # the latest missed fire runs, late; the older ones are skipped
+    SKIP = "skip"  # none runs
+    ALL = (RUN_ONCE, SKIP)
+
+
+class FireResult:
+    """How a fire went: the `result` label of the schedule fires metric."""
+
+    ON_TIME = "on_time"  # fired within the misfire grace of its instant
+    LATE = "late"  # missed while no exporter ran, run once on the next sweep (run_once)
+    SKIPPED = "skipped"  # missed and not run (policy skip, or the older ones under run_once)
+    MANUAL = "manual"  # run now, from the API
+    ALL = (ON_TIME, LATE, SKIPPED, MANUAL)
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +37,7 @@ class Schedule:
     the latest scheduled fire that created a job; `last_success_ms` when the latest job it
     created completed; `unanswered_ms` the instant of the oldest fire since that success (None
     when no fire came since), which is what the overdue alert measures. The fire counts are
-    per result, in FIRE_RESULTS order.
+    per result, in FireResult.ALL order.
     """
 
     id: str

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import requests
 from urllib3.exceptions import HTTPError, ReadTimeoutError
 
+from exporter.model.counts import ScrapeErrorReason
+
 CHUNK_BYTES = 1 << 20
 
 
@@ -46,10 +48,15 @@ def fetch(session: requests.Session, url: str, limits: FetchLimits) -> bytearray
             headers={"Accept": "application/json"},
         ) as response:
             if not 200 <= response.status_code < 300:
-                raise FetchError("http_status", f"HTTP {response.status_code} from {url}")
+                raise FetchError(
+                    ScrapeErrorReason.HTTP_STATUS, f"HTTP {response.status_code} from {url}"
+                )
             declared = response.headers.get("Content-Length", "")
             if declared.isdigit() and int(declared) > limits.max_bytes:
-                raise FetchError("too_large", f"{declared} bytes declared, cap {limits.max_bytes}")
+                raise FetchError(
+                    ScrapeErrorReason.TOO_LARGE,
+                    f"{declared} bytes declared, cap {limits.max_bytes}",
+                )
             # An unencoded body's size is known: its buffer is made whole at once (mapped,
             # past 8 MiB) instead of grown through the heap, leaving nothing behind there.
             plain = "Content-Encoding" not in response.headers
@@ -58,16 +65,16 @@ def fetch(session: requests.Session, url: str, limits: FetchLimits) -> bytearray
     except FetchError:
         raise
     except requests.Timeout as error:
-        raise FetchError("timeout", str(error)) from error
+        raise FetchError(ScrapeErrorReason.TIMEOUT, str(error)) from error
     except requests.ConnectionError as error:
         # A read timeout while streaming the body surfaces as a ConnectionError.
         if _is_read_timeout(error):
-            raise FetchError("timeout", str(error)) from error
-        raise FetchError("connection", str(error)) from error
+            raise FetchError(ScrapeErrorReason.TIMEOUT, str(error)) from error
+        raise FetchError(ScrapeErrorReason.CONNECTION, str(error)) from error
     except ReadTimeoutError as error:
-        raise FetchError("timeout", str(error)) from error
+        raise FetchError(ScrapeErrorReason.TIMEOUT, str(error)) from error
     except (requests.RequestException, HTTPError) as error:
-        raise FetchError("connection", str(error)) from error
+        raise FetchError(ScrapeErrorReason.CONNECTION, str(error)) from error
 
 
 def _read_body(
@@ -82,9 +89,13 @@ def _read_body(
     while chunk := response.raw.read1(CHUNK_BYTES, decode_content=True):
         end = filled + len(chunk)
         if end > max_bytes:
-            raise FetchError("too_large", f"body passed the cap of {max_bytes} bytes")
+            raise FetchError(
+                ScrapeErrorReason.TOO_LARGE, f"body passed the cap of {max_bytes} bytes"
+            )
         if time.monotonic() > deadline:
-            raise FetchError("timeout", "body not complete within the total timeout")
+            raise FetchError(
+                ScrapeErrorReason.TIMEOUT, "body not complete within the total timeout"
+            )
         body[filled:end] = chunk  # in place while it fits, growing the buffer past it
         filled = end
     del body[filled:]  # a body shorter than declared

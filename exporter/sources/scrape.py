@@ -17,7 +17,7 @@ import requests
 
 from exporter.clock import Clock
 from exporter.health import HealthBoard
-from exporter.model.counts import SCRAPE_ERRORS
+from exporter.model.counts import CountKind, ScrapeErrorReason
 from exporter.sources.fetch import FetchError, FetchLimits, fetch
 from exporter.store import StoreError
 from exporter.tracking.decode import InvalidDocument
@@ -75,7 +75,7 @@ class Scraper:
             except FetchError as error:
                 return self._failed(name, error.reason, error.detail, started)
             except InvalidDocument as error:
-                return self._failed(name, "invalid_json", str(error), started)
+                return self._failed(name, ScrapeErrorReason.INVALID_JSON, str(error), started)
             items = len(listing.items)
             try:
                 decoded = self.ingestor.ingest_listing(name, listing, now_ms)
@@ -109,7 +109,9 @@ class Scraper:
         if changed:
             log.warning("source %s: scrape failed (%s): %s", name, reason, detail)
         try:
-            self.ingestor.store.add_counts(name, Counter({("", "", SCRAPE_ERRORS, reason): 1}))
+            self.ingestor.store.add_counts(
+                name, Counter({("", "", CountKind.SCRAPE_ERRORS, reason): 1})
+            )
         except StoreError as error:
             self.health.record_store_error()
             log.error("source %s: could not count a scrape error: %s", name, error)

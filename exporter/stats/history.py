@@ -22,27 +22,19 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 
 from exporter.clock import Clock
-from exporter.model.counts import DURATION_BUCKET, DURATION_SUM, FINISHED, PENDING, STARTED
-from exporter.stats.ring import (
-    COMPLETED,
-    DURATION_COUNT,
-    FAILED,
-    FIELDS,
-    LOST,
-    RUNNING,
-    Tier,
-    Window,
-)
-from exporter.stats.ring import DURATION_SUM as SUM_FIELD
-from exporter.stats.ring import PENDING as PENDING_FIELD
-from exporter.stats.ring import STARTED as STARTED_FIELD
+from exporter.model.counts import CountKind, Outcome
+from exporter.stats.ring import FIELDS, Field, Tier, Window
 from exporter.store import Snapshot, Store, StoreError
 
 log = logging.getLogger(__name__)
 
 SUMMARY = "summary"
 HOUR_S = 3600.0
-OUTCOME_FIELDS = {"completed": COMPLETED, "failed": FAILED, "lost": LOST}
+OUTCOME_FIELDS = {
+    Outcome.COMPLETED: Field.COMPLETED,
+    Outcome.FAILED: Field.FAILED,
+    Outcome.LOST: Field.LOST,
+}
 NameKey = tuple[str, str, str]  # (source, type, name)
 
 
@@ -95,7 +87,7 @@ class HistorySampler:
             fresh_types = set(per_type) - self._seen_types if known else set()
             fresh_names = set(per_name) - self._seen_names if known else set()
             if not per_name:
-                summary = [*summary[:STARTED_FIELD], *[math.nan] * (FIELDS - STARTED_FIELD)]
+                summary = [*summary[: Field.STARTED], *[math.nan] * (FIELDS - Field.STARTED)]
             self.summary.record(now_ms, {SUMMARY: summary}, fresh=[SUMMARY])
             self.types.record(now_ms, per_type, fresh=fresh_types)
             self.names.record(now_ms, per_name, fresh=fresh_names)
@@ -134,9 +126,9 @@ class HistorySampler:
                         "source": source,
                         "type": kind,
                         "name": name,
-                        "running": _int(latest[RUNNING]),
-                        "started": _int(latest[STARTED_FIELD]),
-                        "failed": _int(latest[FAILED]),
+                        "running": _int(latest[Field.RUNNING]),
+                        "started": _int(latest[Field.STARTED]),
+                        "failed": _int(latest[Field.FAILED]),
                     }
                 )
             return rows, len(matches)
@@ -148,12 +140,27 @@ class HistorySampler:
         if latest is None:
             return None
         names = ("running", "pending", "started", "completed", "failed", "lost")
-        fields = (RUNNING, PENDING_FIELD, STARTED_FIELD, COMPLETED, FAILED, LOST)
+        fields = (
+            Field.RUNNING,
+            Field.PENDING,
+            Field.STARTED,
+            Field.COMPLETED,
+            Field.FAILED,
+            Field.LOST,
+        )
         return {name: _int(max(latest[f], 0.0)) for name, f in zip(names, fields, strict=True)}
 
 
 def totals_of(snapshot: Snapshot) -> tuple[list[float], dict[str, list[float]], dict]:
     """The snapshot's totals for all jobs, per type and per (source, type, name)."""
+    # Bound once: the loop below runs for every count of every series.
+    finished, bucket, duration_sum = (
+        CountKind.FINISHED,
+        CountKind.DURATION_BUCKET,
+        CountKind.DURATION_SUM,
+    )
+    count_at, sum_at = Field.DURATION_COUNT, Field.DURATION_SUM
+    pending, started = (CountKind.PENDING, ""), (CountKind.STARTED, "")
     per_name: dict[NameKey, list[float]] = {}
     per_type: dict[str, list[float]] = defaultdict(lambda: [0.0] * FIELDS)
     summary = [0.0] * FIELDS
@@ -161,16 +168,16 @@ def totals_of(snapshot: Snapshot) -> tuple[list[float], dict[str, list[float]], 
         counts = snapshot.series.get(key, {})
         values = [0.0] * FIELDS
         stats = snapshot.running.get(key)
-        values[RUNNING] = float(stats.count) if stats else 0.0
-        values[PENDING_FIELD] = max(0.0, counts.get((PENDING, ""), 0.0))
-        values[STARTED_FIELD] = counts.get((STARTED, ""), 0.0)
+        values[Field.RUNNING] = float(stats.count) if stats else 0.0
+        values[Field.PENDING] = max(0.0, counts.get(pending, 0.0))
+        values[Field.STARTED] = counts.get(started, 0.0)
         for (family, label), value in counts.items():
-            if family == FINISHED and label in OUTCOME_FIELDS:
+            if family == finished and label in OUTCOME_FIELDS:
                 values[OUTCOME_FIELDS[label]] += value
-            elif family == DURATION_BUCKET:
-                values[DURATION_COUNT] += value
-            elif family == DURATION_SUM:
-                values[SUM_FIELD] += value
+            elif family == bucket:
+                values[count_at] += value
+            elif family == duration_sum:
+                values[sum_at] += value
         per_name[key] = values
         kind = per_type[key[1]]
         for position in range(FIELDS):
@@ -182,7 +189,7 @@ def totals_of(snapshot: Snapshot) -> tuple[list[float], dict[str, list[float]], 
 def _activity(tier: Tier, key: Hashable) -> tuple[float, ...]:
     """Sort key putting the most started jobs first."""
     latest = tier.latest(key)
-    started = latest[STARTED_FIELD] if latest else 0.0
+    started = latest[Field.STARTED] if latest else 0.0
     return (-(started if started == started else 0.0),)
 
 

@@ -24,11 +24,26 @@ from operator import ne
 
 NAN = math.nan
 
-# The totals kept per key, in this order; the first two are gauges, the rest cumulative.
-RUNNING, PENDING, STARTED, COMPLETED, FAILED, LOST, DURATION_SUM, DURATION_COUNT = range(8)
+
+class Field:
+    """Where each total sits in a key's sample: the first two are gauges, the rest cumulative.
+
+    Plain ints, not an IntEnum: the rings index arrays with them in their innermost loops.
+    """
+
+    RUNNING = 0
+    PENDING = 1
+    STARTED = 2
+    COMPLETED = 3
+    FAILED = 4
+    LOST = 5
+    DURATION_SUM = 6
+    DURATION_COUNT = 7
+
+
 FIELDS = 8
-GAUGES = (RUNNING, PENDING)
-CUMULATIVE = range(STARTED, FIELDS)
+GAUGES = (Field.RUNNING, Field.PENDING)
+CUMULATIVE = range(Field.STARTED, FIELDS)
 COLUMNS = ("running", "pending", "started", "completed", "failed", "lost", "avgDuration")
 
 
@@ -48,9 +63,20 @@ class Window:
 # How a slot keeps the whole-number fields: two bytes each, two codes set aside.
 _UNKNOWN = 0xFFFF  # NaN
 _WIDE = 0xFFFE  # did not fit (a count past 65,533, or a negative growth): kept in `wide`
-_WHOLE = (RUNNING, PENDING, STARTED, COMPLETED, FAILED, LOST, DURATION_COUNT)
+_WHOLE = (
+    Field.RUNNING,
+    Field.PENDING,
+    Field.STARTED,
+    Field.COMPLETED,
+    Field.FAILED,
+    Field.LOST,
+    Field.DURATION_COUNT,
+)
 _WHOLE_AT = {position: n for n, position in enumerate(_WHOLE)}
 _PER_SLOT = len(_WHOLE)
+# Read once per field of every key at each sample: module globals cost less than `Field.X`.
+_SUM = Field.DURATION_SUM
+_RUNNING_AT = _WHOLE_AT[Field.RUNNING]
 
 
 class _Key:
@@ -101,7 +127,7 @@ class _Key:
             self._put(index, position, growth)
 
     def _put(self, index: int, position: int, value: float) -> None:
-        if position == DURATION_SUM:
+        if position == _SUM:
             self.sums[index] = value
             return
         place = index * _PER_SLOT + _WHOLE_AT[position]
@@ -120,7 +146,7 @@ class _Key:
 
     def column(self, position: int) -> list[float]:
         """One field of every slot, NaN where unknown."""
-        if position == DURATION_SUM:
+        if position == Field.DURATION_SUM:
             return self.sums.tolist()
         n = _WHOLE_AT[position]
         column = [NAN if code == _UNKNOWN else code for code in self.whole[n::_PER_SLOT]]
@@ -131,7 +157,7 @@ class _Key:
 
     def known(self, index: int) -> bool:
         """Whether the key was sampled in slot `index`."""
-        return self.whole[index * _PER_SLOT + _WHOLE_AT[RUNNING]] != _UNKNOWN
+        return self.whole[index * _PER_SLOT + _RUNNING_AT] != _UNKNOWN
 
 
 class Tier:
@@ -222,8 +248,8 @@ class Tier:
         if ring is None:
             return None
         picked = self._pick(window)
-        sampled = ring.column(RUNNING)  # NaN in the slots the key missed
-        pending = ring.column(PENDING)
+        sampled = ring.column(Field.RUNNING)  # NaN in the slots the key missed
+        pending = ring.column(Field.PENDING)
         totals = {position: ring.column(position) for position in CUMULATIVE}
         growths = {  # a missed slot grew by nothing: the next one's growth covers it
             position: [g if g == g else 0.0 for g in column] for position, column in totals.items()
@@ -243,10 +269,10 @@ class Tier:
                         growth[position] = self._sum_after(growths[position], before, index)
             minutes = None if before is None else (self.times[index] - self.times[before]) / 60e3
             for name, position in (
-                ("started", STARTED),
-                ("completed", COMPLETED),
-                ("failed", FAILED),
-                ("lost", LOST),
+                ("started", Field.STARTED),
+                ("completed", Field.COMPLETED),
+                ("failed", Field.FAILED),
+                ("lost", Field.LOST),
             ):
                 columns[name].append(_per_minute(growth, position, minutes))
             columns["avgDuration"].append(_average_duration(growth))
@@ -315,8 +341,8 @@ def _average_duration(growth: Sequence[float] | None) -> float | None:
     """Mean run time of the jobs that finished between two samples; None when none did."""
     if growth is None:
         return None
-    count = growth[DURATION_COUNT]
-    total = growth[DURATION_SUM]
+    count = growth[Field.DURATION_COUNT]
+    total = growth[Field.DURATION_SUM]
     if math.isnan(count) or math.isnan(total) or count <= 0 or total < 0:
         return None
     return round(total / count, 4)

@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Callable, Collection, Container, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from exporter.model.counts import INVALID_JOBS, Buckets
+from exporter.model.counts import Buckets, CountKind
 from exporter.model.jobinfo import JobInfo
 from exporter.model.tracked import Plan, SourceIndex
 from exporter.store import Prune, StaleIndex, Store, StoreError
@@ -210,7 +210,7 @@ def write_plan(
 
 
 def _invalid_counts(invalid_by_field: Mapping[str, int]) -> Counter:
-    return Counter({("", "", INVALID_JOBS, f): n for f, n in invalid_by_field.items()})
+    return Counter({("", "", CountKind.INVALID_JOBS, f): n for f, n in invalid_by_field.items()})
 
 
 class _ListedIds(Container[str]):

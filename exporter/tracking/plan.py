@@ -13,15 +13,7 @@ from collections.abc import Collection, Container, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import count
 
-from exporter.model.counts import (
-    DURATION_BUCKET,
-    DURATION_SUM,
-    FINISHED,
-    FOLDED_JOBS,
-    STARTED,
-    Buckets,
-    observe_all,
-)
+from exporter.model.counts import Buckets, CountKind, Outcome, observe_all
 from exporter.model.jobinfo import JobInfo
 from exporter.model.tracked import (
     FinishRow,
@@ -55,7 +47,7 @@ class LabelGuard:
         if len(index.series) + len(plan.new_series) < self.max_series:
             plan.admit(wanted)
             return wanted
-        plan.counts[("", "", FOLDED_JOBS, "")] += 1
+        plan.counts[("", "", CountKind.FOLDED_JOBS, "")] += 1
         known_type = job_type in index.types or job_type in plan.new_types
         folded = (job_type, OTHER) if known_type else (OTHER, OTHER)
         if folded not in index.series:
@@ -128,6 +120,7 @@ def _plan_pass(
     running_inserts = plan.running_inserts.append
     finished_inserts = plan.finished_inserts.append
     new_running = plan.new_running.append
+    completed, failed = Outcome.COMPLETED, Outcome.FAILED  # bound once: read per new job
     seen_running = 0
     for job in jobs:
         job_id = job.id
@@ -161,11 +154,11 @@ def _plan_pass(
         tally.started += 1
         start_ms = job.start_timestamp
         if job.is_finished:
-            if job.status == "failed":
-                outcome = "failed"
+            if job.status == "failed":  # JobInfoBase's status
+                outcome = failed
                 tally.failed += 1
             else:
-                outcome = "completed"
+                outcome = completed
                 tally.completed += 1
             finish_ms = job.finish_timestamp
             if finish_ms is not None:
@@ -207,9 +200,9 @@ class _Tally:
         series = self.series
         started[series] += self.started
         if self.completed:
-            outcomes[(series, "completed")] += self.completed
+            outcomes[(series, Outcome.COMPLETED)] += self.completed
         if self.failed:
-            outcomes[(series, "failed")] += self.failed
+            outcomes[(series, Outcome.FAILED)] += self.failed
         if self.durations:
             durations[series].extend(self.durations)
 
@@ -223,11 +216,13 @@ def _add_counts(
 ) -> None:
     counts = plan.counts
     for series, n in started.items():
-        counts[(*series, STARTED, "")] += n
+        counts[(*series, CountKind.STARTED, "")] += n
     for (series, outcome), n in outcomes.items():
-        counts[(*series, FINISHED, outcome)] += n
+        counts[(*series, CountKind.FINISHED, outcome)] += n
     for series, seconds in durations.items():
-        observe_all(counts, buckets, series, DURATION_BUCKET, DURATION_SUM, seconds)
+        observe_all(
+            counts, buckets, series, CountKind.DURATION_BUCKET, CountKind.DURATION_SUM, seconds
+        )
 
 
 def _insert_folded(
@@ -244,7 +239,7 @@ def _insert_folded(
     start_ms = job.start_timestamp
     row = (source, job.id, job.background_job_type, job.name, *series, start_ms)
     if job.is_finished:
-        outcome = "failed" if job.failed else "completed"
+        outcome = Outcome.FAILED if job.failed else Outcome.COMPLETED
         outcomes[(series, outcome)] += 1
         finish_ms = job.finish_timestamp
         if finish_ms is not None:
@@ -266,7 +261,7 @@ def _finish_known(
     outcomes: Counter[tuple[Series, str]],
     durations: dict[Series, list[float]],
 ) -> None:
-    outcome = "failed" if job.failed else "completed"
+    outcome = Outcome.FAILED if job.failed else Outcome.COMPLETED
     end_ms = job.finish_timestamp if job.finish_timestamp is not None else now_ms
     outcomes[(known.series, outcome)] += 1
     durations[known.series].append((end_ms - job.start_timestamp) / 1000)
@@ -286,8 +281,8 @@ def _plan_missing(
             continue
         missing = known.missing + 1
         if missing >= LOST_AFTER_MISSING_SCRAPES:
-            plan.counts[(*known.series, FINISHED, "lost")] += 1
-            plan.finishes.append(FinishRow("lost", None, now_ms, source, job_id))
+            plan.counts[(*known.series, CountKind.FINISHED, Outcome.LOST)] += 1
+            plan.finishes.append(FinishRow(Outcome.LOST, None, now_ms, source, job_id))
         else:
             plan.missing.append(MissingRow(missing, source, job_id))
 
@@ -298,6 +293,6 @@ def plan_timeouts(index: SourceIndex, started_before_ms: float, now_ms: float) -
     plan = Plan()
     for job_id, known in index.running.items():
         if known.start_ms < started_before_ms:
-            plan.counts[(*known.series, FINISHED, "lost")] += 1
-            plan.finishes.append(FinishRow("lost", None, now_ms, index.source, job_id))
+            plan.counts[(*known.series, CountKind.FINISHED, Outcome.LOST)] += 1
+            plan.finishes.append(FinishRow(Outcome.LOST, None, now_ms, index.source, job_id))
     return plan
