@@ -3,7 +3,7 @@
 The socket is bound before the app is built, so a demo listening on port 0 knows its real
 address (to scrape its own mock source) and so the log line names the actual port. On a
 signal waitress stops accepting and gives in-flight requests time to finish; then the
-scheduler lets a running scrape finish and the store closes.
+timers let a running scrape finish and the store closes.
 """
 
 from __future__ import annotations

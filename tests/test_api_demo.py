@@ -59,6 +59,6 @@ def test_the_runtime_starts_and_stops_its_demo_crew(tmp_path):
         server.runtime.start(server.base_url)
         names = {t.name for t in threading.enumerate()}
         assert {"demo-producer", "demo-worker-1", "demo-worker-2"} <= names
-        [schedule] = server.runtime.scheduler.list()  # the demo's recurring job
+        [schedule] = server.runtime.schedules.list()  # the demo's recurring job
         assert (schedule.type, schedule.name, schedule.interval_s) == ("TASK", "send_invoice", 30)
     assert not [t for t in threading.enumerate() if t.name.startswith("demo-")]

@@ -79,7 +79,7 @@ def test_create_list_inspect_pause_resume_run_and_delete(server: LiveServer):
 def test_a_fire_creates_a_job_and_its_completion_is_the_last_success(server: LiveServer):
     made = create(server, intervalSeconds=60)
     server.clock.advance(60)
-    assert server.runtime.scheduler.sweep() == 1
+    assert server.runtime.schedules.sweep() == 1
     job = server.lease("w1")
     assert job is not None and job["name"] == "report"
     server.clock.advance(2)
@@ -206,7 +206,7 @@ def test_writes_need_the_token_when_one_is_set(tmp_path):
 def test_the_schedule_families_pass_promtool_lint(server: LiveServer):
     create(server, intervalSeconds=60)
     server.clock.advance(60)
-    server.runtime.scheduler.sweep()
+    server.runtime.schedules.sweep()
     text = server.get("/metrics").text
     assert "job_exporter_schedule_fires_total{" in text
     checked = promtool_check_metrics(text)

@@ -60,7 +60,7 @@ def test_schedules_are_listed_paused_resumed_and_run_from_the_page(
     ticker_row = page.locator(f'tr[data-schedule-id="{ticker["id"]}"]')
     expect(ticker_row.locator('[data-field="lastFireAt"]')).to_have_text(NOT_SET)
     exporter.clock.advance(60)
-    assert exporter.runtime.scheduler.sweep() == 1
+    assert exporter.runtime.schedules.sweep() == 1
     expect(ticker_row.locator('[data-field="lastFireAt"]')).not_to_have_text(NOT_SET)
     expect(ticker_row.locator('[data-field="fires"]')).to_have_text("1 / 0 / 0 / 0")
     screens.shot(page, "fired")

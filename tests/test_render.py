@@ -57,7 +57,7 @@ def busy_exporter(make_exporter, job_source: JobSource) -> Exporter:
             }
         ),
     )
-    scheduler = exporter.runtime.scheduler  # schedules: one fired, one paused, hostile names
+    scheduler = exporter.runtime.schedules  # schedules: one fired, one paused, hostile names
     scheduler.create(ScheduleSpec("CRON", 'nightly "report"', interval_s=60))
     paused = scheduler.create(ScheduleSpec("CRON", "Größe\\", cron="0 * * * *"))
     scheduler.pause(paused.id)

@@ -106,17 +106,17 @@ def test_a_swept_cron_schedule_fires_at_the_right_instants_across_dst(tmp_path):
     clock = ManualClock(at(2026, 3, 28, 12))
     runtime = Runtime(Settings(store=f"sqlite:///{tmp_path / 's.db'}"), clock=clock)
     try:
-        schedule = runtime.scheduler.create(
+        schedule = runtime.schedules.create(
             ScheduleSpec("CRON", "nightly", cron="30 2 * * *", timezone="Europe/Berlin")
         )
         fired = []
         for day_start in (at(2026, 3, 28, 12), at(2026, 10, 24, 12)):
             clock.set_ms(day_start)
-            runtime.scheduler.resume(runtime.scheduler.pause(schedule.id).id)  # from now on
+            runtime.schedules.resume(runtime.schedules.pause(schedule.id).id)  # from now on
             for _ in range(2 * 24 * 60):
                 clock.advance(60)
-                if runtime.scheduler.sweep():
-                    fired.append(utc(runtime.scheduler.get(schedule.id).last_fire_ms))
+                if runtime.schedules.sweep():
+                    fired.append(utc(runtime.schedules.get(schedule.id).last_fire_ms))
         assert fired == [
             "2026-03-29 01:00",
             "2026-03-30 00:30",
@@ -124,7 +124,7 @@ def test_a_swept_cron_schedule_fires_at_the_right_instants_across_dst(tmp_path):
             "2026-10-26 01:30",
         ]
         assert len(jobs_of(runtime, "nightly")) == 4
-        assert runtime.scheduler.get(schedule.id).fires_on_time == 4
+        assert runtime.schedules.get(schedule.id).fires_on_time == 4
     finally:
         runtime.stop()
 
@@ -175,9 +175,9 @@ def test_invalid_definitions_name_their_field(tmp_path, spec: ScheduleSpec, fiel
     runtime = Runtime(Settings(store=f"sqlite:///{tmp_path / 's.db'}"), clock=ManualClock())
     try:
         with pytest.raises(ScheduleInvalid) as raised:
-            runtime.scheduler.create(spec)
+            runtime.schedules.create(spec)
         assert raised.value.field == field
-        assert runtime.scheduler.list() == []
+        assert runtime.schedules.list() == []
     finally:
         runtime.stop()
 
@@ -194,15 +194,15 @@ def restart(runtime: Runtime, store_url: str, clock: ManualClock) -> Runtime:
 def test_a_restart_after_a_gap_runs_a_missed_schedule_once(store_url: str):
     clock = ManualClock(at(2026, 1, 1))
     runtime = Runtime(Settings(store=store_url, schedule_misfire_grace=60), clock=clock)
-    schedule = runtime.scheduler.create(ScheduleSpec("TASK", "sync", interval_s=300))
+    schedule = runtime.schedules.create(ScheduleSpec("TASK", "sync", interval_s=300))
     clock.advance(300)
-    assert runtime.scheduler.sweep() == 1  # on time
+    assert runtime.schedules.sweep() == 1  # on time
     clock.advance(3600 + 100)  # down: fires at +10 min ... +65 min missed, the last 100 s ago
     runtime = restart(runtime, store_url, clock)
     try:
-        assert runtime.scheduler.sweep() == 1  # run once, late
-        assert runtime.scheduler.sweep() == 0
-        after = runtime.scheduler.get(schedule.id)
+        assert runtime.schedules.sweep() == 1  # run once, late
+        assert runtime.schedules.sweep() == 0
+        after = runtime.schedules.get(schedule.id)
         assert (after.fires_on_time, after.fires_late, after.fires_skipped) == (1, 1, 11)
         # The late fire is the latest missed instant; the next is still on the timetable.
         assert after.last_fire_ms == at(2026, 1, 1) + 65 * MINUTE_MS
@@ -210,8 +210,8 @@ def test_a_restart_after_a_gap_runs_a_missed_schedule_once(store_url: str):
         assert after.next_fire_ms > clock.now_ms()
         assert len(jobs_of(runtime, "sync")) == 2
         clock.set_ms(after.next_fire_ms + 1000)
-        assert runtime.scheduler.sweep() == 1  # back on time
-        assert runtime.scheduler.get(schedule.id).fires_on_time == 2
+        assert runtime.schedules.sweep() == 1  # back on time
+        assert runtime.schedules.get(schedule.id).fires_on_time == 2
     finally:
         runtime.stop()
 
@@ -219,7 +219,7 @@ def test_a_restart_after_a_gap_runs_a_missed_schedule_once(store_url: str):
 def test_a_restart_after_a_gap_skips_missed_fires_of_a_skip_schedule(store_url: str):
     clock = ManualClock(at(2026, 1, 1, 7))
     runtime = Runtime(Settings(store=store_url), clock=clock)
-    schedule = runtime.scheduler.create(
+    schedule = runtime.schedules.create(
         ScheduleSpec(
             "CRON", "report", cron="0 9 * * *", timezone="Europe/Paris", misfire=MisfirePolicy.SKIP
         )
@@ -227,13 +227,13 @@ def test_a_restart_after_a_gap_skips_missed_fires_of_a_skip_schedule(store_url: 
     clock.set_ms(at(2026, 1, 4, 7, 30))  # three 09:00 (08:00 UTC) fires missed
     runtime = restart(runtime, store_url, clock)
     try:
-        assert runtime.scheduler.sweep() == 0
-        after = runtime.scheduler.get(schedule.id)
+        assert runtime.schedules.sweep() == 0
+        after = runtime.schedules.get(schedule.id)
         assert (after.fires_on_time, after.fires_late, after.fires_skipped) == (0, 0, 3)
         assert utc(after.next_fire_ms) == "2026-01-04 08:00"
         assert jobs_of(runtime, "report") == []
         clock.set_ms(at(2026, 1, 4, 8, 0, 5))
-        assert runtime.scheduler.sweep() == 1
+        assert runtime.schedules.sweep() == 1
     finally:
         runtime.stop()
 
@@ -243,12 +243,12 @@ def test_fires_within_the_misfire_grace_all_run_on_time(store_url: str):
     clock = ManualClock(at(2026, 1, 1))
     runtime = Runtime(Settings(store=store_url, schedule_misfire_grace=60), clock=clock)
     try:
-        runtime.scheduler.create(
+        runtime.schedules.create(
             ScheduleSpec("TASK", "tick", interval_s=10, misfire=MisfirePolicy.SKIP)
         )
         clock.advance(55)  # fires at +10 ... +50: each less than 60 s late
-        assert runtime.scheduler.sweep() == 5
-        assert runtime.scheduler.list()[0].fires == (5, 0, 0, 0)
+        assert runtime.schedules.sweep() == 5
+        assert runtime.schedules.list()[0].fires == (5, 0, 0, 0)
     finally:
         runtime.stop()
 
@@ -263,7 +263,7 @@ def sweep_together(replicas: list[Runtime]) -> list[int]:
 
     def sweep(n: int) -> None:
         start.wait()
-        created[n] = replicas[n].scheduler.sweep()
+        created[n] = replicas[n].schedules.sweep()
 
     threads = [threading.Thread(target=sweep, args=(n,)) for n in range(len(replicas))]
     for thread in threads:
@@ -280,7 +280,7 @@ def test_two_replicas_on_one_postgresql_create_exactly_one_job_per_fire(postgres
     replicas = [Runtime(Settings(store=url), clock=clock) for _ in range(2)]
     try:
         ids = [
-            replicas[n % 2].scheduler.create(ScheduleSpec("TASK", f"s{n}", interval_s=10)).id
+            replicas[n % 2].schedules.create(ScheduleSpec("TASK", f"s{n}", interval_s=10)).id
             for n in range(4)
         ]
         fires = 25
@@ -291,7 +291,7 @@ def test_two_replicas_on_one_postgresql_create_exactly_one_job_per_fire(postgres
         jobs = jobs_of(replicas[0])
         assert len(jobs) == fires * len(ids)
         for schedule_id in ids:
-            assert replicas[1].scheduler.get(schedule_id).fires == (fires, 0, 0, 0)
+            assert replicas[1].schedules.get(schedule_id).fires == (fires, 0, 0, 0)
         metrics = replicas[1].collector.view()
         assert sum(row.fires[0] for row in metrics.schedules) == fires * len(ids)
         pending = sum(series.pending for series in metrics.series)
@@ -307,11 +307,11 @@ def test_a_fire_already_taken_writes_nothing(store_url: str):
     clock = ManualClock(at(2026, 1, 1))
     runtime = Runtime(Settings(store=store_url), clock=clock)
     try:
-        schedule = runtime.scheduler.create(ScheduleSpec("TASK", "once", interval_s=60))
+        schedule = runtime.schedules.create(ScheduleSpec("TASK", "once", interval_s=60))
         clock.advance(60)
-        assert runtime.scheduler.sweep() == 1
+        assert runtime.schedules.sweep() == 1
         before = runtime.store.snapshot().series
-        assert runtime.scheduler._fire_due(schedule, clock.now_ms()) == 0  # stale copy
+        assert runtime.schedules._fire_due(schedule, clock.now_ms()) == 0  # stale copy
         assert len(jobs_of(runtime, "once")) == 1
         assert runtime.store.snapshot().series == before
     finally:
@@ -324,7 +324,7 @@ def test_a_fire_already_taken_writes_nothing(store_url: str):
 def test_pause_resume_run_now_delete_and_last_success(store_url: str):
     clock = ManualClock(at(2026, 1, 1))
     runtime = Runtime(Settings(store=store_url), clock=clock)
-    scheduler, queue = runtime.scheduler, runtime.queue
+    scheduler, queue = runtime.schedules, runtime.queue
     try:
         schedule = scheduler.create(ScheduleSpec("TASK", "job", interval_s=60))
         scheduler.pause(schedule.id)
@@ -360,11 +360,11 @@ def test_only_the_schedules_own_jobs_count_as_its_success(store_url: str):
     clock = ManualClock(at(2026, 1, 1))
     runtime = Runtime(Settings(store=store_url), clock=clock)
     try:
-        schedule = runtime.scheduler.create(ScheduleSpec("TASK", "job", interval_s=60))
+        schedule = runtime.schedules.create(ScheduleSpec("TASK", "job", interval_s=60))
         other = runtime.queue.create("TASK", "job")  # same type and name, created by hand
         assert runtime.queue.lease("w1").id == other.id
         runtime.queue.complete(other.id, "w1")
-        assert runtime.scheduler.get(schedule.id).last_success_ms is None
+        assert runtime.schedules.get(schedule.id).last_success_ms is None
     finally:
         runtime.stop()
 
@@ -375,10 +375,10 @@ def test_the_number_of_schedules_is_capped(tmp_path):
     )
     try:
         for n in range(2):
-            runtime.scheduler.create(ScheduleSpec("T", f"n{n}", interval_s=60))
+            runtime.schedules.create(ScheduleSpec("T", f"n{n}", interval_s=60))
         with pytest.raises(ScheduleConflict):
-            runtime.scheduler.create(ScheduleSpec("T", "n2", interval_s=60))
-        assert len(runtime.scheduler.list()) == 2
+            runtime.schedules.create(ScheduleSpec("T", "n2", interval_s=60))
+        assert len(runtime.schedules.list()) == 2
     finally:
         runtime.stop()
 
@@ -388,7 +388,7 @@ def test_a_started_runtime_fires_missed_schedules_on_its_first_sweep(tmp_path):
     url = f"sqlite:///{tmp_path / 's.db'}"
     clock = ManualClock(at(2026, 1, 1))
     runtime = Runtime(Settings(store=url), clock=clock)
-    runtime.scheduler.create(ScheduleSpec("TASK", "boot", interval_s=300))
+    runtime.schedules.create(ScheduleSpec("TASK", "boot", interval_s=300))
     clock.advance(7200 + 100)  # 24 fires missed, the latest 100 s ago
     runtime.stop()
     runtime = Runtime(Settings(store=url, schedule_sweep_interval=3600), clock=clock)
@@ -396,7 +396,7 @@ def test_a_started_runtime_fires_missed_schedules_on_its_first_sweep(tmp_path):
         runtime.start()
         wait_until(lambda: jobs_of(runtime, "boot"))
         assert len(jobs_of(runtime, "boot")) == 1
-        assert runtime.scheduler.list()[0].fires == (0, 1, 23, 0)
+        assert runtime.schedules.list()[0].fires == (0, 1, 23, 0)
     finally:
         runtime.stop()
 
@@ -406,7 +406,7 @@ def test_the_oldest_unanswered_fire_is_what_the_overdue_alert_measures(store_url
     fire starts it again; a resume starts afresh."""
     clock = ManualClock(at(2026, 1, 1))
     runtime = Runtime(Settings(store=store_url), clock=clock)
-    scheduler, queue = runtime.scheduler, runtime.queue
+    scheduler, queue = runtime.schedules, runtime.queue
     try:
         schedule = scheduler.create(ScheduleSpec("TASK", "beat", interval_s=60))
         assert scheduler.get(schedule.id).unanswered_ms is None

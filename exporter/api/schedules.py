@@ -56,7 +56,7 @@ def create() -> Response:
         misfire=body.misfire,
         max_attempts=body.max_attempts,
     )
-    schedule = current_runtime().scheduler.create(spec)
+    schedule = current_runtime().schedules.create(spec)
     response = json_response(schedule_out(schedule), 201)
     response.headers["Location"] = f"{blueprint.url_prefix}/{schedule.id}"
     return response
@@ -64,38 +64,38 @@ def create() -> Response:
 
 @blueprint.get("")
 def list_schedules() -> Response:
-    schedules = current_runtime().scheduler.list()
+    schedules = current_runtime().schedules.list()
     return json_response(schemas.SchedulePage([schedule_out(one) for one in schedules]))
 
 
 @blueprint.get("/<schedule_id>")
 def get(schedule_id: str) -> Response:
-    return json_response(schedule_out(current_runtime().scheduler.get(schedule_id)))
+    return json_response(schedule_out(current_runtime().schedules.get(schedule_id)))
 
 
 @blueprint.delete("/<schedule_id>")
 def delete(schedule_id: str) -> Response:
-    current_runtime().scheduler.delete(schedule_id)
+    current_runtime().schedules.delete(schedule_id)
     return Response(status=204)
 
 
 @blueprint.post("/<schedule_id>/pause")
 def pause(schedule_id: str) -> Response:
     raw_json_body(required=False)
-    return json_response(schedule_out(current_runtime().scheduler.pause(schedule_id)))
+    return json_response(schedule_out(current_runtime().schedules.pause(schedule_id)))
 
 
 @blueprint.post("/<schedule_id>/resume")
 def resume(schedule_id: str) -> Response:
     raw_json_body(required=False)
-    return json_response(schedule_out(current_runtime().scheduler.resume(schedule_id)))
+    return json_response(schedule_out(current_runtime().schedules.resume(schedule_id)))
 
 
 @blueprint.post("/<schedule_id>/run")
 def run_now(schedule_id: str) -> Response:
     """One job now, outside the timetable: 201 with the job."""
     raw_json_body(required=False)
-    job = current_runtime().scheduler.run_now(schedule_id)
+    job = current_runtime().schedules.run_now(schedule_id)
     response = json_response(job_out(job), 201)
     response.headers["Location"] = f"/api/v1/jobs/{job.id}"
     return response

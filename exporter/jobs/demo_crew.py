@@ -51,12 +51,12 @@ IDLE_WAIT_S = 0.3
 DEMO_SCHEDULE = ScheduleSpec("TASK", "send_invoice", interval_s=30.0)
 
 
-def ensure_demo_schedule(scheduler: Scheduler) -> None:
+def ensure_demo_schedule(schedules: Scheduler) -> None:
     """Create the demo's schedule unless the store has schedules already (a demo restarted
     on a kept store, or one where the user made their own)."""
     try:
-        if not scheduler.list():
-            scheduler.create(DEMO_SCHEDULE)
+        if not schedules.list():
+            schedules.create(DEMO_SCHEDULE)
     except StoreError as error:
         log.warning("demo schedule not created: %s", error)
 

@@ -311,7 +311,7 @@ class JobQueue:
 
     def expire_leases(self) -> int:
         """End every run whose lease ran out as `lost`; returns how many. Never raises for
-        an empty queue, so the scheduler can call it every second."""
+        an empty queue, so a timer can call it every second."""
         now_ms = self.clock.now_ms()
         expired = 0
         while True:

@@ -3,7 +3,7 @@
 Every scrape of a large source briefly allocates tens of MB (the body, the decoded list)
 and frees it. glibc raises its mmap threshold each time such a block is freed, so later
 large blocks come from the heap instead, which it rarely gives back; and each new thread
-(scheduler, server) may get an arena of its own that keeps its peak. Under scrapes of a
+(timers, server) may get an arena of its own that keeps its peak. Under scrapes of a
 large source resident memory creeps scrape after scrape; with a fixed threshold and two arenas
 it stays flat (docs/benchmarks.md has the figures). Both settings are what the `MALLOC_*`
 variables would set, applied here so every way of starting the service gets them.

@@ -91,7 +91,8 @@ class Runtime:
             guard=self.ingestor.rules.guard,
             rng=rng,
         )
-        self.scheduler = Scheduler(
+        # Recurring jobs (the API's schedules); APScheduler's timers are `_timers`.
+        self.schedules = Scheduler(
             self.store,
             self.queue,
             self.clock,
@@ -106,11 +107,11 @@ class Runtime:
             scraped=self.scraper.targets.keys(),
             push_lost_after_s=settings.push_lost_after,
             retention_ms=self.ingestor.rules.retention_ms,
-            scheduler=self.scheduler,
+            schedules=self.schedules,
         )
         self.demo_crew: DemoCrew | None = None
         self.history = HistorySampler(self.store, self.clock)
-        self._scheduler: BackgroundScheduler | None = None
+        self._timers: BackgroundScheduler | None = None  # scrapes and sweeps, once started
 
     def start(self, url: str | None = None) -> None:
         """Scrape every source on its own interval, first right away; sample the dashboard's
@@ -119,14 +120,14 @@ class Runtime:
         start the demo crew when asked, its workers reaching this process at `url` over HTTP.
         Sweeps are safe with several replicas: each one's writes check the state they change,
         in the same transaction."""
-        scheduler = BackgroundScheduler(
+        timers = BackgroundScheduler(
             executors={
                 "default": {"type": "threadpool", "max_workers": 5 + len(self.scraper.targets)}
             },
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
         )
         for target in self.scraper.targets.values():
-            scheduler.add_job(
+            timers.add_job(
                 self._scrape,
                 "interval",
                 seconds=target.interval_s,
@@ -134,42 +135,42 @@ class Runtime:
                 id=f"scrape:{target.name}",
                 next_run_time=_now(),
             )
-        scheduler.add_job(
+        timers.add_job(
             self.history.sample,
             "interval",
             seconds=self.history.limits.step_s,
             id="history",
             next_run_time=_now(),
         )
-        scheduler.add_job(
+        timers.add_job(
             self.sweeper.leases,
             "interval",
             seconds=self.settings.lease_sweep_interval,
             id="sweep:leases",
         )
-        scheduler.add_job(
+        timers.add_job(
             self.sweeper.schedules,
             "interval",
             seconds=self.settings.schedule_sweep_interval,
             id="sweep:schedules",
             next_run_time=_now(),  # fires missed while stopped follow their policy at once
         )
-        scheduler.add_job(
+        timers.add_job(
             self.sweeper.pushed,
             "interval",
             seconds=min(PUSH_SWEEP_MAX_INTERVAL_S, self.settings.push_lost_after),
             id="sweep:pushed",
         )
-        scheduler.add_job(
+        timers.add_job(
             self.sweeper.finished_api_jobs,
             "interval",
             seconds=PUSH_SWEEP_MAX_INTERVAL_S,
             id="sweep:api-retention",
         )
-        scheduler.start()
-        self._scheduler = scheduler
+        timers.start()
+        self._timers = timers
         if self.settings.demo_workers and url is not None:
-            ensure_demo_schedule(self.scheduler)
+            ensure_demo_schedule(self.schedules)
             self.demo_crew = DemoCrew(
                 self.queue, url, self.settings.demo_workers, token=self.settings.api_token
             )
@@ -188,9 +189,9 @@ class Runtime:
         everything."""
         if self.demo_crew is not None:
             self.demo_crew.stop()
-        if self._scheduler is not None:
-            self._scheduler.shutdown(wait=True)
-            self._scheduler = None
+        if self._timers is not None:
+            self._timers.shutdown(wait=True)
+            self._timers = None
         self.scraper.close()
         self.store.close()
 

@@ -1,4 +1,4 @@
-"""Periodic work the scheduler runs: expired job-API leases, overdue pushed jobs, finished
+"""Periodic work the runtime's timers run: expired job-API leases, overdue pushed jobs, finished
 job-API jobs past retention, and due schedules.
 
 Both only finish runs that nobody will finish any more, each in its own transaction; a store
@@ -31,9 +31,9 @@ class Sweeper:
         scraped: Collection[str],
         push_lost_after_s: float,
         retention_ms: float = 7 * 24 * 3600 * 1000,
-        scheduler: Scheduler | None = None,
+        schedules: Scheduler | None = None,
     ) -> None:
-        self.scheduler = scheduler
+        self._schedules = schedules  # underscored: `schedules()` is the sweep of them
         self.queue = queue
         self.ingestor = ingestor
         self.clock = clock
@@ -56,10 +56,10 @@ class Sweeper:
 
     def schedules(self) -> int:
         """Create the jobs of due schedules (each fire once, whichever replica wins)."""
-        if self.scheduler is None:
+        if self._schedules is None:
             return 0
         try:
-            created = self.scheduler.sweep()
+            created = self._schedules.sweep()
         except StoreError as error:
             self.health.record_store_error()
             log.error("could not fire due schedules: %s", error)

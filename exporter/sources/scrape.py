@@ -2,7 +2,7 @@
 state, write in one transaction.
 
 Faults upstream (down, slow, garbage) are counted by reason and logged once per change of
-state; they never raise out of `scrape`, so the scheduler and `/metrics` keep going.
+state; they never raise out of `scrape`, so the timers and `/metrics` keep going.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ class ScrapeResult:
 
 
 class Scraper:
-    """Scrapes the configured targets; safe to call from scheduler threads."""
+    """Scrapes the configured targets; safe to call from timer threads."""
 
     def __init__(
         self,
