@@ -9,7 +9,8 @@ adds it to, and is the reference the renderer is tested against.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
+from typing import Any
 
 from prometheus_client.metrics_core import (
     CounterMetricFamily,
@@ -42,7 +43,7 @@ class JobCollector:
         self.buckets = buckets
         self.version = version
 
-    def cache_key(self) -> tuple[int, int] | None:
+    def cache_key(self) -> tuple[Hashable, int] | None:
         """Changes whenever the output would; None when the store cannot say."""
         try:
             return (self.store.snapshot().version, self.health.version)
@@ -95,19 +96,19 @@ class JobCollector:
             families[Families.TRACKED_JOBS].add_metric([source], count)
         families[Families.STORE_ERRORS].add_metric([], view.store_errors)
         families[Families.BUILD_INFO].add_metric([view.version], 1)
-        for row in view.schedules:
-            labels = list(row.labels)
-            for result, value in zip(FireResult.ALL, row.fires, strict=True):
+        for schedule in view.schedules:
+            labels = list(schedule.labels)
+            for result, value in zip(FireResult.ALL, schedule.fires, strict=True):
                 families[Families.SCHEDULE_FIRES].add_metric([*labels, result], value)
-            for family, value in (
-                (Families.SCHEDULE_LAST_FIRE, row.last_fire_s),
-                (Families.SCHEDULE_NEXT_FIRE, row.next_fire_s),
-                (Families.SCHEDULE_LAST_SUCCESS, row.last_success_s),
-                (Families.SCHEDULE_UNANSWERED, row.unanswered_s),
-                (Families.SCHEDULE_PAUSED, row.paused),
+            for family, reading in (
+                (Families.SCHEDULE_LAST_FIRE, schedule.last_fire_s),
+                (Families.SCHEDULE_NEXT_FIRE, schedule.next_fire_s),
+                (Families.SCHEDULE_LAST_SUCCESS, schedule.last_success_s),
+                (Families.SCHEDULE_UNANSWERED, schedule.unanswered_s),
+                (Families.SCHEDULE_PAUSED, schedule.paused),
             ):
-                if value is not None:
-                    families[family].add_metric(labels, value)
+                if reading is not None:
+                    families[family].add_metric(labels, reading)
         yield from families.values()
 
 
@@ -138,12 +139,17 @@ _ORDER = (
 )
 
 
-def _new(family: Family) -> Metric:
+def _new(family: Family) -> Any:
+    """A fresh family of the kind `family` says; typed loosely, since each kind's add_metric
+    takes other values (a histogram takes its buckets and sum)."""
     return _KINDS[family.kind](family.name, family.help, labels=list(family.labels))
 
 
 def _add_histogram(
-    family: Metric, labels: list[str], values: HistogramValues, bucket_labels: tuple[str, ...]
+    family: HistogramMetricFamily,
+    labels: list[str],
+    values: HistogramValues,
+    bucket_labels: tuple[str, ...],
 ) -> None:
     buckets = list(zip(bucket_labels, values.cumulative, strict=True))
-    family.add_metric(labels, buckets, values.sum)  # type: ignore[call-arg]
+    family.add_metric(labels, buckets, values.sum)

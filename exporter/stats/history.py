@@ -20,6 +20,7 @@ import threading
 from collections import defaultdict
 from collections.abc import Hashable
 from dataclasses import dataclass
+from typing import cast
 
 from exporter.clock import Clock
 from exporter.model.counts import CountKind, Outcome
@@ -36,6 +37,7 @@ OUTCOME_FIELDS = {
     Outcome.LOST: Field.LOST,
 }
 NameKey = tuple[str, str, str]  # (source, type, name)
+Totals = tuple[list[float], dict[str, list[float]], dict[NameKey, list[float]]]
 
 
 @dataclass(frozen=True)
@@ -64,8 +66,8 @@ class HistorySampler:
         self._lock = threading.Lock()
         self._seen_types: set[str] | None = None  # None before the first sample
         self._seen_names: set[NameKey] | None = None
-        self._last_version: int | None = None
-        self._totals: tuple[dict, dict, dict] | None = None
+        self._last_version: Hashable | None = None
+        self._totals: Totals | None = None
 
     def sample(self) -> bool:
         """Take one sample now; False (and a log line) when the store cannot be read."""
@@ -83,9 +85,10 @@ class HistorySampler:
             # Keys new since the last sample had no counts then: zeros are their history.
             # Not so after an empty store (a first start, the demo's first scrape): what
             # appears then was found, not started in those seconds, so it gets no rate.
-            known = self._seen_names is not None and bool(self._seen_names)
-            fresh_types = set(per_type) - self._seen_types if known else set()
-            fresh_names = set(per_name) - self._seen_names if known else set()
+            seen_types, seen_names = self._seen_types or set(), self._seen_names or set()
+            known = bool(seen_names)
+            fresh_types = set(per_type) - seen_types if known else set()
+            fresh_names = set(per_name) - seen_names if known else set()
             if not per_name:
                 summary = [*summary[: Field.STARTED], *[math.nan] * (FIELDS - Field.STARTED)]
             self.summary.record(now_ms, {SUMMARY: summary}, fresh=[SUMMARY])
@@ -103,7 +106,7 @@ class HistorySampler:
         """The busiest `limit` types (most jobs started), each with its series."""
         with self._lock:
             ranked = sorted(self.types.tracked(), key=lambda k: _activity(self.types, k))
-            chosen = sorted(ranked[:limit])
+            chosen = sorted(cast(list[str], ranked[:limit]))
             return [{"type": key, **(self.types.series(key, window) or {})} for key in chosen]
 
     def name_list(
@@ -114,11 +117,11 @@ class HistorySampler:
         with self._lock:
             matches = [
                 key
-                for key in self.names.tracked()
+                for key in cast(list[NameKey], self.names.tracked())
                 if (not job_type or key[1] == job_type) and text in key[2].casefold()
             ]
             matches.sort(key=lambda k: (_activity(self.names, k), k))
-            rows = []
+            rows: list[dict[str, object]] = []
             for source, kind, name in matches[:limit]:
                 latest = self.names.latest((source, kind, name)) or [0.0] * FIELDS
                 rows.append(
@@ -151,7 +154,7 @@ class HistorySampler:
         return {name: _int(max(latest[f], 0.0)) for name, f in zip(names, fields, strict=True)}
 
 
-def totals_of(snapshot: Snapshot) -> tuple[list[float], dict[str, list[float]], dict]:
+def totals_of(snapshot: Snapshot) -> Totals:
     """The snapshot's totals for all jobs, per type and per (source, type, name)."""
     # Bound once: the loop below runs for every count of every series.
     finished, bucket, duration_sum = (

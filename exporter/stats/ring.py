@@ -21,6 +21,7 @@ from array import array
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from operator import ne
+from typing import Any
 
 NAN = math.nan
 
@@ -183,7 +184,7 @@ class Tier:
         return (self.capacity - 1) * self.step_ms / 1000
 
     def record(
-        self, now_ms: float, totals: Mapping[Hashable, Sequence[float]], fresh: Iterable = ()
+        self, now_ms: float, totals: Mapping[Any, Sequence[float]], fresh: Iterable = ()
     ) -> None:
         """Write one sample of every key's totals at `now_ms`.
 
