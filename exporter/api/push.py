@@ -128,9 +128,9 @@ def _api_jobs(queue) -> list[schemas.TrackedJob]:
                     background_job_type=job.type,
                     is_finished=finished,
                     finish_timestamp=job.finished_ms if finished else None,
-                    status=job.status if finished else "running",  # type: ignore[arg-type]
+                    status=job.status if finished else "running",
                     source=API_SOURCE,
-                    outcome=job.status if finished else None,  # type: ignore[arg-type]
+                    outcome=job.status if finished else None,
                 )
             )
         if after is None:

@@ -28,6 +28,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.triggers.cron import CronTrigger
@@ -184,7 +185,8 @@ class Timing:
             count = max(1, math.ceil((cutoff_ms - first_ms) / step))
             last = first_ms + (count - 1) * step
             return count, last, self.next_after(last)
-        count, last, fire = 0, first_ms, first_ms
+        count, last = 0, first_ms
+        fire: float | None = first_ms
         while fire is not None and fire < cutoff_ms:
             count, last = count + 1, fire
             if count >= MAX_CATCH_UP:  # years of minutely fires: jump, count what was walked
@@ -272,7 +274,7 @@ def after_fire(instant_ms: float, result: str, next_ms: float | None, job_id: st
     def transition(schedule: Schedule) -> Schedule:
         if schedule.paused:
             raise FireTaken(f"schedule {schedule.id} was paused meanwhile")
-        counts = {
+        counts: dict[str, Any] = {
             "fires_on_time": schedule.fires_on_time + (result == FireResult.ON_TIME),
             "fires_late": schedule.fires_late + (result == FireResult.LATE),
         }
@@ -476,9 +478,10 @@ class Scheduler:
 
 def due_instants(timing: Timing, after_ms: float, count: int) -> Iterator[float]:
     """The next `count` fire instants after `after_ms` (for tests and the docs' examples)."""
-    fire: float | None = after_ms
+    fire = after_ms
     for _ in range(count):
-        fire = timing.next_after(fire)
-        if fire is None:
+        next_fire = timing.next_after(fire)
+        if next_fire is None:
             return
-        yield fire
+        yield next_fire
+        fire = next_fire

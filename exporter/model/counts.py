@@ -117,7 +117,7 @@ def observe_all(
         seconds = max(0.0, seconds)
         deltas[(*series, bucket_family, labels[bisect_left(bounds, seconds)])] += 1
         total += seconds
-    deltas[(*series, sum_family, "")] += total
+    deltas[(*series, sum_family, "")] += total  # type: ignore[assignment]  # sums are floats
 
 
 # Temporary: exporter/store still imports these; removed once the store lands.
