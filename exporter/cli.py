@@ -1,8 +1,8 @@
-"""`job-exporter serve` and `job-exporter demo` (CONTRACT section 5).
+"""`job-exporter serve` and `job-exporter demo` (docs/contract.md §5).
 
 Every option reads `JOB_EXPORTER_<OPTION>` too, and `--config FILE` a YAML file with the same
 keys. Precedence: command line, then environment, then the file, then the defaults shown
-in `--help`.
+in `--help` (all of them from config.py). Each option is the Settings field of its name.
 """
 
 from __future__ import annotations
@@ -21,15 +21,25 @@ from exporter.config import (
     DEFAULT_BACKOFF_CAP,
     DEFAULT_LEASE_SECONDS,
     DEFAULT_LISTEN,
+    DEFAULT_LOG_LEVEL,
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_MAX_BODY_BYTES,
     DEFAULT_MAX_PAYLOAD_BYTES,
+    DEFAULT_MAX_RESPONSE_BYTES,
     DEFAULT_MAX_SCHEDULES,
-    DEFAULT_MISFIRE_GRACE,
+    DEFAULT_MAX_SERIES_PER_SOURCE,
     DEFAULT_PUSH_LOST_AFTER,
+    DEFAULT_RETENTION_DAYS,
+    DEFAULT_SCHEDULE_MISFIRE_GRACE,
     DEFAULT_SCRAPE_INTERVAL,
+    DEFAULT_SCRAPE_TIMEOUT,
     DEFAULT_STORE,
+    DEFAULT_THREADS,
+    DEMO_LISTEN,
+    DEMO_SCRAPE_INTERVAL,
+    DEMO_WORKERS,
     MAX_ATTEMPTS_LIMIT,
+    MIN_SCRAPE_INTERVAL,
     ConfigError,
     Settings,
     SourceSettings,
@@ -40,12 +50,9 @@ from exporter.config import (
     sources_from_yaml,
 )
 
-DEMO_SCRAPE_INTERVAL = 1.0
-DEMO_WORKERS = 3
-
 
 def option(flag: str, *names: str, **kwargs: Any):
-    """A click option that also reads JOB_EXPORTER_<OPTION> (CONTRACT section 5)."""
+    """A click option that also reads JOB_EXPORTER_<OPTION> (docs/contract.md §5)."""
     variable = "JOB_EXPORTER_" + flag.lstrip("-").upper().replace("-", "_")
     return click.option(flag, *names, envvar=variable, show_envvar=True, **kwargs)
 
@@ -80,9 +87,14 @@ def _common_options(func):
         option(
             "--log-level",
             type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
-            default="info",
+            default=DEFAULT_LOG_LEVEL,
         ),
-        option("--threads", type=click.IntRange(1, 256), default=8, help="HTTP worker threads."),
+        option(
+            "--threads",
+            type=click.IntRange(1, 256),
+            default=DEFAULT_THREADS,
+            help="HTTP worker threads.",
+        ),
     ]
     for decorate in reversed(options):
         func = decorate(func)
@@ -90,7 +102,7 @@ def _common_options(func):
 
 
 def _api_options(func):
-    """The push and job API's options (CONTRACT section 4), shared by serve and demo."""
+    """The push and job API's options (docs/contract.md §4), shared by serve and demo."""
     options = [
         option(
             "--api-token",
@@ -154,7 +166,7 @@ def _api_options(func):
         option(
             "--schedule-misfire-grace",
             type=click.FloatRange(min=1),
-            default=DEFAULT_MISFIRE_GRACE,
+            default=DEFAULT_SCHEDULE_MISFIRE_GRACE,
             help="Seconds late a schedule's fire still runs on time; older fires were missed "
             "and follow the schedule's misfire policy.",
         ),
@@ -164,20 +176,13 @@ def _api_options(func):
     return func
 
 
-def _api_settings(options: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "api_token": options["api_token"],
-        "api_token_reads": options["api_token_reads"],
-        "max_body_bytes": options["max_body_bytes"],
-        "max_payload_bytes": options["max_payload_bytes"],
-        "default_max_attempts": options["max_attempts"],
-        "backoff_base": options["backoff_base"],
-        "backoff_cap": options["backoff_cap"],
-        "default_lease_seconds": options["lease_seconds"],
-        "push_lost_after": options["push_lost_after"],
-        "max_schedules": options["max_schedules"],
-        "schedule_misfire_grace": options["schedule_misfire_grace"],
-    }
+_NOT_SETTINGS = frozenset({"log_level"})  # read by the command itself
+
+
+def _settings_options(options: dict[str, Any]) -> dict[str, Any]:
+    """The options as Settings fields, which share their names: an option without a field
+    of its name fails here, so the two vocabularies cannot drift apart."""
+    return {name: value for name, value in options.items() if name not in _NOT_SETTINGS}
 
 
 @click.group(context_settings={"show_default": True})
@@ -199,33 +204,33 @@ def main() -> None:
 )
 @option(
     "--scrape-interval",
-    type=click.FloatRange(min=0.1),
+    type=click.FloatRange(min=MIN_SCRAPE_INTERVAL),
     default=DEFAULT_SCRAPE_INTERVAL,
     help="Seconds between scrapes of each source.",
 )
 @option(
     "--scrape-timeout",
     type=click.FloatRange(min=0.1),
-    default=10.0,
+    default=DEFAULT_SCRAPE_TIMEOUT,
     help="Seconds to wait for a source to answer.",
 )
 @option(
     "--max-response-bytes",
     type=click.IntRange(min=1024),
-    default=64 * 1024 * 1024,
+    default=DEFAULT_MAX_RESPONSE_BYTES,
     help="Largest source response accepted.",
 )
 @option(
     "--max-series-per-source",
     type=click.IntRange(min=1),
-    default=500,
+    default=DEFAULT_MAX_SERIES_PER_SOURCE,
     help="Distinct (type, name) pairs per source before names fold to __other__.",
 )
 @_api_options
 @option(
     "--retention-days",
     type=click.FloatRange(min=0.001),
-    default=7.0,
+    default=DEFAULT_RETENTION_DAYS,
     help="Days a finished job is kept once its source stops listing it.",
 )
 @click.pass_context
@@ -235,18 +240,7 @@ def serve(ctx: click.Context, **options: Any) -> None:
     sources = [*ctx.meta.get("config_sources", [])]
     try:
         sources = _merge_sources(sources, options.pop("sources"))
-        settings = Settings(
-            listen=options["listen"],
-            store=options["store"],
-            sources=tuple(sources),
-            scrape_interval=options["scrape_interval"],
-            scrape_timeout=options["scrape_timeout"],
-            max_response_bytes=options["max_response_bytes"],
-            max_series_per_source=options["max_series_per_source"],
-            retention_days=options["retention_days"],
-            threads=options["threads"],
-            **_api_settings(options),
-        )
+        settings = Settings(sources=tuple(sources), **_settings_options(options))
     except ConfigError as error:
         raise click.UsageError(str(error)) from error
     _run(settings, lambda url: settings)
@@ -254,7 +248,7 @@ def serve(ctx: click.Context, **options: Any) -> None:
 
 @main.command()
 @_common_options
-@option("--listen", default="127.0.0.1:9188", help="HOST:PORT to serve on.")
+@option("--listen", default=DEMO_LISTEN, help="HOST:PORT to serve on.")
 @option("--store", default=None, help="Store URL  [default: a file in a temporary folder]")
 @option(
     "--workers",
@@ -269,23 +263,20 @@ def demo(ctx: click.Context, **options: Any) -> None:
     demo workers running job-API jobs."""
     _configure_logging(options["log_level"])
     with tempfile.TemporaryDirectory(prefix="job-exporter-demo-") as folder:
-        store = options["store"] or f"sqlite:///{Path(folder, 'demo.db').as_posix()}"
+        options["store"] = options["store"] or f"sqlite:///{Path(folder, 'demo.db').as_posix()}"
+        given = _settings_options(options)
 
         def settings_for(url: str) -> Settings:
             source = make_source("demo", f"{url}/demo/jobs", DEMO_SCRAPE_INTERVAL)
             return Settings(
-                listen=options["listen"],
-                store=store,
                 sources=(source,),
                 scrape_interval=DEMO_SCRAPE_INTERVAL,
-                threads=options["threads"],
                 mock_source=True,
-                demo_workers=options["workers"],
-                **_api_settings(options),
+                **given,
             )
 
         try:
-            initial = Settings(listen=options["listen"], store=store, **_api_settings(options))
+            initial = Settings(**given)
         except ConfigError as error:
             raise click.UsageError(str(error)) from error
         _run(initial, settings_for)
@@ -316,7 +307,7 @@ def _merge_sources(from_file: list[SourceSettings], given: tuple[str, ...]) -> l
     merged = {source.name: source for source in from_file}
     for text in given:
         source = parse_source(text)
-        interval = merged[source.name].interval_s if source.name in merged else None
+        interval = merged[source.name].interval if source.name in merged else None
         merged[source.name] = SourceSettings(source.name, source.url, interval)
     return list(merged.values())
 

@@ -11,25 +11,41 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from exporter.model.counts import DEFAULT_BUCKETS
+from exporter.model.counts import DEFAULT_BUCKETS  # beside Buckets: model imports no config
 
+# Every default, beside the setting it backs (a Settings field, named as its option); the
+# command line shows them in --help, and every stage reads them from here.
 DEFAULT_LISTEN = "0.0.0.0:9188"
 DEFAULT_STORE = "sqlite:///job-exporter.db"
 DEFAULT_SCRAPE_INTERVAL = 15.0
 MIN_SCRAPE_INTERVAL = 0.1
+DEFAULT_SCRAPE_TIMEOUT = 10.0
+DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+DEFAULT_MAX_SERIES_PER_SOURCE = 500
+DEFAULT_RETENTION_DAYS = 7.0
+DEFAULT_THREADS = 8
+DEFAULT_LOG_LEVEL = "info"
 SOURCE_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 RESERVED_SOURCES = frozenset({"push", "api"})
 DEFAULT_PUSH_SOURCE = "push"
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 DEFAULT_MAX_PAYLOAD_BYTES = 64 * 1024
 DEFAULT_MAX_ATTEMPTS = 3
+MAX_ATTEMPTS_LIMIT = 100
 DEFAULT_BACKOFF_BASE = 1.0
 DEFAULT_BACKOFF_CAP = 300.0
 DEFAULT_LEASE_SECONDS = 30.0
+DEFAULT_LEASE_SWEEP_INTERVAL = 1.0
 DEFAULT_PUSH_LOST_AFTER = 24 * 3600.0
-MAX_ATTEMPTS_LIMIT = 100
 DEFAULT_MAX_SCHEDULES = 1000
-DEFAULT_MISFIRE_GRACE = 60.0
+DEFAULT_SCHEDULE_MISFIRE_GRACE = 60.0
+DEFAULT_SCHEDULE_SWEEP_INTERVAL = 1.0
+# `job-exporter demo`: everything on one machine, scraped often so its charts move.
+DEMO_LISTEN = "127.0.0.1:9188"
+DEMO_SCRAPE_INTERVAL = 1.0
+DEMO_WORKERS = 3
+
+DAY_MS = 24 * 3600 * 1000
 
 
 class ConfigError(ValueError):
@@ -40,38 +56,42 @@ class ConfigError(ValueError):
 class SourceSettings:
     name: str
     url: str
-    interval_s: float | None = None  # None: the global scrape interval
+    interval: float | None = None  # seconds between scrapes; None: the global scrape_interval
 
 
 @dataclass(frozen=True)
 class Settings:
+    """Each field is named as its command-line option (`--max-series-per-source` is
+    `max_series_per_source`), its YAML key and JOB_EXPORTER_ variable; `sources` holds the
+    repeated `--source`."""
+
     listen: str = DEFAULT_LISTEN
     store: str = DEFAULT_STORE
     sources: tuple[SourceSettings, ...] = ()
     scrape_interval: float = DEFAULT_SCRAPE_INTERVAL
-    scrape_timeout: float = 10.0
-    max_response_bytes: int = 64 * 1024 * 1024
-    max_series_per_source: int = 500
-    retention_days: float = 7.0
+    scrape_timeout: float = DEFAULT_SCRAPE_TIMEOUT
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
+    max_series_per_source: int = DEFAULT_MAX_SERIES_PER_SOURCE
+    retention_days: float = DEFAULT_RETENTION_DAYS
     buckets: tuple[float, ...] = DEFAULT_BUCKETS
-    threads: int = 8
+    threads: int = DEFAULT_THREADS
     mock_source: bool = False  # serve the built-in mock jobs endpoint at /demo/jobs
-    # The push and job API (CONTRACT section 4).
+    # The push and job API (docs/contract.md §4).
     api_token: str | None = None  # when set, every write under /api/ needs this bearer token
     api_token_reads: bool = False  # ... and every read under /api/ too
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES  # largest request body under /api/ (413)
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES  # largest job payload or result
-    default_max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS  # runs of a job created without maxAttempts
     backoff_base: float = DEFAULT_BACKOFF_BASE  # seconds before the first automatic retry
     backoff_cap: float = DEFAULT_BACKOFF_CAP  # longest wait between automatic retries
-    default_lease_seconds: float = DEFAULT_LEASE_SECONDS
-    lease_sweep_interval: float = 1.0  # seconds between checks for expired leases
+    lease_seconds: float = DEFAULT_LEASE_SECONDS  # a lease when the worker asks for none
+    lease_sweep_interval: float = DEFAULT_LEASE_SWEEP_INTERVAL  # seconds between checks
     push_lost_after: float = DEFAULT_PUSH_LOST_AFTER  # seconds a pushed job may run
-    demo_workers: int = 0  # demo threads that create and run API jobs (the demo sets it)
+    workers: int = 0  # demo workers that run API jobs over HTTP (`job-exporter demo` sets it)
     # Schedules (recurring jobs).
     max_schedules: int = DEFAULT_MAX_SCHEDULES  # bounds the job_exporter_schedule_* series
-    schedule_misfire_grace: float = DEFAULT_MISFIRE_GRACE  # seconds late a fire is on time
-    schedule_sweep_interval: float = 1.0  # seconds between checks for due schedules
+    schedule_misfire_grace: float = DEFAULT_SCHEDULE_MISFIRE_GRACE  # seconds late: on time
+    schedule_sweep_interval: float = DEFAULT_SCHEDULE_SWEEP_INTERVAL  # seconds between checks
 
     def __post_init__(self) -> None:
         parse_listen(self.listen)
@@ -91,12 +111,12 @@ class Settings:
             raise ConfigError("max_body_bytes must be at least 1024")
         if not 1 <= self.max_payload_bytes <= self.max_body_bytes:
             raise ConfigError("max_payload_bytes must be between 1 and max_body_bytes")
-        if not 1 <= self.default_max_attempts <= MAX_ATTEMPTS_LIMIT:
-            raise ConfigError(f"default_max_attempts must be between 1 and {MAX_ATTEMPTS_LIMIT}")
+        if not 1 <= self.max_attempts <= MAX_ATTEMPTS_LIMIT:
+            raise ConfigError(f"max_attempts must be between 1 and {MAX_ATTEMPTS_LIMIT}")
         if self.backoff_base <= 0 or self.backoff_cap < self.backoff_base:
             raise ConfigError("backoff_base must be positive and backoff_cap at least as large")
-        if self.default_lease_seconds <= 0 or self.lease_sweep_interval <= 0:
-            raise ConfigError("default_lease_seconds and lease_sweep_interval must be positive")
+        if self.lease_seconds <= 0 or self.lease_sweep_interval <= 0:
+            raise ConfigError("lease_seconds and lease_sweep_interval must be positive")
         if self.push_lost_after <= 0:
             raise ConfigError("push_lost_after must be positive")
         if self.max_schedules < 1:
@@ -111,7 +131,11 @@ class Settings:
             raise ConfigError(f"source names must be unique: {', '.join(sorted(duplicates))}")
 
     def interval_of(self, source: SourceSettings) -> float:
-        return source.interval_s if source.interval_s is not None else self.scrape_interval
+        return source.interval if source.interval is not None else self.scrape_interval
+
+    @property
+    def retention_ms(self) -> float:
+        return self.retention_days * DAY_MS
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
@@ -122,13 +146,13 @@ def parse_listen(listen: str) -> tuple[str, int]:
     return (host.strip("[]") or "0.0.0.0"), int(port)
 
 
-def parse_source(text: str, interval_s: float | None = None) -> SourceSettings:
+def parse_source(text: str, interval: float | None = None) -> SourceSettings:
     """`NAME=URL` to a source."""
     name, sep, url = text.partition("=")
     name, url = name.strip(), url.strip()
     if not sep or not name or not url:
         raise ConfigError(f"source must be NAME=URL, got {text!r}")
-    return make_source(name, url, interval_s)
+    return make_source(name, url, interval)
 
 
 def check_source_name(name: str) -> None:
@@ -139,16 +163,16 @@ def check_source_name(name: str) -> None:
         )
 
 
-def make_source(name: str, url: str, interval_s: float | None = None) -> SourceSettings:
+def make_source(name: str, url: str, interval: float | None = None) -> SourceSettings:
     check_source_name(name)
     if name in RESERVED_SOURCES:
         raise ConfigError(f"source name {name!r} is reserved for pushed or job-API jobs")
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ConfigError(f"source {name!r}: URL must be http:// or https://, got {url!r}")
-    if interval_s is not None and interval_s < MIN_SCRAPE_INTERVAL:
+    if interval is not None and interval < MIN_SCRAPE_INTERVAL:
         raise ConfigError(f"source {name!r}: interval must be at least {MIN_SCRAPE_INTERVAL} s")
-    return SourceSettings(name, url, interval_s)
+    return SourceSettings(name, url, interval)
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from flask import Flask
 from waitress.server import create_server
 
 from exporter.app import runtime_of
+from exporter.config import DEFAULT_THREADS
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,9 @@ def local_url(sock: socket.socket) -> str:
     return f"http://{host}:{port}"
 
 
-def serve(sock: socket.socket, build_app: Callable[[], Flask], threads: int = 8) -> None:
+def serve(
+    sock: socket.socket, build_app: Callable[[], Flask], threads: int = DEFAULT_THREADS
+) -> None:
     """Run until a signal; every part is stopped even when building or serving fails."""
     app = build_app()
     runtime = runtime_of(app)

@@ -34,7 +34,7 @@ def test_defaults_leave_the_api_open(captured):
     assert invoke(["serve"]).exit_code == 0
     settings: Settings = captured["settings"]
     assert settings.api_token is None
-    assert (settings.default_max_attempts, settings.backoff_base, settings.backoff_cap) == (
+    assert (settings.max_attempts, settings.backoff_base, settings.backoff_cap) == (
         3,
         1.0,
         300.0,
@@ -55,7 +55,7 @@ def test_the_token_and_queue_options_come_from_variables(captured):
     assert invoke(["serve"], env).exit_code == 0
     settings: Settings = captured["settings"]
     assert (settings.api_token, settings.api_token_reads) == ("t0ken", True)
-    assert (settings.default_max_attempts, settings.backoff_base, settings.backoff_cap) == (
+    assert (settings.max_attempts, settings.backoff_base, settings.backoff_cap) == (
         5,
         0.5,
         60.0,
@@ -72,7 +72,7 @@ def test_options_win_over_variables(captured):
 def test_the_demo_runs_workers_and_takes_the_api_options(captured):
     assert invoke(["demo", "--workers", "5", "--api-token", "d"]).exit_code == 0
     settings: Settings = captured["settings"]
-    assert (settings.demo_workers, settings.api_token, settings.mock_source) == (5, "d", True)
+    assert (settings.workers, settings.api_token, settings.mock_source) == (5, "d", True)
 
 
 @pytest.mark.parametrize(

@@ -55,7 +55,7 @@ def test_the_demo_crew_moves_every_job_metric(tmp_path):
 
 
 def test_the_runtime_starts_and_stops_its_demo_crew(tmp_path):
-    with live_server(tmp_path, clock=SystemClock(), demo_workers=2) as server:
+    with live_server(tmp_path, clock=SystemClock(), workers=2) as server:
         server.runtime.start(server.base_url)
         names = {t.name for t in threading.enumerate()}
         assert {"demo-producer", "demo-worker-1", "demo-worker-2"} <= names

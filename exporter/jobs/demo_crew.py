@@ -17,6 +17,7 @@ from typing import Any
 import requests
 
 from exporter.client.worker import RetryableError, Worker
+from exporter.config import DEMO_WORKERS
 from exporter.jobs.queue import JobConflict, JobQueue
 from exporter.jobs.schedules import Scheduler, ScheduleSpec
 from exporter.model.queue import JobStatus, QueueQuery
@@ -99,7 +100,7 @@ class DemoCrew:
         self,
         queue: JobQueue,
         url: str,
-        workers: int = 3,
+        workers: int = DEMO_WORKERS,
         seed: int | None = None,
         pace: float = 1.0,
         token: str | None = None,

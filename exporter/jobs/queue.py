@@ -17,6 +17,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from exporter.clock import Clock
+from exporter.config import (
+    DEFAULT_BACKOFF_BASE,
+    DEFAULT_BACKOFF_CAP,
+    DEFAULT_LEASE_SECONDS,
+    DEFAULT_MAX_ATTEMPTS,
+)
 from exporter.model.counts import Buckets, CountDeltas, CountKind, Outcome, RetryTrigger, observe
 from exporter.model.queue import API_SOURCE, JobStatus, QueueChange, QueueJob, QueueQuery
 from exporter.model.schedules import ScheduleFire
@@ -50,8 +56,8 @@ class Backoff:
     min(cap, base * 2**(n-1)), so retries of many jobs failing together spread out, yet
     never come sooner than half the nominal delay nor later than the cap."""
 
-    base_s: float = 1.0
-    cap_s: float = 300.0
+    base_s: float = DEFAULT_BACKOFF_BASE
+    cap_s: float = DEFAULT_BACKOFF_CAP
 
     def delay_ms(self, attempt: int, jitter: float) -> float:
         """The wait after `attempt` failed runs; `jitter` is a uniform draw from [0, 1)."""
@@ -62,8 +68,8 @@ class Backoff:
 @dataclass(frozen=True)
 class QueuePolicy:
     backoff: Backoff = field(default_factory=Backoff)
-    default_max_attempts: int = 3
-    default_lease_s: float = 30.0
+    default_max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    default_lease_s: float = DEFAULT_LEASE_SECONDS
     buckets: Buckets = field(default_factory=Buckets)
 
 

@@ -35,6 +35,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from exporter.clock import Clock
+from exporter.config import DEFAULT_MAX_SCHEDULES, DEFAULT_SCHEDULE_MISFIRE_GRACE
 from exporter.jobs.queue import JobQueue
 from exporter.model.queue import QueueJob
 from exporter.model.schedules import (
@@ -353,8 +354,8 @@ class Scheduler:
         store: Store,
         queue: JobQueue,
         clock: Clock,
-        misfire_grace_s: float = 60.0,
-        max_schedules: int = 1000,
+        misfire_grace_s: float = DEFAULT_SCHEDULE_MISFIRE_GRACE,
+        max_schedules: int = DEFAULT_MAX_SCHEDULES,
     ) -> None:
         self.store = store
         self.queue = queue

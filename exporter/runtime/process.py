@@ -61,17 +61,10 @@ class Runtime:
             TrackingRules(
                 guard=LabelGuard(settings.max_series_per_source),
                 buckets=Buckets(settings.buckets),
-                retention_ms=settings.retention_days * 24 * 3600 * 1000,
+                retention_ms=settings.retention_ms,
             ),
         )
-        # The scrape timeout bounds the whole scrape, as Prometheus's own does: a source
-        # trickling one byte at a time is cut off as surely as one that never answers.
-        limits = FetchLimits(
-            connect_timeout=min(3.0, settings.scrape_timeout),
-            read_timeout=settings.scrape_timeout,
-            total_timeout=settings.scrape_timeout,
-            max_bytes=settings.max_response_bytes,
-        )
+        limits = FetchLimits.within(settings.scrape_timeout, settings.max_response_bytes)
         self.scraper = Scraper(self.ingestor, targets, self.clock, self.health, limits=limits)
         self.registry = CollectorRegistry(auto_describe=False)
         self.collector = JobCollector(
@@ -84,8 +77,8 @@ class Runtime:
             self.clock,
             QueuePolicy(
                 backoff=Backoff(settings.backoff_base, settings.backoff_cap),
-                default_max_attempts=settings.default_max_attempts,
-                default_lease_s=settings.default_lease_seconds,
+                default_max_attempts=settings.max_attempts,
+                default_lease_s=settings.lease_seconds,
                 buckets=self.ingestor.rules.buckets,
             ),
             guard=self.ingestor.rules.guard,
@@ -169,10 +162,10 @@ class Runtime:
         )
         timers.start()
         self._timers = timers
-        if self.settings.demo_workers and url is not None:
+        if self.settings.workers and url is not None:
             ensure_demo_schedule(self.schedules)
             self.demo_crew = DemoCrew(
-                self.queue, url, self.settings.demo_workers, token=self.settings.api_token
+                self.queue, url, self.settings.workers, token=self.settings.api_token
             )
             self.demo_crew.start()
 

@@ -30,7 +30,7 @@ class Sweeper:
         health: HealthBoard,
         scraped: Collection[str],
         push_lost_after_s: float,
-        retention_ms: float = 7 * 24 * 3600 * 1000,
+        retention_ms: float,
         schedules: Scheduler | None = None,
     ) -> None:
         self._schedules = schedules  # underscored: `schedules()` is the sweep of them

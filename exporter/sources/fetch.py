@@ -17,6 +17,7 @@ from urllib3.exceptions import HTTPError, ReadTimeoutError
 from exporter.model.counts import ScrapeErrorReason
 
 CHUNK_BYTES = 1 << 20
+MAX_CONNECT_TIMEOUT = 3.0  # a source that takes longer to accept is down, not slow
 
 
 class FetchError(Exception):
@@ -30,10 +31,16 @@ class FetchError(Exception):
 
 @dataclass(frozen=True)
 class FetchLimits:
-    connect_timeout: float = 3.0
-    read_timeout: float = 10.0
-    total_timeout: float = 30.0
-    max_bytes: int = 64 * 1024 * 1024
+    connect_timeout: float
+    read_timeout: float
+    total_timeout: float
+    max_bytes: int
+
+    @classmethod
+    def within(cls, timeout: float, max_bytes: int) -> FetchLimits:
+        """One timeout bounds the whole fetch, as Prometheus's scrape timeout does: a source
+        trickling one byte at a time is cut off as surely as one that never answers."""
+        return cls(min(MAX_CONNECT_TIMEOUT, timeout), timeout, timeout, max_bytes)
 
 
 def fetch(session: requests.Session, url: str, limits: FetchLimits) -> bytearray:

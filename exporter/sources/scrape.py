@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import requests
 
 from exporter.clock import Clock
+from exporter.config import DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_SCRAPE_TIMEOUT
 from exporter.health import HealthBoard
 from exporter.model.counts import CountKind, ScrapeErrorReason
 from exporter.sources.fetch import FetchError, FetchLimits, fetch
@@ -58,7 +59,9 @@ class Scraper:
         self.targets = {target.name: target for target in targets}
         self.clock = clock
         self.health = health
-        self.limits = limits or FetchLimits()
+        self.limits = limits or FetchLimits.within(
+            DEFAULT_SCRAPE_TIMEOUT, DEFAULT_MAX_RESPONSE_BYTES
+        )
         self._session = requests.Session()
         self._locks = {name: threading.Lock() for name in self.targets}
 

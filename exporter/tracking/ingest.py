@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Callable, Collection, Container, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from exporter.config import DAY_MS, DEFAULT_RETENTION_DAYS
 from exporter.model.counts import Buckets, CountKind
 from exporter.model.jobinfo import JobInfo
 from exporter.model.tracked import Plan, SourceIndex
@@ -32,7 +33,7 @@ class TrackingRules:
 
     guard: LabelGuard = field(default_factory=LabelGuard)
     buckets: Buckets = field(default_factory=Buckets)
-    retention_ms: float = 7 * 24 * 3600 * 1000
+    retention_ms: float = DEFAULT_RETENTION_DAYS * DAY_MS
 
 
 class Ingestor:

@@ -13,6 +13,7 @@ from collections.abc import Collection, Container, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import count
 
+from exporter.config import DEFAULT_MAX_SERIES_PER_SOURCE
 from exporter.model.counts import Buckets, CountKind, Outcome, observe_all
 from exporter.model.jobinfo import JobInfo
 from exporter.model.tracked import (
@@ -38,7 +39,7 @@ class LabelGuard:
     of a new type loses both, so a source never holds more than `max_series` + types + 1.
     """
 
-    max_series: int = 500
+    max_series: int = DEFAULT_MAX_SERIES_PER_SOURCE
 
     def labels(self, index: SourceIndex, plan: Plan, job_type: str, name: str) -> Series:
         wanted = (job_type, name)
