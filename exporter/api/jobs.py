@@ -13,12 +13,11 @@ from exporter.api.bodies import raw_json_body, read_json
 from exporter.api.errors import ApiError, error_response
 from exporter.api.responses import job_out, json_response
 from exporter.jobs.queue import JobConflict, UnknownJob
-from exporter.model.queue import JobStatus, QueueQuery
+from exporter.model.queue import DEFAULT_PAGE, JobStatus, QueueQuery
 from exporter.runtime.process import current_runtime
 from exporter.store import StoreError
 
 blueprint = Blueprint("jobs", __name__, url_prefix="/api/v1/jobs")
-DEFAULT_PAGE = 100
 MAX_PAGE = 1000
 MAX_INT64 = 2**63 - 1  # the largest integer either store binds
 _DIGITS = re.compile(r"[0-9]{1,19}")  # ASCII only, and short enough to convert cheaply

@@ -17,8 +17,10 @@ import msgspec
 from flask import Blueprint, Response
 
 from exporter import __version__
-from exporter.api import schemas, stats_schemas
+from exporter.api import schemas, stats, stats_schemas
+from exporter.api.jobs import MAX_PAGE
 from exporter.api.responses import json_response
+from exporter.config import DEFAULT_PUSH_SOURCE
 from exporter.model.jobinfo import JobInfo
 from exporter.model.queue import JobStatus
 
@@ -58,11 +60,11 @@ _WINDOW = _query(
 )
 _POINTS = _query(
     "points",
-    "points at most, thinned evenly (default 300)",
-    {"type": "integer", "minimum": 2, "maximum": 2000},
+    f"points at most, thinned evenly (default {stats.DEFAULT_POINTS})",
+    {"type": "integer", "minimum": 2, "maximum": stats.MAX_POINTS},
 )
-_LIMIT100 = {"type": "integer", "minimum": 1, "maximum": 100}
-_LIMIT2000 = {"type": "integer", "minimum": 1, "maximum": 2000}
+_TYPES_LIMIT = {"type": "integer", "minimum": 1, "maximum": stats.MAX_TYPES}
+_NAMES_LIMIT = {"type": "integer", "minimum": 1, "maximum": stats.MAX_NAMES}
 
 
 def _required(name: str) -> dict[str, Any]:
@@ -76,7 +78,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "Push one JobInfoBase or an array, applied whole or not at all",
         request="PushBody",
         responses={"202": ("accepted", "PushAccepted"), "400": _BAD},
-        parameters=(_query("source", "source label (default `push`)", _STR),),
+        parameters=(_query("source", f"source label (default `{DEFAULT_PUSH_SOURCE}`)", _STR),),
     ),
     Operation(
         "get",
@@ -102,7 +104,7 @@ OPERATIONS: tuple[Operation, ...] = (
             _query("status", "only jobs in this status", {"enum": list(JobStatus.ALL)}),
             _query("type", "only jobs of this type", _STR),
             _query("name", "only jobs of this name", _STR),
-            _query("limit", "page size", {"type": "integer", "minimum": 1, "maximum": 1000}),
+            _query("limit", "page size", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE}),
             _query("cursor", "`nextCursor` of the previous page", _STR),
         ),
         write=False,
@@ -229,7 +231,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "/api/v1/stats/types",
         "One series per job type, the busiest first",
         responses={"200": ("a series per type", "TypesStats"), "400": _BAD},
-        parameters=(_WINDOW, _POINTS, _query("limit", "types at most", _LIMIT100)),
+        parameters=(_WINDOW, _POINTS, _query("limit", "types at most", _TYPES_LIMIT)),
         write=False,
     ),
     Operation(
@@ -240,7 +242,7 @@ OPERATIONS: tuple[Operation, ...] = (
         parameters=(
             _query("q", "part of the name", _STR),
             _query("type", "only this type", _STR),
-            _query("limit", "functions at most", _LIMIT2000),
+            _query("limit", "functions at most", _NAMES_LIMIT),
         ),
         write=False,
     ),

@@ -19,8 +19,13 @@ from exporter.stats.ring import Tier, Window, empty_series
 
 blueprint = Blueprint("stats", __name__, url_prefix="/api/v1/stats")
 
+# Query parameters' defaults and bounds; the OpenAPI document reads them from here.
 DEFAULT_POINTS = 300
 MAX_POINTS = 2000
+DEFAULT_TYPES = 12
+MAX_TYPES = 100
+DEFAULT_NAMES = 100
+MAX_NAMES = 2000
 
 
 class BadParameter(ValueError):
@@ -85,10 +90,10 @@ def summary():
 
 @blueprint.get("/types")
 def types():
-    """One series per job type, the busiest `limit` (default 12) types, sorted by name."""
+    """One series per job type, the busiest `limit` types, sorted by name."""
     sampler = _sampler()
     window = _window(sampler.types)
-    limit = int(_number("limit", 12, 1, 100, integer=True))
+    limit = int(_number("limit", DEFAULT_TYPES, 1, MAX_TYPES, integer=True))
     return jsonify(
         {
             **_meta(sampler.types),
@@ -102,7 +107,7 @@ def types():
 def names():
     """The job functions that have history, busiest first; `q` filters by name, `type` too."""
     sampler = _sampler()
-    limit = int(_number("limit", 100, 1, 2000, integer=True))
+    limit = int(_number("limit", DEFAULT_NAMES, 1, MAX_NAMES, integer=True))
     rows, total = sampler.name_list(_text("q"), _text("type", longest=100), limit)
     return jsonify({"names": rows, "total": total, "untracked": sampler.names.untracked})
 

@@ -74,6 +74,9 @@ class QueueChange:
 Transition = Callable[[QueueJob], QueueChange]
 
 
+DEFAULT_PAGE = 100  # jobs a page holds unless `limit` asks otherwise
+
+
 @dataclass(frozen=True, slots=True)
 class QueueQuery:
     """A page of jobs in insertion order, after the cursor `after_seq`, optionally filtered."""
@@ -82,4 +85,4 @@ class QueueQuery:
     type: str | None = None
     name: str | None = None
     after_seq: int = 0
-    limit: int = 100
+    limit: int = DEFAULT_PAGE
