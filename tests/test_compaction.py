@@ -40,7 +40,7 @@ def ingestor(tmp_path, monkeypatch):
 def test_compaction_copies_ids_and_running_jobs_keeping_their_values(ingestor: Ingestor):
     states = {"a": "running", "b": "completed", "c": "running", "d": "failed"}
     ingestor.ingest_listing("app", listing(states), NOW)
-    index, memo = ingestor._indexes["app"], ingestor._memos["app"]
+    index, memo = ingestor._sources["app"].index, ingestor._sources["app"].memo
     running, ids = dict(index.running), list(memo.ids)
     starts = {job_id: job.start_ms for job_id, job in running.items()}
 

@@ -1,9 +1,10 @@
 """The one path from observed jobs to the store, for scrapes and pushes alike.
 
-It keeps each source's index in memory (loaded from the store on first use), plans the
-changes with the tracker, writes them in one transaction, and replans once more if another
-writer moved the source on in between. One lock per source keeps a scrape and a push of the
-same source from planning against the same index at once.
+It keeps each source's state in memory (its index, loaded from the store on first use, and
+the memo of its last listing), plans the changes with the tracker, writes them in one
+transaction, and replans once more if another writer moved the source on in between. One
+lock per source keeps a scrape and a push of the same source from planning against the same
+index at once.
 """
 
 from __future__ import annotations
@@ -36,18 +37,26 @@ class TrackingRules:
     retention_ms: float = DEFAULT_RETENTION_DAYS * DAY_MS
 
 
+@dataclass(slots=True, eq=False)
+class SourceState:
+    """What the ingestor keeps of one source between writes; `lock` guards the rest."""
+
+    name: str
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    index: SourceIndex | None = None  # None until loaded, or after another writer moved on
+    memo: ListingMemo | None = None  # the last listing applied, while it fits the index
+    last_prune_ms: float = 0.0
+    # The pass of a large decode left to compact, held until then so the copies are made
+    # while its items still fill their memory.
+    compact_due: _ListingPass | None = None
+
+
 class Ingestor:
     def __init__(self, store: Store, rules: TrackingRules | None = None) -> None:
         self.store = store
         self.rules = rules or TrackingRules()
-        self._indexes: dict[str, SourceIndex] = {}
-        self._locks: dict[str, threading.Lock] = {}
-        self._locks_guard = threading.Lock()
-        self._last_prune_ms: dict[str, float] = {}
-        self._memos: dict[str, ListingMemo] = {}
-        # Sources a large decode left to compact, each with that scrape's pass, held until
-        # then so the copies are made while its items still fill their memory.
-        self._compact_due: dict[str, _ListingPass] = {}
+        self._sources: dict[str, SourceState] = {}
+        self._sources_guard = threading.Lock()
 
     def ingest(
         self,
@@ -64,6 +73,7 @@ class Ingestor:
         then neither the store nor the index changed.
         """
         invalid = _invalid_counts(invalid_by_field or {})
+        state = self._state_of(source)
 
         def planner(index: SourceIndex) -> Plan:
             plan = plan_changes(
@@ -79,15 +89,15 @@ class Ingestor:
             return plan
 
         def prune_for(plan: Plan) -> Prune | None:
-            if now_ms - self._last_prune_ms.get(source, 0) < PRUNE_EVERY_MS:
+            if now_ms - state.last_prune_ms < PRUNE_EVERY_MS:
                 return None
             still_listed = _ListedIds(lambda: {job.id for job in jobs}) if complete_list else ()
             return Prune(before_ms=now_ms - self.rules.retention_ms, still_listed=still_listed)
 
-        with self._lock_of(source):
-            plan, pruned = self._write(source, planner, prune_for)
+        with state.lock:
+            plan, pruned = self._write(state, planner, prune_for)
             if pruned:
-                self._last_prune_ms[source] = now_ms
+                state.last_prune_ms = now_ms
             return plan
 
     def ingest_listing(self, source: str, listing: Listing, now_ms: float) -> Decoded:
@@ -95,9 +105,10 @@ class Ingestor:
         of the last scrape applied still fits the index, only the items whose bytes are new
         are decoded and planned (listing.py). Returns what was decoded: every valid item,
         or only the new ones. Raises StoreError when nothing could be written."""
-        with self._lock_of(source):
-            self._compact_due.pop(source, None)  # not compacted since: let it be
-            memo = self._memos.pop(source, None)  # put back only once this write stands
+        state = self._state_of(source)
+        with state.lock:
+            state.compact_due = None  # not compacted since: let it be
+            memo, state.memo = state.memo, None  # put back only once this write stands
             attempt = _ListingPass(listing, now_ms, memo)
 
             def planner(index: SourceIndex) -> Plan:
@@ -116,18 +127,18 @@ class Ingestor:
                 return plan
 
             def prune_for(plan: Plan) -> Prune | None:
-                if now_ms - self._last_prune_ms.get(source, 0) < PRUNE_EVERY_MS:
+                if now_ms - state.last_prune_ms < PRUNE_EVERY_MS:
                     return None
                 before_ms = now_ms - self.rules.retention_ms
                 return Prune(before_ms=before_ms, still_listed=_ListedIds(attempt.listed_ids))
 
-            plan, pruned = self._write(source, planner, prune_for)
+            plan, pruned = self._write(state, planner, prune_for)
             if pruned:
-                self._last_prune_ms[source] = now_ms
+                state.last_prune_ms = now_ms
             if not plan.deduplicated:  # see ListingMemo on jobs listed twice
-                self._memos[source] = attempt.memo_after(self._indexes[source], plan)
+                state.memo = attempt.memo_after(self._index_of(state), plan)
             if len(attempt.decoded.jobs) >= COMPACT_FROM_JOBS:
-                self._compact_due[source] = attempt
+                state.compact_due = attempt
             return attempt.decoded
 
     def compact_due(self) -> list[str]:
@@ -135,21 +146,23 @@ class Ingestor:
         then let the items go. Housekeeping for right after a scrape, off its own path: a
         100,000-job index takes about 80 ms. Returns the sources compacted."""
         done = []
-        for source in list(self._compact_due):
-            with self._lock_of(source):
-                held = self._compact_due.pop(source, None)
-                index = self._indexes.get(source)
-                if held is not None and index is not None:
-                    compact(index, self._memos.get(source))
-                    done.append(source)
+        with self._sources_guard:
+            due = [state for state in self._sources.values() if state.compact_due is not None]
+        for state in due:
+            with state.lock:
+                held, state.compact_due = state.compact_due, None
+                if held is not None and state.index is not None:
+                    compact(state.index, state.memo)
+                    done.append(state.name)
                 del held  # only now may the items go: the copies are made
         return done
 
     def expire_running(self, source: str, started_before_ms: float, now_ms: float) -> Plan:
         """Count a pushed source's jobs still running since before the cutoff as lost."""
-        with self._lock_of(source):
+        state = self._state_of(source)
+        with state.lock:
             plan, _ = self._write(
-                source,
+                state,
                 lambda index: plan_timeouts(index, started_before_ms, now_ms),
                 lambda plan: None,
             )
@@ -157,14 +170,14 @@ class Ingestor:
 
     def _write(
         self,
-        source: str,
+        state: SourceState,
         planner: Callable[[SourceIndex], Plan],
         prune_for: Callable[[Plan], Prune | None],
     ) -> tuple[Plan, bool]:
         """Plan against the index and write; replan when another writer moved the source
         on. Returns the plan and whether it pruned. The caller holds the source's lock."""
         for _ in range(WRITE_ATTEMPTS):
-            index = self._index_of(source)
+            index = self._index_of(state)
             plan = planner(index)
             prune = prune_for(plan)
             if plan.empty and prune is None:
@@ -172,10 +185,10 @@ class Ingestor:
             try:
                 write_plan(self.store, index, plan, prune)
             except StaleIndex:
-                del self._indexes[source]  # another writer moved on: reload, plan again
+                state.index = None  # another writer moved on: reload, plan again
                 continue
             return plan, prune is not None
-        raise StoreError(f"source {source!r} kept changing under this write")
+        raise StoreError(f"source {state.name!r} kept changing under this write")
 
     def _finished_among(self, index: SourceIndex, jobs: Sequence[JobInfo]) -> Container[str]:
         """Of the jobs named that are not running, those the store keeps as finished: asked
@@ -188,15 +201,19 @@ class Ingestor:
             index.source, {job.id for job in jobs if job.id not in running}
         )
 
-    def _index_of(self, source: str) -> SourceIndex:
-        index = self._indexes.get(source)
+    def _index_of(self, state: SourceState) -> SourceIndex:
+        """The source's index, loaded on first use. The caller holds the source's lock."""
+        index = state.index
         if index is None:
-            index = self._indexes[source] = self.store.load_index(source)
+            index = state.index = self.store.load_index(state.name)
         return index
 
-    def _lock_of(self, source: str) -> threading.Lock:
-        with self._locks_guard:
-            return self._locks.setdefault(source, threading.Lock())
+    def _state_of(self, source: str) -> SourceState:
+        with self._sources_guard:
+            state = self._sources.get(source)
+            if state is None:
+                state = self._sources[source] = SourceState(source)
+            return state
 
 
 def write_plan(
