@@ -143,8 +143,8 @@ class Ingestor:
 
     def compact_due(self) -> list[str]:
         """Compact the indexes that a large decode left among its items (compaction.py),
-        then let the items go. Housekeeping for right after a scrape, off its own path: a
-        100,000-job index takes about 80 ms. Returns the sources compacted."""
+        then let the items go. Housekeeping for right after a scrape, off its own path (its
+        cost is in docs/benchmarks.md). Returns the sources compacted."""
         done = []
         with self._sources_guard:
             due = [state for state in self._sources.values() if state.compact_due is not None]
@@ -234,7 +234,7 @@ def _invalid_counts(invalid_by_field: Mapping[str, int]) -> Counter:
 class _ListedIds(Container[str]):
     """The ids a complete list names, gathered on the first question: only a prune that
     finds a job old enough to go asks, and a first scrape into a fresh store has none
-    (gathering 100,000 ids takes about 20 ms)."""
+    (docs/benchmarks.md says what gathering them costs)."""
 
     def __init__(self, gather: Callable[[], Collection[str]]) -> None:
         self._gather = gather
