@@ -9,7 +9,7 @@ import hypothesis
 import hypothesis.strategies as st
 import pytest
 
-from exporter.model.counts import FINISHED, STARTED, Buckets
+from exporter.model.counts import Buckets, CountKind
 from exporter.model.jobinfo import JobInfo
 from exporter.store import Prune, StaleIndex, StoreError, open_store
 from exporter.tracking.ingest import Ingestor, TrackingRules, write_plan
@@ -59,7 +59,7 @@ def test_counts_and_jobs_survive_reopening(store_url: str):
     assert reopened.finished_among("app", {"a", "b", "c"}) == {"b"}
     assert index.series == {("TASK", "send_email")}
     counts = reopened.snapshot().series[("app", "TASK", "send_email")]
-    assert counts[(STARTED, "")] == 2 and counts[(FINISHED, "completed")] == 1
+    assert counts[(CountKind.STARTED, "")] == 2 and counts[(CountKind.FINISHED, "completed")] == 1
     reopened.close()
 
 
@@ -73,7 +73,7 @@ def test_a_stale_index_writes_nothing(store_url: str):
         second.apply(index_two, plan_for(index_two, info("a")))
     assert index_two.running == {}  # untouched, since nothing was written
     snapshot = second.snapshot()  # sees the first writer's commit
-    assert snapshot.series[("app", "TASK", "send_email")][(STARTED, "")] == 1
+    assert snapshot.series[("app", "TASK", "send_email")][(CountKind.STARTED, "")] == 1
     first.close()
     second.close()
 
@@ -128,7 +128,10 @@ def test_many_inserts_and_their_counts(store):
     everyone = {f"job-{n}" for n in range(2500)}
     assert store.finished_among("app", everyone) == {f"job-{n}" for n in range(0, 2000, 2)}
     counts = store.snapshot().series[("app", "TASK", "send_email")]
-    assert counts[(STARTED, "")] == 2000 and counts[(FINISHED, "completed")] == 1000
+    assert (
+        counts[(CountKind.STARTED, "")] == 2000
+        and counts[(CountKind.FINISHED, "completed")] == 1000
+    )
     assert store.snapshot().running[("app", "TASK", "send_email")].count == 1000
 
 

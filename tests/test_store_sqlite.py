@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from exporter.model.counts import STARTED
+from exporter.model.counts import CountKind
 from exporter.store import StoreError, open_store
 from exporter.store.sqlite import SCHEMA_VERSION, SqliteStore, sqlite_path
 
@@ -63,7 +63,7 @@ def test_commits_are_checkpointed_by_the_thread_not_the_writer(tmp_path: Path):
         assert checkpointer is not None
         checkpointer.checkpointed.clear()
         size_before = path.stat().st_size
-        counts = Counter({("TASK", f"job-{n}", STARTED, ""): 1 for n in range(5000)})
+        counts = Counter({("TASK", f"job-{n}", CountKind.STARTED, ""): 1 for n in range(5000)})
         store.add_counts("app", counts)
         assert checkpointer.checkpointed.wait(30), "no checkpoint after a write"
         # The rows reached the database file itself, not only the log.

@@ -118,8 +118,3 @@ def observe_all(
         deltas[(*series, bucket_family, labels[bisect_left(bounds, seconds)])] += 1
         total += seconds
     deltas[(*series, sum_family, "")] += total  # type: ignore[assignment]  # sums are floats
-
-
-# Temporary: exporter/store still imports these; removed once the store lands.
-STARTED = CountKind.STARTED
-FINISHED = CountKind.FINISHED

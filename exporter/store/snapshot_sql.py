@@ -10,7 +10,7 @@ from collections import defaultdict
 from collections.abc import Hashable, Iterable
 from typing import Any, Protocol
 
-from exporter.model.counts import FINISHED, STARTED
+from exporter.model.counts import CountKind
 from exporter.model.queue import API_SOURCE
 from exporter.store.base import RunningStats, SeriesKey, Snapshot
 from exporter.store.schedule_rows import SELECT_ALL, row_to_schedule
@@ -29,13 +29,13 @@ _OLDEST_RUNNING = f"""
         (SELECT MIN(j.start_ms) FROM jobs j
           WHERE j.source = c.source AND j.label_type = c.type AND j.label_name = c.name
             AND j.outcome IS NULL)
-    FROM counts c WHERE c.family = '{STARTED}' AND c.source <> '{API_SOURCE}'
+    FROM counts c WHERE c.family = '{CountKind.STARTED}' AND c.source <> '{API_SOURCE}'
 """
 
 
 def _running(counts: dict[tuple[str, str], float]) -> int:
-    finished = sum(value for (family, _), value in counts.items() if family == FINISHED)
-    return int(counts.get((STARTED, ""), 0) - finished)
+    finished = sum(value for (family, _), value in counts.items() if family == CountKind.FINISHED)
+    return int(counts.get((CountKind.STARTED, ""), 0) - finished)
 
 
 def read_snapshot(db: Queryable, version: Hashable) -> Snapshot:

@@ -15,7 +15,7 @@ from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from typing import Any, Generic
 
-from exporter.model.counts import STARTED, CountDeltas
+from exporter.model.counts import CountDeltas, CountKind
 from exporter.model.queue import API_SOURCE, QueueChange, QueueJob, QueueQuery, Transition
 from exporter.model.schedules import Schedule, ScheduleFire, ScheduleTransition
 from exporter.model.tracked import JobRow, Plan, SourceIndex
@@ -130,7 +130,7 @@ class SqlStore(Generic[C]):
             index = SourceIndex(source, generation=row[0] if row else 0)
             index.load(db.execute(self._running_rows, (source,)))
             (index.finished,) = db.execute(self._finished_count, (source,)).fetchone()
-            index.admit(db.execute(self._started_series, (source, STARTED)).fetchall())
+            index.admit(db.execute(self._started_series, (source, CountKind.STARTED)).fetchall())
         return index
 
     def finished_among(self, source: str, job_ids: Collection[str]) -> set[str]:
