@@ -17,6 +17,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "exporter"
 # Lowest first: a stage may import any stage of a lower layer, and its own.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("model", "clock", "health", "client"),
+    ("integrations",),
     ("config",),
     ("store",),
     ("tracking", "stats", "metrics"),
@@ -40,6 +41,7 @@ FORBIDDEN = {
     # The client runs inside users' worker processes, so it stays light (InProcessJobs may
     # use the app's own Flask).
     "client": {"sqlite3", "psycopg", "psycopg_pool", "msgspec", "yaml", "prometheus_client"},
+    "integrations": {"flask", "sqlite3", "psycopg", "psycopg_pool", "msgspec", "yaml"},
 }
 
 WIRING = {"__init__", "__main__", "app", "cli", "clock", "config", "health", "server"}

@@ -10,12 +10,17 @@ MAX_ID_LENGTH = 200
 MAX_NAME_LENGTH = 200
 MAX_TYPE_LENGTH = 100
 MAX_FUTURE_MS = 24 * 3600 * 1000  # startTimestamp may lie at most this far ahead of now
+MAX_ERROR_LENGTH = 4000
 
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_LENGTH)]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_NAME_LENGTH)]
 JobType = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_TYPE_LENGTH)]
 EpochMillis = Annotated[float, msgspec.Meta(ge=0)]
-Status = Literal["running", "completed", "failed"]
+Attempt = Annotated[int, msgspec.Meta(ge=1)]
+ErrorText = Annotated[str, msgspec.Meta(max_length=MAX_ERROR_LENGTH)]
+Status = Literal["pending", "running", "retrying", "completed", "failed"]
+WAITING_STATUSES = frozenset({"pending", "retrying"})
+FINISHED_STATUSES = frozenset({"completed", "failed"})
 
 
 class JobInfo(msgspec.Struct, rename="camel", frozen=True, gc=False):
@@ -28,6 +33,9 @@ class JobInfo(msgspec.Struct, rename="camel", frozen=True, gc=False):
     is_finished: bool
     finish_timestamp: EpochMillis | None = None
     status: Status | None = None
+    attempt: Attempt = 1
+    enqueue_timestamp: EpochMillis | None = None
+    error: ErrorText | None = None
 
     @property
     def failed(self) -> bool:
@@ -43,5 +51,8 @@ FIELD_WIRE_NAMES = {
     "is_finished": "isFinished",
     "finish_timestamp": "finishTimestamp",
     "status": "status",
+    "attempt": "attempt",
+    "enqueue_timestamp": "enqueueTimestamp",
+    "error": "error",
 }
 ITEM_FIELD = "item"  # the `field` label when an item is not an object at all

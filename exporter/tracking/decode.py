@@ -14,7 +14,13 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from exporter.model.jobinfo import FIELD_WIRE_NAMES, ITEM_FIELD, MAX_FUTURE_MS, JobInfo
+from exporter.model.jobinfo import (
+    FIELD_WIRE_NAMES,
+    FINISHED_STATUSES,
+    ITEM_FIELD,
+    MAX_FUTURE_MS,
+    JobInfo,
+)
 
 _list_decoder = msgspec.json.Decoder(list[JobInfo])
 _raw_list_decoder = msgspec.json.Decoder(list[msgspec.Raw])
@@ -68,14 +74,22 @@ def _message_of(error: msgspec.ValidationError) -> str:
 
 def _semantic_error(job: JobInfo, latest_start_ms: float) -> tuple[str, str] | None:
     """Rules a static schema cannot state: not too far in the future, finish after start,
-    no NUL character (PostgreSQL text cannot hold one; both stores refuse it alike)."""
+    enqueued before start, a status that agrees with isFinished, no NUL character
+    (PostgreSQL text cannot hold one; both stores refuse it alike)."""
     if NUL in job.id or NUL in job.name or NUL in job.background_job_type:
         field = "id" if NUL in job.id else "name" if NUL in job.name else "backgroundJobType"
         return field, "contains a NUL character"
+    if job.error is not None and NUL in job.error:
+        return "error", "contains a NUL character"
     if job.start_timestamp > latest_start_ms:
         return "startTimestamp", "more than 24 h in the future"
     if job.finish_timestamp is not None and job.finish_timestamp < job.start_timestamp:
         return "finishTimestamp", "earlier than startTimestamp"
+    if job.enqueue_timestamp is not None and job.enqueue_timestamp > job.start_timestamp:
+        return "enqueueTimestamp", "later than startTimestamp"
+    if job.status is not None and (job.status in FINISHED_STATUSES) != job.is_finished:
+        need = "true" if job.status in FINISHED_STATUSES else "false"
+        return "status", f"status {job.status!r} needs isFinished {need}"
     return None
 
 
@@ -105,6 +119,18 @@ def _batch_passes(body: bytes | bytearray, jobs: list[JobInfo], latest_start_ms:
         finish = job.finish_timestamp
         if start > latest_start_ms or (finish is not None and finish < start):
             return False
+    # The extension fields' rules, only for a body that names them at all.
+    if b'"status"' in body:
+        finished = FINISHED_STATUSES
+        for job in jobs:
+            status = job.status
+            if status is not None and (status in finished) != job.is_finished:
+                return False
+    if b'"enqueueTimestamp"' in body:
+        for job in jobs:
+            enqueued = job.enqueue_timestamp
+            if enqueued is not None and enqueued > job.start_timestamp:
+                return False
     return True
 
 
