@@ -22,6 +22,7 @@ from tests.helpers.browser import Screens, chromium
 from tests.helpers.data import START_MS
 from tests.helpers.postgres import PostgresCluster
 from tests.helpers.processes import ExporterProcess
+from tests.helpers.redis import RedisServer
 from tests.helpers.served import Exporter, sqlite_url
 from tests.helpers.sources import JobSource
 from tests.helpers.waiting import wait_until
@@ -57,6 +58,15 @@ def make_exporter(tmp_path: Path, clock: ManualClock) -> Iterator[Callable[..., 
 @pytest.fixture
 def exporter(make_exporter: Callable[..., Exporter], job_source: JobSource) -> Exporter:
     return make_exporter({"app": job_source.url})
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One Redis for the session; tests that need it empty call `flush()` or use their
+    own database number."""
+    server = RedisServer()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")
