@@ -18,6 +18,7 @@ from exporter.api import (
     push,
     schedules,
     stats,
+    tracked,
 )
 from exporter.clock import Clock
 from exporter.config import Settings
@@ -45,6 +46,7 @@ def create_app(
     auth.init_app(app, settings)
     app.register_blueprint(metrics.blueprint)
     app.register_blueprint(push.blueprint)
+    app.register_blueprint(tracked.blueprint)
     app.register_blueprint(jobs.blueprint)
     app.register_blueprint(schedules.blueprint)
     app.register_blueprint(openapi.blueprint)

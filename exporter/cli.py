@@ -44,8 +44,10 @@ from exporter.config import (
     Settings,
     SourceSettings,
     load_yaml,
+    lost_after_for_from_yaml,
     make_source,
     parse_listen,
+    parse_lost_after_for,
     parse_source,
     sources_from_yaml,
 )
@@ -64,6 +66,8 @@ def _load_config(ctx: click.Context, param: click.Parameter, path: str | None) -
     try:
         values = load_yaml(path)
         ctx.meta["config_sources"] = sources_from_yaml(values.pop("source", None))
+        if "push_lost_after_for" in values:
+            values["push_lost_after_for"] = lost_after_for_from_yaml(values["push_lost_after_for"])
     except ConfigError as error:
         raise click.BadParameter(str(error), ctx=ctx, param=param) from error
     known = {p.name for p in ctx.command.params if p.name}
@@ -155,7 +159,15 @@ def _api_options(func):
             "--push-lost-after",
             type=click.FloatRange(min=1),
             default=DEFAULT_PUSH_LOST_AFTER,
-            help="Seconds a pushed job may run before it counts as lost.",
+            help="Seconds a pushed job may go unreported while open before it counts as "
+            "lost (when running) or is forgotten (when waiting).",
+        ),
+        option(
+            "--push-lost-after-for",
+            type=_LostAfterFor(),
+            multiple=True,
+            help="NAME=SECONDS: --push-lost-after for one push source (repeatable; in YAML "
+            "a mapping of source names to seconds). Wins over what its pushes ask for.",
         ),
         option(
             "--max-schedules",
@@ -177,6 +189,20 @@ def _api_options(func):
 
 
 _NOT_SETTINGS = frozenset({"log_level"})  # read by the command itself
+
+
+class _LostAfterFor(click.ParamType):
+    """`NAME=SECONDS` to a (name, seconds) pair, for --push-lost-after-for."""
+
+    name = "NAME=SECONDS"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, tuple):
+            return value
+        try:
+            return parse_lost_after_for(str(value))
+        except ConfigError as error:
+            self.fail(str(error), param, ctx)
 
 
 def _settings_options(options: dict[str, Any]) -> dict[str, Any]:

@@ -41,6 +41,9 @@ DEFAULT_MAX_SCHEDULES = 1000
 DEFAULT_SCHEDULE_MISFIRE_GRACE = 60.0
 DEFAULT_SCHEDULE_SWEEP_INTERVAL = 1.0
 # `job-exporter demo`: everything on one machine, scraped often so its charts move.
+# What a push may ask with `lostAfter`: seconds an open job of its source may go unreported.
+MIN_LOST_AFTER_S = 5.0
+MAX_LOST_AFTER_S = 30 * 24 * 3600.0
 DEMO_LISTEN = "127.0.0.1:9188"
 DEMO_SCRAPE_INTERVAL = 1.0
 DEMO_WORKERS = 3
@@ -86,7 +89,8 @@ class Settings:
     backoff_cap: float = DEFAULT_BACKOFF_CAP  # longest wait between automatic retries
     lease_seconds: float = DEFAULT_LEASE_SECONDS  # a lease when the worker asks for none
     lease_sweep_interval: float = DEFAULT_LEASE_SWEEP_INTERVAL  # seconds between checks
-    push_lost_after: float = DEFAULT_PUSH_LOST_AFTER  # seconds a pushed job may run
+    push_lost_after: float = DEFAULT_PUSH_LOST_AFTER  # seconds an open pushed job may go unreported
+    push_lost_after_for: tuple[tuple[str, float], ...] = ()  # ... per push source
     workers: int = 0  # demo workers that run API jobs over HTTP (`job-exporter demo` sets it)
     # Schedules (recurring jobs).
     max_schedules: int = DEFAULT_MAX_SCHEDULES  # bounds the job_exporter_schedule_* series
@@ -123,6 +127,10 @@ class Settings:
             raise ConfigError("max_schedules must be at least 1")
         if self.schedule_misfire_grace < 1 or self.schedule_sweep_interval <= 0:
             raise ConfigError(
+        for name, seconds in self.push_lost_after_for:
+            check_source_name(name)
+            if seconds < 1:
+                raise ConfigError(f"push_lost_after_for {name}: at least 1 s, got {seconds}")
                 "schedule_misfire_grace must be at least 1 s and schedule_sweep_interval positive"
             )
         names = [source.name for source in self.sources]
@@ -134,6 +142,13 @@ class Settings:
         return source.interval if source.interval is not None else self.scrape_interval
 
     @property
+    def lost_after_of(self, source: str) -> float | None:
+        """The push source's own --push-lost-after-for, if it has one."""
+        for name, seconds in self.push_lost_after_for:
+            if name == source:
+                return seconds
+        return None
+
     def retention_ms(self) -> float:
         return self.retention_days * DAY_MS
 
@@ -159,6 +174,28 @@ def check_source_name(name: str) -> None:
     """Raise ConfigError unless `name` is a well-formed source name (scraped or pushed)."""
     if not SOURCE_NAME.match(name):
         raise ConfigError(
+def parse_lost_after_for(text: str) -> tuple[str, float]:
+    """`NAME=SECONDS` to a push source's own lost-after time."""
+    name, sep, seconds = text.partition("=")
+    try:
+        value = float(seconds)
+    except ValueError:
+        value = -1.0
+    if not sep or not name.strip() or value < 1:
+        raise ConfigError(f"push_lost_after_for must be NAME=SECONDS (>= 1), got {text!r}")
+    check_source_name(name.strip())
+    return name.strip(), value
+
+
+def lost_after_for_from_yaml(value: Any) -> list[tuple[str, float]]:
+    """A mapping of push source names to seconds, or a list of NAME=SECONDS."""
+    if isinstance(value, dict):
+        return [parse_lost_after_for(f"{name}={seconds}") for name, seconds in value.items()]
+    if isinstance(value, list):
+        return [parse_lost_after_for(str(item)) for item in value]
+    raise ConfigError("push_lost_after_for must map push source names to seconds")
+
+
             f"source name {name!r} must be 1 to 64 letters, digits or the characters _.:-"
         )
 

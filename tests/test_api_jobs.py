@@ -447,6 +447,8 @@ def test_openapi_describes_every_endpoint_of_the_contract(server):
         ("post", "/api/v1/schedules/{id}/pause"),
         ("post", "/api/v1/schedules/{id}/resume"),
         ("post", "/api/v1/schedules/{id}/run"),
+        # issue 18: tracked jobs of scraped and pushed sources
+        ("get", "/api/v1/tracked"),
         # the dashboard's chart data
         ("get", "/api/v1/stats/summary"),
         ("get", "/api/v1/stats/types"),

@@ -41,18 +41,18 @@ def test_compaction_copies_ids_and_running_jobs_keeping_their_values(ingestor: I
     states = {"a": "running", "b": "completed", "c": "running", "d": "failed"}
     ingestor.ingest_listing("app", listing(states), NOW)
     index, memo = ingestor._sources["app"].index, ingestor._sources["app"].memo
-    running, ids = dict(index.running), list(memo.ids)
+    running, ids = dict(index.open), list(memo.ids)
     starts = {job_id: job.start_ms for job_id, job in running.items()}
 
     compact(index, memo)
 
-    assert index.running == running and memo.ids == ids
-    for job_id, job in index.running.items():
+    assert index.open == running and memo.ids == ids
+    for job_id, job in index.open.items():
         assert job_id is not next(k for k in running if k == job_id)  # a copy
         assert job is not running[job_id] and job.start_ms is not starts[job_id]
     assert all(job_id is not original for job_id, original in zip(memo.ids, ids, strict=True))
     by_value = {job_id: job_id for job_id in memo.ids}
-    assert all(job_id is by_value[job_id] for job_id in index.running)  # one string per id
+    assert all(job_id is by_value[job_id] for job_id in index.open)  # one string per id
 
 
 def test_a_large_scrape_leaves_a_compaction_due_and_the_memo_still_fits(ingestor: Ingestor):

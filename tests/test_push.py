@@ -182,6 +182,9 @@ def test_jobinfo_lists_every_tracked_job_in_jobinfo_shape(server):
         "status": "running",
         "source": "push",
         "outcome": None,
+        "attempt": 1,
+        "enqueueTimestamp": None,
+        "error": None,
     }
     assert by_id["f1"]["isFinished"] is True
     assert by_id["f1"]["status"] == "failed"

@@ -55,8 +55,8 @@ def test_counts_and_jobs_survive_reopening(store_url: str):
 
     reopened = open_store(store_url)
     index = reopened.load_index("app")
-    assert set(index.running) == {"a"} and index.finished == 1
-    assert reopened.finished_among("app", {"a", "b", "c"}) == {"b"}
+    assert set(index.open) == {"a"} and index.finished == 1
+    assert reopened.finished_among("app", {"a", "b", "c"}) == {"b": 1}
     assert index.series == {("TASK", "send_email")}
     counts = reopened.snapshot().series[("app", "TASK", "send_email")]
     assert counts[(CountKind.STARTED, "")] == 2 and counts[(CountKind.FINISHED, "completed")] == 1
@@ -71,7 +71,7 @@ def test_a_stale_index_writes_nothing(store_url: str):
     first.apply(index_one, plan_for(index_one, info("a")))
     with pytest.raises(StaleIndex):
         second.apply(index_two, plan_for(index_two, info("a")))
-    assert index_two.running == {}  # untouched, since nothing was written
+    assert index_two.open == {}  # untouched, since nothing was written
     snapshot = second.snapshot()  # sees the first writer's commit
     assert snapshot.series[("app", "TASK", "send_email")][(CountKind.STARTED, "")] == 1
     first.close()
@@ -85,9 +85,9 @@ def test_a_failed_write_leaves_store_and_index_unchanged(store, rows: int):
     plan.running_inserts.append(plan.running_inserts[0])  # a duplicate key fails midway
     with pytest.raises(StoreError):
         store.apply(index, plan)
-    assert index.running == {} and index.generation == 0
+    assert index.open == {} and index.generation == 0
     assert store.snapshot().series == {}
-    assert store.load_index("app").running == {}
+    assert store.load_index("app").open == {}
 
 
 @pytest.mark.parametrize("pairs", [3, 800], ids=["few", "copied"])
@@ -122,11 +122,11 @@ def test_many_inserts_and_their_counts(store):
     index = store.load_index("app")
     store.apply(index, plan_for(index, *(info(f"job-{n}", n % 2 == 0) for n in range(2000))))
     reloaded = store.load_index("app")
-    assert len(reloaded.running) == 1000 and reloaded.finished == 1000
+    assert len(reloaded.open) == 1000 and reloaded.finished == 1000
     asked = {f"job-{n}" for n in range(0, 2000, 7)}  # by id, and past ASK_BY_ID_UP_TO
-    assert store.finished_among("app", asked) == {i for i in asked if int(i[4:]) % 2 == 0}
+    assert store.finished_among("app", asked) == {i: 1 for i in asked if int(i[4:]) % 2 == 0}
     everyone = {f"job-{n}" for n in range(2500)}
-    assert store.finished_among("app", everyone) == {f"job-{n}" for n in range(0, 2000, 2)}
+    assert store.finished_among("app", everyone) == {f"job-{n}": 1 for n in range(0, 2000, 2)}
     counts = store.snapshot().series[("app", "TASK", "send_email")]
     assert (
         counts[(CountKind.STARTED, "")] == 2000
@@ -150,7 +150,7 @@ def test_prune_spares_listed_and_recent_jobs(store):
     )
     assert pruned == ["old"]
     assert store.snapshot().tracked == {"app": 2}
-    assert index.finished == 1 and store.finished_among("app", {"old", "listed"}) == {"listed"}
+    assert index.finished == 1 and store.finished_among("app", {"old", "listed"}) == {"listed": 1}
 
 
 def test_health_counts_add_up(store):
@@ -223,7 +223,7 @@ def test_a_store_from_schema_3_upgrades_with_its_jobs(store_url: str):
         [row] = store.tracked_jobs("app")
         assert (row.id, row.outcome, row.start_ms) == ("a", None, NOW)
         index = store.load_index("app")
-        assert set(index.running) == {"a"} and index.generation == 1
+        assert set(index.open) == {"a"} and index.generation == 1
         store.apply(index, plan_for(index, info("a", finished=True)))
         [row] = store.tracked_jobs("app")
         assert row.outcome == "completed"

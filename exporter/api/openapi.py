@@ -20,9 +20,10 @@ from exporter import __version__
 from exporter.api import schemas, stats, stats_schemas
 from exporter.api.jobs import MAX_PAGE
 from exporter.api.responses import json_response
-from exporter.config import DEFAULT_PUSH_SOURCE
+from exporter.config import DEFAULT_PUSH_SOURCE, MAX_LOST_AFTER_S, MIN_LOST_AFTER_S
 from exporter.model.jobinfo import JobInfo
 from exporter.model.queue import JobStatus
+from exporter.model.tracked import MAX_TRACKED_PAGE, TRACKED_STATUSES
 
 blueprint = Blueprint("openapi", __name__, url_prefix="/api")
 REF = "#/components/schemas/{name}"
@@ -78,7 +79,16 @@ OPERATIONS: tuple[Operation, ...] = (
         "Push one JobInfoBase or an array, applied whole or not at all",
         request="PushBody",
         responses={"202": ("accepted", "PushAccepted"), "400": _BAD},
-        parameters=(_query("source", f"source label (default `{DEFAULT_PUSH_SOURCE}`)", _STR),),
+        parameters=(
+            _query("source", f"source label (default `{DEFAULT_PUSH_SOURCE}`)", _STR),
+            _query(
+                "lostAfter",
+                "seconds an open job of this source may go unreported before it counts lost"
+                " (running) or is forgotten (waiting); the exporter's own setting for the"
+                " source wins",
+                {"type": "number", "minimum": MIN_LOST_AFTER_S, "maximum": MAX_LOST_AFTER_S},
+            ),
+        ),
     ),
     Operation(
         "get",
@@ -86,6 +96,31 @@ OPERATIONS: tuple[Operation, ...] = (
         "Every tracked job, in JobInfoBase shape",
         responses={"200": ("the jobs", "TrackedJobs")},
         parameters=(_query("source", "only this source", _STR),),
+        write=False,
+    ),
+    Operation(
+        "get",
+        "/api/v1/tracked",
+        "Jobs of scraped and pushed sources as their latest runs left them, a page at a time",
+        responses={"200": ("a page", "TrackedPage"), "400": _BAD},
+        parameters=(
+            _query("source", "only this source", _STR),
+            _query("type", "only jobs of this type", _STR),
+            _query("name", "only jobs of this name", _STR),
+            _query("status", "only jobs in this status", {"enum": list(TRACKED_STATUSES)}),
+            _query("q", "part of an id or a name, any case", {"type": "string", "maxLength": 200}),
+            _query(
+                "order",
+                "`newest` (default) or `oldest` start first",
+                {"enum": ["newest", "oldest"]},
+            ),
+            _query(
+                "limit",
+                "page size (default 100)",
+                {"type": "integer", "minimum": 1, "maximum": MAX_TRACKED_PAGE},
+            ),
+            _query("cursor", "`next` of the previous page", _STR),
+        ),
         write=False,
     ),
     Operation(
@@ -274,6 +309,7 @@ _SCHEMA_TYPES: dict[str, Any] = {
     "PushAccepted": schemas.PushAccepted,
     "PushBody": JobInfo | list[JobInfo],
     "TrackedJobs": list[schemas.TrackedJob],
+    "TrackedPage": schemas.TrackedPage,
     "Error": schemas.Error,
     **stats_schemas.SCHEMAS,
 }
@@ -348,6 +384,7 @@ def _response(description: str, schema: str | None) -> dict[str, Any]:
 _OPERATION_IDS = {
     ("post", "/api/v1/push"): "pushJobs",
     ("get", "/api/v1/jobinfo"): "listTrackedJobs",
+    ("get", "/api/v1/tracked"): "pageTrackedJobs",
     ("post", "/api/v1/jobs"): "createJob",
     ("get", "/api/v1/jobs"): "listJobs",
     ("get", "/api/v1/jobs/{id}"): "getJob",

@@ -13,11 +13,17 @@ from exporter.api import schemas
 from exporter.api.bodies import BODY_FIELD, raw_json_body
 from exporter.api.errors import ApiError
 from exporter.api.responses import json_response
-from exporter.config import DEFAULT_PUSH_SOURCE, ConfigError, check_source_name
+from exporter.config import (
+    DEFAULT_PUSH_SOURCE,
+    MAX_LOST_AFTER_S,
+    MIN_LOST_AFTER_S,
+    ConfigError,
+    check_source_name,
+)
 from exporter.model.counts import Outcome
 from exporter.model.jobinfo import Status
 from exporter.model.queue import API_SOURCE, JobStatus, QueueQuery
-from exporter.model.tracked import JobRow
+from exporter.model.tracked import PENDING, RETRY, RUNS, JobRow
 from exporter.runtime.process import current_runtime
 from exporter.store import StoreError
 from exporter.tracking.decode import InvalidDocument, decode_jobs
@@ -30,6 +36,7 @@ JOBINFO_PAGE = 1000
 def push() -> Response:
     runtime = current_runtime()
     source = _push_source(request.args.get("source", DEFAULT_PUSH_SOURCE))
+    lost_after_ms = _lost_after_ms(request.args.get("lostAfter"))
     raw = raw_json_body()
     assert raw is not None
     if raw.lstrip()[:1] == b"{":
@@ -53,7 +60,9 @@ def push() -> Response:
             ],
         )
     try:
-        runtime.ingestor.ingest(source, decoded.jobs, now_ms, complete_list=False)
+        runtime.ingestor.ingest(
+            source, decoded.jobs, now_ms, complete_list=False, lost_after_ms=lost_after_ms
+        )
     except StoreError as error:
         runtime.health.record_store_error()
         raise ApiError(503, f"the store is unavailable; nothing was applied: {error}") from error
@@ -73,6 +82,21 @@ def jobinfo() -> Response:
     except StoreError as error:
         raise ApiError(503, f"the store is unavailable: {error}") from error
     return json_response(tracked)
+
+
+def _lost_after_ms(text: str | None) -> float | None:
+    """`lostAfter`: the seconds this push's source may leave an open job unreported (its
+    reporter sends heartbeats more often than that)."""
+    if text is None:
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = float("nan")
+    if not MIN_LOST_AFTER_S <= seconds <= MAX_LOST_AFTER_S:  # NaN fails too
+        message = f"seconds from {MIN_LOST_AFTER_S:g} to {MAX_LOST_AFTER_S:g}"
+        raise ApiError(400, "invalid lostAfter", [{"field": "lostAfter", "message": message}])
+    return seconds * 1000
 
 
 def _push_source(name: str) -> str:
@@ -95,7 +119,7 @@ def _tracked(row: JobRow) -> schemas.TrackedJob:
     # JobInfoBase's status has no word for lost: a lost run says failed.
     status: Status = "completed" if outcome == Outcome.COMPLETED else "failed"
     if outcome is None:
-        status = "running"
+        status = _OPEN_STATUS[row.waiting]
     return schemas.TrackedJob(
         id=row.id,
         name=row.name,
@@ -106,7 +130,13 @@ def _tracked(row: JobRow) -> schemas.TrackedJob:
         status=status,
         source=row.source,
         outcome=outcome,  # type: ignore[arg-type]
+        attempt=row.attempt,
+        enqueue_timestamp=row.enqueue_ms,
+        error=row.error,
     )
+
+
+_OPEN_STATUS: dict[int, Status] = {RUNS: "running", PENDING: "pending", RETRY: "retrying"}
 
 
 def _api_jobs(queue) -> list[schemas.TrackedJob]:

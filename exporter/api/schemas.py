@@ -177,8 +177,9 @@ class PushAccepted(msgspec.Struct):
 
 
 class TrackedJob(msgspec.Struct, rename="camel"):
-    """A tracked job in JobInfoBase shape; `source` and `outcome` are extensions (a lost job
-    says status `failed`, outcome `lost`, so JobInfoBase readers stay valid)."""
+    """A tracked job in JobInfoBase shape with the extension fields; `source` and `outcome`
+    are ours (a lost job says status `failed`, outcome `lost`, so JobInfoBase readers stay
+    valid)."""
 
     id: str
     name: str
@@ -186,9 +187,36 @@ class TrackedJob(msgspec.Struct, rename="camel"):
     background_job_type: str
     is_finished: bool
     finish_timestamp: float | None
-    status: Literal["running", "completed", "failed"]
+    status: Literal["pending", "running", "retrying", "completed", "failed"]
     source: str
     outcome: Literal["completed", "failed", "lost"] | None
+    attempt: int = 1
+    enqueue_timestamp: float | None = None
+    error: str | None = None
+
+
+class TrackedRun(msgspec.Struct, rename="camel"):
+    """A scraped or pushed job as its latest run left it (docs/contract.md §4); null where
+    nothing is known. A job waiting for a retry is `pending`, its last run's error kept."""
+
+    source: str
+    id: str
+    type: str
+    name: str
+    status: Literal["pending", "running", "completed", "failed", "lost"]
+    attempt: int
+    enqueued_at: float | None
+    started_at: float | None
+    finished_at: float | None
+    duration_seconds: float | None
+    error: str | None
+
+
+class TrackedPage(msgspec.Struct):
+    """One page of tracked jobs; pass `next` as `cursor` for the next (null: the last)."""
+
+    jobs: list[TrackedRun]
+    next: str | None
 
 
 class FieldError(msgspec.Struct, omit_defaults=True):

@@ -12,6 +12,11 @@ from exporter.model.counts import CountDeltas
 
 Series = tuple[str, str]  # (type, name) label values after folding
 
+# What an open job (not finished) waits for: the `waiting` column and OpenJob.waiting.
+RUNS = 0  # nothing: a run is under way
+PENDING = 1  # its first run (it has never started)
+RETRY = 2  # its next run: the last one failed and a retry was counted
+
 
 class JobRow(NamedTuple):
     """A tracked job as the store keeps it (column order of the store's jobs table)."""
@@ -25,8 +30,59 @@ class JobRow(NamedTuple):
     start_ms: float
     finish_ms: float | None
     finished_at_ms: float | None  # when the exporter counted it finished; drives retention
-    outcome: str | None  # None while running
+    outcome: str | None  # None while open (running or waiting)
     missing: int  # consecutive successful scrapes it was absent from
+    attempt: int = 1  # the run its row describes
+    waiting: int = RUNS  # RUNS, PENDING or RETRY while open
+    enqueue_ms: float | None = None  # when it was queued (reported, or first seen pending)
+    error: str | None = None  # why its last run failed, as the app said
+    reported_ms: float | None = None  # a push's last report of it; None: at start_ms
+
+
+TRACKED_STATUSES = ("pending", "running", "completed", "failed", "lost")
+MAX_TRACKED_PAGE = 500
+DEFAULT_TRACKED_PAGE = 100
+
+
+@dataclass(frozen=True)
+class TrackedQuery:
+    """A page of tracked jobs (GET /api/v1/tracked): filters, order, and where the last page
+    ended as (start_ms, source, id), the order's key."""
+
+    source: str | None = None
+    type: str | None = None
+    name: str | None = None
+    status: str | None = None  # one of TRACKED_STATUSES
+    text: str | None = None  # part of an id or a name, any case
+    newest_first: bool = True
+    limit: int = DEFAULT_TRACKED_PAGE
+    after: tuple[float, str, str] | None = None
+
+
+class JobUpdate(NamedTuple):
+    """Every changeable column of a known job, for a change the short rows cannot say
+    (a new run, a retry, a wait, an error): rare next to plain starts and finishes."""
+
+    start_ms: float
+    finish_ms: float | None
+    finished_at_ms: float | None
+    outcome: str | None
+    missing: int
+    attempt: int
+    waiting: int
+    enqueue_ms: float | None
+    error: str | None
+    reported_ms: float | None
+    source: str
+    id: str
+
+
+class Touch(NamedTuple):
+    """A pushed open job reported again with nothing changed: it is alive."""
+
+    reported_ms: float
+    source: str
+    id: str
 
 
 class FinishRow(NamedTuple):
@@ -56,12 +112,19 @@ class Plan:
     running_inserts: list[tuple] = field(default_factory=list)
     # (source, id, type, name, start_ms, finish_ms, finished_at_ms, outcome)
     finished_inserts: list[tuple] = field(default_factory=list)
-    inserts: list[tuple] = field(default_factory=list)  # folded jobs: JobRow's column order
-    # What the index gains once the rows are committed: running jobs for one dict update.
-    new_running: list[tuple[str, RunningJob]] = field(default_factory=list)
+    # Folded jobs and jobs with extension fields: whole rows in JobRow's column order.
+    inserts: list[tuple] = field(default_factory=list)
+    # What the index gains once the rows are committed: open jobs for one dict update
+    # (new ones, and known ones whose state changed).
+    new_open: list[tuple[str, OpenJob]] = field(default_factory=list)
     new_finished: int = 0  # new jobs already finished when first seen
     finishes: list[FinishRow] = field(default_factory=list)
     missing: list[MissingRow] = field(default_factory=list)
+    updates: list[JobUpdate] = field(default_factory=list)
+    closed: list[str] = field(default_factory=list)  # open jobs an update finished
+    reopened: list[str] = field(default_factory=list)  # finished jobs an update opened again
+    deletes: list[str] = field(default_factory=list)  # pending jobs gone before they started
+    touches: list[Touch] = field(default_factory=list)
     counts: CountDeltas = field(default_factory=CountDeltas)
     new_series: set[Series] = field(default_factory=set)
     new_types: set[str] = field(default_factory=set)
@@ -79,6 +142,9 @@ class Plan:
             or self.inserts
             or self.finishes
             or self.missing
+            or self.updates
+            or self.deletes
+            or self.touches
             or self.counts
         )
 
@@ -88,22 +154,43 @@ class Plan:
 
     def job_rows(self) -> Iterator[tuple]:
         """Every new row in JobRow's column order, for a store that takes whole rows."""
+        rest = _SHORT_ROW_REST
         for source, job_id, job_type, name, start_ms in self.running_inserts:
-            yield (source, job_id, job_type, name, job_type, name, start_ms, None, None, None, 0)
+            yield (
+                source,
+                job_id,
+                job_type,
+                name,
+                job_type,
+                name,
+                start_ms,
+                None,
+                None,
+                None,
+                0,
+                *rest,
+            )
         for source, job_id, job_type, name, *finish in self.finished_inserts:
-            yield (source, job_id, job_type, name, job_type, name, *finish, 0)
+            yield (source, job_id, job_type, name, job_type, name, *finish, 0, *rest)
         yield from self.inserts
 
 
-class RunningJob(msgspec.Struct, gc=False):
-    """The little the tracker needs of a running job to finish it later. Untracked by the
-    garbage collector (it refers to no container that could form a cycle), so an index of
-    100,000 running jobs adds nothing to every collection's walk."""
+_SHORT_ROW_REST = (1, RUNS, None, None, None)  # attempt, waiting, enqueue, error, reported
+
+
+class OpenJob(msgspec.Struct, gc=False):
+    """The little the tracker needs of an open job (running, or waiting for a run) to
+    move it on later. Untracked by the garbage collector (it refers to no container that
+    could form a cycle), so an index of 100,000 open jobs adds nothing to every
+    collection's walk."""
 
     series: Series
-    start_ms: float
+    start_ms: float  # its run's start; for a job never started, when it was queued
     missing: int = 0
     seen: int = 0  # the planning pass that last saw it listed: scratch, never stored
+    attempt: int = 1
+    waiting: int = RUNS
+    reported_ms: float | None = None  # a push's last report; None: at start_ms
 
 
 @dataclass
@@ -119,7 +206,7 @@ class SourceIndex:
 
     source: str
     generation: int = 0
-    running: dict[str, RunningJob] = field(default_factory=dict)
+    open: dict[str, OpenJob] = field(default_factory=dict)
     finished: int = 0  # how many finished jobs the store keeps for the source
     series: set[Series] = field(default_factory=set)
     types: set[str] = field(default_factory=set)
@@ -131,31 +218,47 @@ class SourceIndex:
             self.types.add(pair[0])
 
     def canonical(self, series: Series) -> Series:
-        """One shared tuple per series: running jobs then hold no strings of their own, so
+        """One shared tuple per series: open jobs then hold no strings of their own, so
         the decoded response they came from can be freed whole."""
         return self._canonical.setdefault(series, series)
 
-    def load(self, rows: Iterable[tuple[str, str, str, float, int, str | None]]) -> None:
+    def load(self, rows: Iterable[tuple]) -> None:
         """Fill the index from stored (id, label_type, label_name, start_ms, missing,
-        outcome) rows."""
-        for job_id, label_type, label_name, start_ms, missing, outcome in rows:
+        outcome, attempt, waiting, enqueue_ms, reported_ms) rows."""
+        for row in rows:
+            job_id, label_type, label_name, start_ms, missing, outcome, *rest = row
             if outcome is None:
+                attempt, waiting, enqueue_ms, reported_ms = rest
+                if waiting == PENDING and enqueue_ms is not None:
+                    start_ms = enqueue_ms  # what its queue wait is measured from
                 series = self.canonical((label_type, label_name))
-                self.running[job_id] = RunningJob(series, start_ms, missing)
+                self.open[job_id] = OpenJob(
+                    series, start_ms, missing, 0, attempt, waiting, reported_ms
+                )
             else:
                 self.finished += 1
 
     def apply(self, plan: Plan, generation: int) -> None:
         """Bring the index up to date after the store committed `plan`."""
-        running = self.running
-        running.update(plan.new_running)
+        open_jobs = self.open
+        open_jobs.update(plan.new_open)
         for finish in plan.finishes:
-            running.pop(finish.id, None)
-        self.finished += plan.new_finished + len(plan.finishes)
+            open_jobs.pop(finish.id, None)
+        for job_id in plan.closed:
+            open_jobs.pop(job_id, None)
+        for job_id in plan.deletes:
+            open_jobs.pop(job_id, None)
+        self.finished += (
+            plan.new_finished + len(plan.finishes) + len(plan.closed) - len(plan.reopened)
+        )
         for missing in plan.missing:
-            job = running.get(missing.id)
+            job = open_jobs.get(missing.id)
             if job is not None:
                 job.missing = missing.missing
+        for touch in plan.touches:
+            job = open_jobs.get(touch.id)
+            if job is not None:
+                job.reported_ms = touch.reported_ms
         self.admit(plan.new_series)
         self.generation = generation
 

@@ -37,7 +37,10 @@ log = logging.getLogger(__name__)
 EXTENSION = "job_exporter"
 
 
-PUSH_SWEEP_MAX_INTERVAL_S = 60.0  # also the pace of pruning finished API jobs
+PUSH_SWEEP_MAX_INTERVAL_S = 60.0  # the pace of pruning finished API jobs
+# How often pushed jobs not reported in time are looked for: a push that asks for lostAfter
+# 45 s (the client's heartbeats) has its dead jobs counted lost within a minute.
+PUSH_LOST_SWEEP_S = 5.0
 
 
 class Runtime:
@@ -100,6 +103,7 @@ class Runtime:
             scraped=self.scraper.targets.keys(),
             push_lost_after_s=settings.push_lost_after,
             retention_ms=self.ingestor.rules.retention_ms,
+            lost_after_for=settings.lost_after_of,
             schedules=self.schedules,
         )
         self.demo_crew: DemoCrew | None = None
@@ -151,7 +155,11 @@ class Runtime:
         timers.add_job(
             self.sweeper.pushed,
             "interval",
-            seconds=min(PUSH_SWEEP_MAX_INTERVAL_S, self.settings.push_lost_after),
+            seconds=min(
+                PUSH_LOST_SWEEP_S,
+                self.settings.push_lost_after,
+                *(seconds for _, seconds in self.settings.push_lost_after_for),
+            ),
             id="sweep:pushed",
         )
         timers.add_job(

@@ -8,12 +8,13 @@ failure is logged and counted, and the next sweep tries again.
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 
 from exporter.clock import Clock
 from exporter.health import HealthBoard
 from exporter.jobs.queue import JobQueue
 from exporter.jobs.schedules import Scheduler
+from exporter.model.counts import Outcome
 from exporter.model.queue import API_SOURCE
 from exporter.store import StoreError
 from exporter.tracking.ingest import Ingestor
@@ -31,6 +32,7 @@ class Sweeper:
         scraped: Collection[str],
         push_lost_after_s: float,
         retention_ms: float,
+        lost_after_for: Callable[[str], float | None] = lambda source: None,
         schedules: Scheduler | None = None,
     ) -> None:
         self._schedules = schedules  # underscored: `schedules()` is the sweep of them
@@ -40,6 +42,7 @@ class Sweeper:
         self.health = health
         self.scraped = frozenset(scraped)
         self.push_lost_after_ms = push_lost_after_s * 1000
+        self.lost_after_for = lost_after_for  # a push source's own setting, in seconds
         self.retention_ms = retention_ms
 
     def leases(self) -> int:
@@ -81,22 +84,26 @@ class Sweeper:
         return pruned
 
     def pushed(self) -> int:
-        """Count pushed jobs running for longer than allowed as `lost`."""
+        """Pushed jobs open and not reported for longer than their source allows: running
+        ones count as `lost`, waiting ones are forgotten. A source's own setting wins over
+        what its pushes ask for, which wins over --push-lost-after."""
         now_ms = self.clock.now_ms()
-        cutoff_ms = now_ms - self.push_lost_after_ms
         lost = 0
         try:
-            running = self.ingestor.store.snapshot().running
-            overdue = {
-                source
-                for (source, _type, _name), stats in running.items()
-                if stats.oldest_start_ms < cutoff_ms
-            }
-            for source in sorted(overdue - self.scraped - {API_SOURCE}):
-                lost += len(self.ingestor.expire_running(source, cutoff_ms, now_ms).finishes)
+            known = set(self.ingestor.store.snapshot().tracked) | set(self.ingestor.push_sources())
+            for source in sorted(known - self.scraped - {API_SOURCE}):
+                plan = self.ingestor.expire_open(source, self.lost_after_ms(source), now_ms)
+                lost += sum(1 for finish in plan.finishes if finish.outcome == Outcome.LOST)
         except StoreError as error:
             self.health.record_store_error()
             log.error("could not expire overdue pushed jobs: %s", error)
         if lost:
-            log.info("%d pushed job(s) still running after the timeout; counted lost", lost)
+            log.info("%d pushed job(s) not reported in time; counted lost", lost)
         return lost
+
+    def lost_after_ms(self, source: str) -> float:
+        configured = self.lost_after_for(source)
+        if configured is not None:
+            return configured * 1000
+        asked = self.ingestor.lost_after_asked(source)
+        return asked if asked is not None else self.push_lost_after_ms

@@ -14,7 +14,7 @@ from typing import Protocol
 from exporter.model.counts import CountDeltas
 from exporter.model.queue import QueueChange, QueueJob, QueueQuery, Transition
 from exporter.model.schedules import Schedule, ScheduleFire, ScheduleTransition
-from exporter.model.tracked import JobRow, Plan, SourceIndex
+from exporter.model.tracked import JobRow, Plan, SourceIndex, TrackedQuery
 
 SeriesKey = tuple[str, str, str]  # (source, type, name)
 CountName = tuple[str, str]  # (family, label)
@@ -72,9 +72,10 @@ class Store(Protocol):
         """What the store knows of one source's jobs, for the tracker to plan against."""
         ...
 
-    def finished_among(self, source: str, job_ids: Collection[str]) -> set[str]:
-        """Which of `job_ids` the store keeps as finished jobs of `source`. Read before a
-        plan is written, so a writer that changed the source since shows as StaleIndex."""
+    def finished_among(self, source: str, job_ids: Collection[str]) -> dict[str, int]:
+        """Which of `job_ids` the store keeps as finished jobs of `source`, with the attempt
+        each one's last run had (a higher one starts a new run). Read before a plan is
+        written, so a writer that changed the source since shows as StaleIndex."""
         ...
 
     def apply(self, index: SourceIndex, plan: Plan, prune: Prune | None = None) -> Applied:
@@ -92,6 +93,10 @@ class Store(Protocol):
 
     def snapshot(self) -> Snapshot:
         """All counts as of now; cheap when nothing changed since the last call."""
+        ...
+
+    def tracked_page(self, query: TrackedQuery) -> list[JobRow]:
+        """One page of tracked jobs, filtered and ordered as `query` asks."""
         ...
 
     def tracked_jobs(self, source: str | None = None) -> list[JobRow]:

@@ -52,7 +52,7 @@ class Dialect(ABC, Generic[C]):
     migrations: tuple[str, ...]  # the scripts of each schema step, in order
 
     def __init__(self) -> None:
-        self.insert_job = f"INSERT INTO jobs ({JOB_COLUMNS}) VALUES ({self.marks(11)})"
+        self.insert_job = f"INSERT INTO jobs ({JOB_COLUMNS}) VALUES ({self.marks(16)})"
         self.add_count = f"INSERT INTO counts VALUES ({self.marks(6)}){ADD_TO_COUNT}"
 
     def marks(self, count: int) -> str:

@@ -20,7 +20,7 @@ class Queryable(Protocol):
     def execute(self, sql: str) -> Any: ...
 
 
-# Running jobs per series: every job counted started is running until it is counted
+# Running jobs per series: every run counted started is running until it is counted
 # finished, once, under the same labels, so the count comes from the counts already read.
 # The oldest start takes one index seek per series, where grouping every running job took
 # several times as long and grew with the store (docs/benchmarks.md).
@@ -28,7 +28,7 @@ _OLDEST_RUNNING = f"""
     SELECT c.source, c.type, c.name,
         (SELECT MIN(j.start_ms) FROM jobs j
           WHERE j.source = c.source AND j.label_type = c.type AND j.label_name = c.name
-            AND j.outcome IS NULL)
+            AND j.outcome IS NULL AND j.waiting = 0)
     FROM counts c WHERE c.family = '{CountKind.STARTED}' AND c.source <> '{API_SOURCE}'
 """
 

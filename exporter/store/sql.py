@@ -18,7 +18,7 @@ from typing import Any, Generic
 from exporter.model.counts import CountDeltas, CountKind
 from exporter.model.queue import API_SOURCE, QueueChange, QueueJob, QueueQuery, Transition
 from exporter.model.schedules import Schedule, ScheduleFire, ScheduleTransition
-from exporter.model.tracked import JobRow, Plan, SourceIndex
+from exporter.model.tracked import JobRow, Plan, SourceIndex, TrackedQuery
 from exporter.store import schedule_rows
 from exporter.store.base import (
     ASK_BY_ID_UP_TO,
@@ -64,20 +64,30 @@ class SqlStore(Generic[C]):
             f"INSERT INTO sources VALUES ({p}, {p})"
             " ON CONFLICT (source) DO UPDATE SET generation = excluded.generation"
         )
-        self._running_rows = (
-            "SELECT id, label_type, label_name, start_ms, missing, outcome"
-            f" FROM jobs WHERE source = {p} AND outcome IS NULL"
+        self._open_rows = (
+            "SELECT id, label_type, label_name, start_ms, missing, outcome, attempt, waiting,"
+            f" enqueue_ms, reported_ms FROM jobs WHERE source = {p} AND outcome IS NULL"
         )
         self._finished_count = (
             f"SELECT COUNT(*) FROM jobs WHERE source = {p} AND outcome IS NOT NULL"
         )
         self._started_series = f"SELECT type, name FROM counts WHERE source = {p} AND family = {p}"
         self._finished_ids = f"SELECT id FROM jobs WHERE source = {p} AND outcome IS NOT NULL"
+        self._finished_attempts = (
+            f"SELECT id, attempt FROM jobs WHERE source = {p} AND outcome IS NOT NULL"
+        )
         self._finish_job = (
             f"UPDATE jobs SET outcome = {p}, finish_ms = {p}, finished_at_ms = {p}, missing = 0"
             f" WHERE source = {p} AND id = {p}"
         )
         self._set_missing = f"UPDATE jobs SET missing = {p} WHERE source = {p} AND id = {p}"
+        self._update_job = (
+            f"UPDATE jobs SET start_ms = {p}, finish_ms = {p}, finished_at_ms = {p},"
+            f" outcome = {p}, missing = {p}, attempt = {p}, waiting = {p},"
+            f" enqueue_ms = COALESCE({p}, enqueue_ms), error = NULLIF(COALESCE({p}, error), ''),"
+            f" reported_ms = {p} WHERE source = {p} AND id = {p}"
+        )
+        self._touch = f"UPDATE jobs SET reported_ms = {p} WHERE source = {p} AND id = {p}"
         self._prunable = f"{self._finished_ids} AND finished_at_ms < {p}"
         self._tracked = f"SELECT {JOB_COLUMNS} FROM jobs"
         self._tracked_of = f"{self._tracked} WHERE source = {p}"
@@ -128,26 +138,26 @@ class SqlStore(Generic[C]):
         with self._read("loading an index", consistent=True) as db:
             row = db.execute(self._generation, (source,)).fetchone()
             index = SourceIndex(source, generation=row[0] if row else 0)
-            index.load(db.execute(self._running_rows, (source,)))
+            index.load(db.execute(self._open_rows, (source,)))
             (index.finished,) = db.execute(self._finished_count, (source,)).fetchone()
             index.admit(db.execute(self._started_series, (source, CountKind.STARTED)).fetchall())
         return index
 
-    def finished_among(self, source: str, job_ids: Collection[str]) -> set[str]:
+    def finished_among(self, source: str, job_ids: Collection[str]) -> dict[str, int]:
         if not job_ids:
-            return set()
+            return {}
         if len(job_ids) > ASK_BY_ID_UP_TO:
             with self._read("reading finished jobs") as db:
-                rows = db.execute(self._finished_ids, (source,))
-                return {job_id for (job_id,) in rows if job_id in job_ids}
+                rows = db.execute(self._finished_attempts, (source,))
+                return {job_id: attempt for job_id, attempt in rows if job_id in job_ids}
         asked = list(job_ids)
         step = self._dialect.max_in
-        found: set[str] = set()
+        found: dict[str, int] = {}
         with self._read("reading finished jobs", consistent=len(asked) > step) as db:
             for start in range(0, len(asked), step):
                 clause, values = self._dialect.in_clause("id", asked[start : start + step])
-                rows = db.execute(f"{self._finished_ids} AND {clause}", (source, *values))
-                found.update(job_id for (job_id,) in rows)
+                rows = db.execute(f"{self._finished_attempts} AND {clause}", (source, *values))
+                found.update(rows)
         return found
 
     def apply(self, index: SourceIndex, plan: Plan, prune: Prune | None = None) -> Applied:
@@ -163,6 +173,12 @@ class SqlStore(Generic[C]):
                 dialect.execute_many(db, self._finish_job, plan.finishes)
             if plan.missing:
                 dialect.execute_many(db, self._set_missing, plan.missing)
+            if plan.updates:
+                dialect.execute_many(db, self._update_job, plan.updates)
+            if plan.touches:
+                dialect.execute_many(db, self._touch, plan.touches)
+            if plan.deletes:
+                dialect.delete_jobs(db, source, plan.deletes)
             dialect.add_counts(db, count_rows(source, plan.counts))
             pruned = self._prune(db, source, prune) if prune else []
             generation = index.generation + 1
@@ -188,6 +204,36 @@ class SqlStore(Generic[C]):
             except self._dialect.errors as error:
                 raise self._failed("reading counts", error) from error
             return self._cached
+
+    def tracked_page(self, query: TrackedQuery) -> list[JobRow]:
+        """Up to `query.limit` jobs in (start_ms, source, id) order after `query.after`."""
+        p = self._dialect.placeholder
+        where: list[str] = []
+        params: list[Any] = []
+        for column, value in (("source", query.source), ("type", query.type), ("name", query.name)):
+            if value is not None:
+                where.append(f"{column} = {p}")
+                params.append(value)
+        if query.status == "pending":
+            where.append("outcome IS NULL AND waiting <> 0")
+        elif query.status == "running":
+            where.append("outcome IS NULL AND waiting = 0")
+        elif query.status is not None:
+            where.append(f"outcome = {p}")
+            params.append(query.status)
+        if query.text:
+            pattern = "%" + _like_escaped(query.text.lower()) + "%"
+            where.append(f"(LOWER(id) LIKE {p} ESCAPE '\\' OR LOWER(name) LIKE {p} ESCAPE '\\')")
+            params += [pattern, pattern]
+        direction, compare = ("DESC", "<") if query.newest_first else ("ASC", ">")
+        if query.after is not None:
+            where.append(f"(start_ms, source, id) {compare} ({p}, {p}, {p})")
+            params += list(query.after)
+        sql = self._tracked + (" WHERE " + " AND ".join(where) if where else "")
+        sql += f" ORDER BY start_ms {direction}, source {direction}, id {direction} LIMIT {p}"
+        params.append(query.limit)
+        with self._read("listing tracked jobs") as db:
+            return [JobRow(*row) for row in db.execute(sql, params)]
 
     def tracked_jobs(self, source: str | None = None) -> list[JobRow]:
         sql, params = (self._tracked, ()) if source is None else (self._tracked_of, (source,))
@@ -299,3 +345,8 @@ class SqlStore(Generic[C]):
 
     def close(self) -> None:
         self._dialect.close()
+
+
+def _like_escaped(text: str) -> str:
+    """`text` matched literally by LIKE ... ESCAPE '\\'."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

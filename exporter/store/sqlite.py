@@ -27,11 +27,12 @@ from exporter.store.snapshot_sql import read_snapshot
 from exporter.store.sql import SqlStore
 from exporter.store.tables import (
     ADD_TO_COUNT,
-    JOB_COLUMNS,
+    HEAD_COLUMNS,
     JOBS_RUNNING_INDEX,
     ColumnTypes,
     first_steps,
     jobs_table,
+    runs_step,
 )
 
 TYPES = ColumnTypes(
@@ -44,11 +45,12 @@ MIGRATIONS: tuple[str, ...] = (
     # DROP COLUMN needs SQLite 3.35, newer than some systems' Python 3.11 links against
     # (RHEL 9 has 3.34).
     f"""{jobs_table("jobs_slim", TYPES)};
-    INSERT INTO jobs_slim SELECT {JOB_COLUMNS} FROM jobs;
+    INSERT INTO jobs_slim SELECT {HEAD_COLUMNS} FROM jobs;
     DROP TABLE jobs;
     ALTER TABLE jobs_slim RENAME TO jobs;
     {JOBS_RUNNING_INDEX}
     """,
+    runs_step(TYPES),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -87,11 +89,12 @@ class _Batched:
 
 
 # New jobs' short rows (see Plan): the label columns repeat the type and name bound once.
+_SHORT_INSERT = f"INSERT INTO jobs ({HEAD_COLUMNS}) VALUES"
 _RUNNING_ROWS = _Batched.of(
-    "INSERT INTO jobs VALUES", "(?{0}, ?{1}, ?{2}, ?{3}, ?{2}, ?{3}, ?{4}, NULL, NULL, NULL, 0)", 5
+    _SHORT_INSERT, "(?{0}, ?{1}, ?{2}, ?{3}, ?{2}, ?{3}, ?{4}, NULL, NULL, NULL, 0)", 5
 )
 _FINISHED_ROWS = _Batched.of(
-    "INSERT INTO jobs VALUES", "(?{0}, ?{1}, ?{2}, ?{3}, ?{2}, ?{3}, ?{4}, ?{5}, ?{6}, ?{7}, 0)", 8
+    _SHORT_INSERT, "(?{0}, ?{1}, ?{2}, ?{3}, ?{2}, ?{3}, ?{4}, ?{5}, ?{6}, ?{7}, 0)", 8
 )
 _COUNT_ROWS = _Batched.of(
     "INSERT INTO counts VALUES", "(?{0}, ?{1}, ?{2}, ?{3}, ?{4}, ?{5})", 6, ADD_TO_COUNT

@@ -20,11 +20,14 @@ class ColumnTypes:
     keyed: str  # what follows a table keyed by its primary key alone (SQLite: WITHOUT ROWID)
 
 
-# Every column of the jobs table, in JobRow's order.
-JOB_COLUMNS = (
+# The jobs table's columns up to schema step 4: what a short row (a plain start or finish)
+# sets; the columns added since take their defaults.
+HEAD_COLUMNS = (
     "source, id, type, name, label_type, label_name, start_ms, finish_ms, finished_at_ms,"
     " outcome, missing"
 )
+# Every column of the jobs table, in JobRow's order.
+JOB_COLUMNS = f"{HEAD_COLUMNS}, attempt, waiting, enqueue_ms, error, reported_ms"
 # The conflict clause of an additive count upsert (PostgreSQL needs the table named).
 ADD_TO_COUNT = (
     " ON CONFLICT (source, type, name, family, label)"
@@ -33,6 +36,8 @@ ADD_TO_COUNT = (
 JOBS_RUNNING_INDEX = """
     CREATE INDEX jobs_running ON jobs (source, label_type, label_name, start_ms)
         WHERE outcome IS NULL"""
+# From schema step 5 on, the running jobs' index leaves out the open jobs waiting for a run.
+RUNNING = "outcome IS NULL AND waiting = 0"
 
 
 def jobs_table(name: str, types: ColumnTypes, *, last_seen: bool = False) -> str:
@@ -144,3 +149,18 @@ def first_steps(types: ColumnTypes) -> tuple[str, str, str]:
     jobs = jobs_table("jobs", types, last_seen=True)
     tracked = f"{jobs};{JOBS_RUNNING_INDEX};{_COUNTS_AND_SOURCES.format(**values)}"
     return tracked, _QUEUE.format(**values), _SCHEDULES.format(**values)
+
+
+def runs_step(types: ColumnTypes) -> str:
+    """Schema step 5: scraped and pushed jobs count per run (docs/contract.md §2), wait
+    for runs, say why they failed, and show when a push last reported them."""
+    return f"""
+    ALTER TABLE jobs ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE jobs ADD COLUMN waiting INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE jobs ADD COLUMN enqueue_ms {types.real};
+    ALTER TABLE jobs ADD COLUMN error TEXT;
+    ALTER TABLE jobs ADD COLUMN reported_ms {types.real};
+    DROP INDEX jobs_running;
+    CREATE INDEX jobs_running ON jobs (source, label_type, label_name, start_ms)
+        WHERE {RUNNING}
+    """

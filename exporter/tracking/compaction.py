@@ -15,7 +15,7 @@ from itertools import repeat
 from operator import attrgetter
 from typing import cast
 
-from exporter.model.tracked import RunningJob, SourceIndex
+from exporter.model.tracked import OpenJob, SourceIndex
 from exporter.tracking.listing import ListingMemo
 
 # Decodes or loads of fewer jobs leave too little behind to be worth copying.
@@ -23,25 +23,28 @@ COMPACT_FROM_JOBS = 10_000
 
 
 def compact(index: SourceIndex, memo: ListingMemo | None) -> None:
-    """Replace the index's ids, start times and running records with copies, keeping their
+    """Replace the index's ids, start times and open-job records with copies, keeping their
     values, and point the memo at the same copies (they share one string per id). Every
     step is a C-level map, with no Python call per job. The caller holds the source's
     lock."""
-    running = index.running
-    ids = [*running, *filter(None, memo.ids)] if memo is not None else list(running)
+    open_jobs = index.open
+    ids = [*open_jobs, *filter(None, memo.ids)] if memo is not None else list(open_jobs)
     copies = dict(zip(ids, map(bytes.decode, map(str.encode, ids)), strict=True))  # str(): no copy
     del ids
     copy_of = copies.__getitem__
-    jobs = running.values()
-    index.running = dict(
+    jobs = open_jobs.values()
+    index.open = dict(
         zip(
-            map(copy_of, running),
+            map(copy_of, open_jobs),
             map(
-                RunningJob,
+                OpenJob,
                 map(_series, jobs),
                 map(float.__mul__, map(_start_ms, jobs), repeat(1.0)),  # keeps a -0.0
                 map(_missing, jobs),
                 map(_seen, jobs),
+                map(_attempt, jobs),
+                map(_waiting, jobs),
+                map(_reported_ms, jobs),
             ),
             strict=True,
         )
@@ -56,3 +59,6 @@ _series = attrgetter("series")
 _start_ms = attrgetter("start_ms")
 _missing = attrgetter("missing")
 _seen = attrgetter("seen")
+_attempt = attrgetter("attempt")
+_waiting = attrgetter("waiting")
+_reported_ms = attrgetter("reported_ms")

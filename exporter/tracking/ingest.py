@@ -46,6 +46,7 @@ class SourceState:
     index: SourceIndex | None = None  # None until loaded, or after another writer moved on
     memo: ListingMemo | None = None  # the last listing applied, while it fits the index
     last_prune_ms: float = 0.0
+    lost_after_ms: float | None = None  # asked for by the source's latest push
     # The pass of a large decode left to compact, held until then so the copies are made
     # while its items still fill their memory.
     compact_due: _ListingPass | None = None
@@ -66,14 +67,18 @@ class Ingestor:
         *,
         complete_list: bool,
         invalid_by_field: Mapping[str, int] | None = None,
+        lost_after_ms: float | None = None,
     ) -> Plan:
         """Apply observed jobs (a scrape's complete list, or a push) in one transaction.
+        `lost_after_ms` is what a push asks for its source's open jobs (see expire_open).
 
         Returns the plan that was written. Raises StoreError when nothing could be written;
         then neither the store nor the index changed.
         """
         invalid = _invalid_counts(invalid_by_field or {})
         state = self._state_of(source)
+        if lost_after_ms is not None:
+            state.lost_after_ms = lost_after_ms
 
         def planner(index: SourceIndex) -> Plan:
             plan = plan_changes(
@@ -157,16 +162,26 @@ class Ingestor:
                 del held  # only now may the items go: the copies are made
         return done
 
-    def expire_running(self, source: str, started_before_ms: float, now_ms: float) -> Plan:
-        """Count a pushed source's jobs still running since before the cutoff as lost."""
+    def expire_open(self, source: str, lost_after_ms: float, now_ms: float) -> Plan:
+        """A pushed source's open jobs not reported for `lost_after_ms` are gone: running
+        ones count as lost (plan.py's plan_timeouts)."""
         state = self._state_of(source)
         with state.lock:
             plan, _ = self._write(
                 state,
-                lambda index: plan_timeouts(index, started_before_ms, now_ms),
+                lambda index: plan_timeouts(index, lost_after_ms, now_ms),
                 lambda plan: None,
             )
             return plan
+
+    def lost_after_asked(self, source: str) -> float | None:
+        """The lost-after time (ms) the source's latest push asked for, if any."""
+        return self._state_of(source).lost_after_ms
+
+    def push_sources(self) -> list[str]:
+        """The sources this process has ingested or asked about, for the timeout sweep."""
+        with self._sources_guard:
+            return sorted(self._sources)
 
     def _write(
         self,
@@ -190,15 +205,15 @@ class Ingestor:
             return plan, prune is not None
         raise StoreError(f"source {state.name!r} kept changing under this write")
 
-    def _finished_among(self, index: SourceIndex, jobs: Sequence[JobInfo]) -> Container[str]:
-        """Of the jobs named that are not running, those the store keeps as finished: asked
-        only when it keeps any, so a first scrape into a fresh store asks nothing, and a
-        steady scrape only about the few new items not running."""
+    def _finished_among(self, index: SourceIndex, jobs: Sequence[JobInfo]) -> Mapping[str, int]:
+        """Of the jobs named that are not open, those the store keeps as finished (with
+        their last attempt): asked only when it keeps any, so a first scrape into a fresh
+        store asks nothing, and a steady scrape only about the few new items not open."""
         if not index.finished:
-            return frozenset()
-        running = index.running
+            return {}
+        open_jobs = index.open
         return self.store.finished_among(
-            index.source, {job.id for job in jobs if job.id not in running}
+            index.source, {job.id for job in jobs if job.id not in open_jobs}
         )
 
     def _index_of(self, state: SourceState) -> SourceIndex:

@@ -150,9 +150,9 @@ def relists_unchanged(index: SourceIndex, jobs: list[JobInfo], changes: Changes)
     """Whether a new item names a running job whose unchanged item of last time is still
     listed too: the same id twice, whose last occurrence wins; only the whole list can say
     which that is."""
-    running, gone = index.running, changes.gone_ids
+    open_jobs, gone = index.open, changes.gone_ids
     for job in jobs:
-        known = running.get(job.id)
+        known = open_jobs.get(job.id)
         if known is not None and not known.missing and job.id not in gone:
             return True
     return False

@@ -9,25 +9,31 @@ failed write leaves both untouched.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Collection, Container, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import count
 
 from exporter.config import DEFAULT_MAX_SERIES_PER_SOURCE
 from exporter.model.counts import Buckets, CountKind, Outcome, observe_all
-from exporter.model.jobinfo import JobInfo
+from exporter.model.jobinfo import WAITING_STATUSES, JobInfo
 from exporter.model.tracked import (
     FinishRow,
     MissingRow,
+    OpenJob,
     Plan,
-    RunningJob,
     Series,
     SourceIndex,
+    Touch,
 )
+from exporter.tracking.runs import Runs
 
 OTHER = "__other__"
 LOST_AFTER_MISSING_SCRAPES = 2
-_passes = count(1)  # planning passes, numbered to mark the running jobs each one sees
+# A pushed job first reported this long after its start has its report time written, so
+# the time after which it counts lost runs from its report, not from its start.
+LATE_REPORT_MS = 60_000
+TOUCH_EVERY_MS = 1_000  # a pushed open job's report time is rewritten at most this often
+_passes = count(1)  # planning passes, numbered to mark the open jobs each one sees
 
 
 @dataclass(frozen=True)
@@ -65,26 +71,28 @@ def plan_changes(
     guard: LabelGuard,
     buckets: Buckets,
     unlisted: Collection[str] | None = None,
-    finished: Container[str] = frozenset(),
+    finished: Mapping[str, int] | None = None,
 ) -> Plan:
     """Plan the transitions for `jobs`.
 
-    `finished` holds, of the jobs named that are not running, those the store has counted
-    finished already (Store.finished_among); they are never counted again.
+    `finished` maps, of the jobs named that are not open, those the store has counted
+    finished already (Store.finished_among) to the attempt of their last run; they are
+    never counted again unless a later attempt of theirs is reported (a new run).
 
-    `complete_list` is true for a scrape, which lists every job the source has, so running
+    `complete_list` is true for a scrape, which lists every job the source has, so open
     jobs absent from it can be counted lost; a push lists only what it mentions. A scrape
     that passes only its changed items names in `unlisted` the only jobs that may be absent
-    (see listing.py); the running ones among them not in `jobs` are.
+    (see listing.py); the open ones among them not in `jobs` are.
 
     The same id twice counts once, the last occurrence winning at the first one's place.
     Duplicates are rare, so the plan is made in one pass that notices them, and made again
     from deduplicated jobs only when it does.
     """
-    plan = _plan_pass(index, jobs, now_ms, complete_list, guard, buckets, unlisted, finished)
+    done = finished or {}
+    plan = _plan_pass(index, jobs, now_ms, complete_list, guard, buckets, unlisted, done)
     if plan is None:
         latest = list({job.id: job for job in jobs}.values())
-        plan = _plan_pass(index, latest, now_ms, complete_list, guard, buckets, unlisted, finished)
+        plan = _plan_pass(index, latest, now_ms, complete_list, guard, buckets, unlisted, done)
         assert plan is not None
         plan.deduplicated = True
     return plan
@@ -98,18 +106,25 @@ def _plan_pass(
     guard: LabelGuard,
     buckets: Buckets,
     unlisted: Collection[str] | None,
-    finished_ids: Container[str],
+    finished_runs: Mapping[str, int],
 ) -> Plan | None:
-    """One dict lookup per job (a set lookup more for one not running) finds what changed;
-    counts are summed per series as they go and added once at the end, so a first scrape
-    of 100,000 jobs changes a few thousand count rows, not 300,000 times a counter.
+    """One dict lookup per job (another for one not open) finds what changed; counts are
+    summed per series as they go and added once at the end, so a first scrape of 100,000
+    jobs changes a few thousand count rows, not 300,000 times a counter.
 
-    Each running job seen is marked with this pass's number, which finds both a running id
-    listed twice and, afterwards, the running jobs not listed at all, with no set of every
+    Jobs that only start or finish a first run take the short path here; anything the
+    extension fields say (a wait, a retry, a later attempt, an error) goes to `Runs`,
+    which writes whole rows and is rare next to them.
+
+    Each open job seen is marked with this pass's number, which finds both an open id
+    listed twice and, afterwards, the open jobs not listed at all, with no set of every
     id listed. None means some id came twice."""
     plan = Plan()
     source = index.source
-    running_get = index.running.get
+    open_get = index.open.get
+    finished_get = finished_runs.get
+    pushed = not complete_list
+    runs = Runs(plan, index, guard.labels, buckets, now_ms, pushed)
     started: Counter[Series] = Counter()
     outcomes: Counter[tuple[Series, str]] = Counter()
     durations: dict[Series, list[float]] = defaultdict(list)
@@ -120,27 +135,53 @@ def _plan_pass(
     new_ids: set[str] = set()
     running_inserts = plan.running_inserts.append
     finished_inserts = plan.finished_inserts.append
-    new_running = plan.new_running.append
+    new_open = plan.new_open.append
     completed, failed = Outcome.COMPLETED, Outcome.FAILED  # bound once: read per new job
-    seen_running = 0
+    waiting_statuses = WAITING_STATUSES
+    late_ms = now_ms - LATE_REPORT_MS if pushed else -1.0
+    seen_open = 0
     for job in jobs:
         job_id = job.id
-        known = running_get(job_id)
+        known = open_get(job_id)
         if known is not None:
             if known.seen == stamp:
                 return None
             known.seen = stamp
-            seen_running += 1
-            if job.is_finished:
-                _finish_known(plan, source, job_id, job, known, now_ms, outcomes, durations)
-            elif known.missing:
-                plan.missing.append(MissingRow(0, source, job_id))  # seen again
+            seen_open += 1
+            if known.waiting or job.attempt != known.attempt or job.status in waiting_statuses:
+                runs.known(job_id, job, known)
+            elif job.is_finished:
+                if job.error is None and known.attempt == 1:
+                    _finish_known(plan, source, job_id, job, known, now_ms, outcomes, durations)
+                else:  # an error to keep, or one of an earlier run to clear
+                    runs.known(job_id, job, known)
+            else:
+                if known.missing:
+                    plan.missing.append(MissingRow(0, source, job_id))  # seen again
+                if pushed:
+                    _touch(plan, source, job_id, known, now_ms)
             continue
-        if job_id in finished_ids:
-            continue  # counted already; whatever it says now, never count it again
+        last_attempt = finished_get(job_id)
+        if last_attempt is not None:
+            if job.attempt > last_attempt:
+                if job_id in new_ids:
+                    return None
+                new_ids.add(job_id)
+                runs.revive(job_id, job)  # a later run of a finished job
+            continue  # else counted already: whatever it says now, never count it again
         if job_id in new_ids:
             return None
         new_ids.add(job_id)
+        start_ms = job.start_timestamp
+        if (
+            job.attempt != 1
+            or job.status in waiting_statuses
+            or job.enqueue_timestamp is not None
+            or job.error is not None
+            or start_ms < late_ms
+        ):
+            runs.new(job_id, job)
+            continue
         job_type = job.background_job_type
         name = job.name
         names = tallies.get(job_type)
@@ -148,12 +189,10 @@ def _plan_pass(
         if tally is None:
             series = index.canonical(guard.labels(index, plan, job_type, name))
             if series != (job_type, name):
-                _insert_folded(plan, source, job, series, now_ms, outcomes, durations)
-                started[series] += 1
+                runs.new(job_id, job, series)  # folded: a whole row, its labels apart
                 continue
             tally = tallies.setdefault(job_type, {})[name] = _Tally(series)
         tally.started += 1
-        start_ms = job.start_timestamp
         if job.is_finished:
             if job.status == "failed":  # JobInfoBase's status
                 outcome = failed
@@ -168,18 +207,25 @@ def _plan_pass(
             plan.new_finished += 1
         else:
             running_inserts((source, job_id, job_type, name, start_ms))
-            new_running((job_id, RunningJob(tally.series, start_ms)))
+            new_open((job_id, OpenJob(tally.series, start_ms)))
     for names in tallies.values():
         for tally in names.values():
             tally.add_to(started, outcomes, durations)
     _add_counts(plan, buckets, started, outcomes, durations)
     if complete_list and unlisted is not None:
-        running = index.running
-        candidates = ((i, running[i]) for i in unlisted if i in running)
-        _plan_missing(plan, index.source, candidates, stamp, now_ms)
-    elif complete_list and seen_running < len(index.running):  # only when some went missing
-        _plan_missing(plan, index.source, index.running.items(), stamp, now_ms)
+        open_jobs = index.open
+        candidates = ((i, open_jobs[i]) for i in unlisted if i in open_jobs)
+        _plan_missing(plan, runs, candidates, stamp)
+    elif complete_list and seen_open < len(index.open):  # only when some went missing
+        _plan_missing(plan, runs, index.open.items(), stamp)
     return plan
+
+
+def _touch(plan: Plan, source: str, job_id: str, known: OpenJob, now_ms: float) -> None:
+    """A push reported an open job again with nothing new: it is alive (a heartbeat)."""
+    reported = known.reported_ms if known.reported_ms is not None else known.start_ms
+    if now_ms - reported >= TOUCH_EVERY_MS:
+        plan.touches.append(Touch(now_ms, source, job_id))
 
 
 @dataclass(slots=True)
@@ -226,38 +272,12 @@ def _add_counts(
         )
 
 
-def _insert_folded(
-    plan: Plan,
-    source: str,
-    job: JobInfo,
-    series: Series,
-    now_ms: float,
-    outcomes: Counter[tuple[Series, str]],
-    durations: dict[Series, list[float]],
-) -> None:
-    """A new job the cardinality cap folded: a whole row, its labels apart from its type
-    and name (rare, so kept out of the loop's common path)."""
-    start_ms = job.start_timestamp
-    row = (source, job.id, job.background_job_type, job.name, *series, start_ms)
-    if job.is_finished:
-        outcome = Outcome.FAILED if job.failed else Outcome.COMPLETED
-        outcomes[(series, outcome)] += 1
-        finish_ms = job.finish_timestamp
-        if finish_ms is not None:
-            durations[series].append((finish_ms - start_ms) / 1000)
-        plan.inserts.append((*row, finish_ms, now_ms, outcome, 0))
-        plan.new_finished += 1
-    else:
-        plan.inserts.append((*row, None, None, None, 0))
-        plan.new_running.append((job.id, RunningJob(series, start_ms)))
-
-
 def _finish_known(
     plan: Plan,
     source: str,
     job_id: str,
     job: JobInfo,
-    known: RunningJob,
+    known: OpenJob,
     now_ms: float,
     outcomes: Counter[tuple[Series, str]],
     durations: dict[Series, list[float]],
@@ -270,30 +290,38 @@ def _finish_known(
 
 
 def _plan_missing(
-    plan: Plan,
-    source: str,
-    running: Iterable[tuple[str, RunningJob]],
-    stamp: int,
-    now_ms: float,
+    plan: Plan, runs: Runs, open_jobs: Iterable[tuple[str, OpenJob]], stamp: int
 ) -> None:
-    """Running jobs absent from a complete list: lost after two consecutive absences."""
-    for job_id, known in running:
+    """Open jobs absent from a complete list: gone after two consecutive absences. A
+    running one is lost; one waiting for a run is forgotten (`Runs.vanish`)."""
+    source = runs.source
+    for job_id, known in open_jobs:
         if known.seen == stamp:
             continue
         missing = known.missing + 1
-        if missing >= LOST_AFTER_MISSING_SCRAPES:
-            plan.counts[(*known.series, CountKind.FINISHED, Outcome.LOST)] += 1
-            plan.finishes.append(FinishRow(Outcome.LOST, None, now_ms, source, job_id))
-        else:
+        if missing < LOST_AFTER_MISSING_SCRAPES:
             plan.missing.append(MissingRow(missing, source, job_id))
+        elif known.waiting:
+            runs.vanish(job_id, known)
+        else:
+            plan.counts[(*known.series, CountKind.FINISHED, Outcome.LOST)] += 1
+            plan.finishes.append(FinishRow(Outcome.LOST, None, runs.now_ms, source, job_id))
 
 
-def plan_timeouts(index: SourceIndex, started_before_ms: float, now_ms: float) -> Plan:
-    """Pushed jobs have no full list to vanish from: one still running that started before
-    `started_before_ms` counts as finished, outcome `lost` (docs/contract.md §2)."""
+def plan_timeouts(index: SourceIndex, lost_after_ms: float, now_ms: float) -> Plan:
+    """Pushed jobs have no full list to vanish from: one still open and not reported for
+    `lost_after_ms` is gone (docs/contract.md §2): a running one counts as finished,
+    outcome `lost`; one waiting for a run is forgotten (`Runs.vanish`)."""
     plan = Plan()
-    for job_id, known in index.running.items():
-        if known.start_ms < started_before_ms:
+    runs = Runs(plan, index, LabelGuard().labels, Buckets(), now_ms, pushed=True)
+    cutoff_ms = now_ms - lost_after_ms
+    for job_id, known in index.open.items():
+        reported = known.reported_ms if known.reported_ms is not None else known.start_ms
+        if reported >= cutoff_ms:
+            continue
+        if known.waiting:
+            runs.vanish(job_id, known)
+        else:
             plan.counts[(*known.series, CountKind.FINISHED, Outcome.LOST)] += 1
             plan.finishes.append(FinishRow(Outcome.LOST, None, now_ms, index.source, job_id))
     return plan
