@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
@@ -26,6 +26,10 @@ DEFAULT_RETENTION_DAYS = 7.0
 DEFAULT_THREADS = 8
 DEFAULT_LOG_LEVEL = "info"
 SOURCE_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+# The RQ source (docs/contract.md §6): `rq+redis://HOST:PORT/DB?queues=a,b&max_jobs=N`.
+RQ_SCHEMES = ("rq+redis", "rq+rediss")
+DEFAULT_RQ_MAX_JOBS = 100_000  # jobs one scrape of an RQ source reads at most
+RQ_INSTALL_HINT = "pip install 'job-exporter[rq]'"
 RESERVED_SOURCES = frozenset({"push", "api"})
 DEFAULT_PUSH_SOURCE = "push"
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
@@ -37,13 +41,13 @@ DEFAULT_BACKOFF_CAP = 300.0
 DEFAULT_LEASE_SECONDS = 30.0
 DEFAULT_LEASE_SWEEP_INTERVAL = 1.0
 DEFAULT_PUSH_LOST_AFTER = 24 * 3600.0
+# What a push may ask with `lostAfter`: seconds an open job of its source may go unreported.
+MIN_LOST_AFTER_S = 5.0
+MAX_LOST_AFTER_S = 30 * 24 * 3600.0
 DEFAULT_MAX_SCHEDULES = 1000
 DEFAULT_SCHEDULE_MISFIRE_GRACE = 60.0
 DEFAULT_SCHEDULE_SWEEP_INTERVAL = 1.0
 # `job-exporter demo`: everything on one machine, scraped often so its charts move.
-# What a push may ask with `lostAfter`: seconds an open job of its source may go unreported.
-MIN_LOST_AFTER_S = 5.0
-MAX_LOST_AFTER_S = 30 * 24 * 3600.0
 DEMO_LISTEN = "127.0.0.1:9188"
 DEMO_SCRAPE_INTERVAL = 1.0
 DEMO_WORKERS = 3
@@ -123,14 +127,14 @@ class Settings:
             raise ConfigError("lease_seconds and lease_sweep_interval must be positive")
         if self.push_lost_after <= 0:
             raise ConfigError("push_lost_after must be positive")
-        if self.max_schedules < 1:
-            raise ConfigError("max_schedules must be at least 1")
-        if self.schedule_misfire_grace < 1 or self.schedule_sweep_interval <= 0:
-            raise ConfigError(
         for name, seconds in self.push_lost_after_for:
             check_source_name(name)
             if seconds < 1:
                 raise ConfigError(f"push_lost_after_for {name}: at least 1 s, got {seconds}")
+        if self.max_schedules < 1:
+            raise ConfigError("max_schedules must be at least 1")
+        if self.schedule_misfire_grace < 1 or self.schedule_sweep_interval <= 0:
+            raise ConfigError(
                 "schedule_misfire_grace must be at least 1 s and schedule_sweep_interval positive"
             )
         names = [source.name for source in self.sources]
@@ -138,10 +142,6 @@ class Settings:
         if duplicates:
             raise ConfigError(f"source names must be unique: {', '.join(sorted(duplicates))}")
 
-    def interval_of(self, source: SourceSettings) -> float:
-        return source.interval if source.interval is not None else self.scrape_interval
-
-    @property
     def lost_after_of(self, source: str) -> float | None:
         """The push source's own --push-lost-after-for, if it has one."""
         for name, seconds in self.push_lost_after_for:
@@ -149,6 +149,10 @@ class Settings:
                 return seconds
         return None
 
+    def interval_of(self, source: SourceSettings) -> float:
+        return source.interval if source.interval is not None else self.scrape_interval
+
+    @property
     def retention_ms(self) -> float:
         return self.retention_days * DAY_MS
 
@@ -170,10 +174,6 @@ def parse_source(text: str, interval: float | None = None) -> SourceSettings:
     return make_source(name, url, interval)
 
 
-def check_source_name(name: str) -> None:
-    """Raise ConfigError unless `name` is a well-formed source name (scraped or pushed)."""
-    if not SOURCE_NAME.match(name):
-        raise ConfigError(
 def parse_lost_after_for(text: str) -> tuple[str, float]:
     """`NAME=SECONDS` to a push source's own lost-after time."""
     name, sep, seconds = text.partition("=")
@@ -196,6 +196,10 @@ def lost_after_for_from_yaml(value: Any) -> list[tuple[str, float]]:
     raise ConfigError("push_lost_after_for must map push source names to seconds")
 
 
+def check_source_name(name: str) -> None:
+    """Raise ConfigError unless `name` is a well-formed source name (scraped or pushed)."""
+    if not SOURCE_NAME.match(name):
+        raise ConfigError(
             f"source name {name!r} must be 1 to 64 letters, digits or the characters _.:-"
         )
 
@@ -205,11 +209,63 @@ def make_source(name: str, url: str, interval: float | None = None) -> SourceSet
     if name in RESERVED_SOURCES:
         raise ConfigError(f"source name {name!r} is reserved for pushed or job-API jobs")
     parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ConfigError(f"source {name!r}: URL must be http:// or https://, got {url!r}")
+    if parts.scheme in RQ_SCHEMES and parts.netloc:
+        _check_rq_source(name, url)
+    elif parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(
+            f"source {name!r}: URL must be http://, https://, rq+redis:// or rq+rediss://,"
+            f" got {url!r}"
+        )
     if interval is not None and interval < MIN_SCRAPE_INTERVAL:
         raise ConfigError(f"source {name!r}: interval must be at least {MIN_SCRAPE_INTERVAL} s")
     return SourceSettings(name, url, interval)
+
+
+@dataclass(frozen=True)
+class RQOptions:
+    """An RQ source's own URL parameters: the queues to read (none: every queue RQ lists)
+    and the most jobs one scrape reads."""
+
+    queues: tuple[str, ...] = ()
+    max_jobs: int = DEFAULT_RQ_MAX_JOBS
+
+
+def is_rq_url(url: str) -> bool:
+    return urlsplit(url).scheme in RQ_SCHEMES
+
+
+def rq_options(url: str) -> RQOptions:
+    """`queues=a,b` and `max_jobs=N` of an RQ source URL. Any other parameter is refused:
+    redis-py would take it as a connection option and fail only at the first scrape."""
+    query = parse_qs(urlsplit(url).query, keep_blank_values=True)
+    unknown = sorted(set(query) - {"queues", "max_jobs"})
+    if unknown:
+        raise ConfigError(f"unknown URL parameter {', '.join(unknown)} (queues, max_jobs)")
+    names = (name.strip() for value in query.get("queues", []) for name in value.split(","))
+    queues = tuple(dict.fromkeys(name for name in names if name))
+    if "queues" in query and not queues:
+        raise ConfigError("queues= names no queue")
+    max_jobs = DEFAULT_RQ_MAX_JOBS
+    if "max_jobs" in query:
+        text = query["max_jobs"][-1].strip()
+        if not text.isdigit() or int(text) < 1:
+            raise ConfigError(f"max_jobs must be a positive whole number, got {text!r}")
+        max_jobs = int(text)
+    return RQOptions(queues, max_jobs)
+
+
+def _check_rq_source(name: str, url: str) -> None:
+    """The URL's parameters, and redis-py, which the RQ source reads Redis with."""
+    try:
+        rq_options(url)
+    except ConfigError as error:
+        raise ConfigError(f"source {name!r}: {error}") from None
+    try:
+        import redis  # noqa: F401  (an extra: only an RQ source needs it)
+    except ImportError:
+        raise ConfigError(
+            f"source {name!r}: an RQ source needs redis-py: {RQ_INSTALL_HINT}"
+        ) from None
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:

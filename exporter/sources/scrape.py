@@ -11,12 +11,14 @@ import logging
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import requests
 
 from exporter.clock import Clock
-from exporter.config import DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_SCRAPE_TIMEOUT
+from exporter.config import DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_SCRAPE_TIMEOUT, is_rq_url
 from exporter.health import HealthBoard
 from exporter.model.counts import CountKind, ScrapeErrorReason
 from exporter.sources.fetch import FetchError, FetchLimits, fetch
@@ -63,15 +65,17 @@ class Scraper:
             DEFAULT_SCRAPE_TIMEOUT, DEFAULT_MAX_RESPONSE_BYTES
         )
         self._session = requests.Session()
+        self._closers: list[Callable[[], None]] = [self._session.close]
+        self._fetchers = {target.name: self._fetcher_for(target) for target in targets}
         self._locks = {name: threading.Lock() for name in self.targets}
 
     def scrape(self, name: str) -> ScrapeResult:
         """Scrape one target now; never raises for upstream faults."""
-        target = self.targets[name]
+        fetch_body = self._fetchers[name]
         with self._locks[name]:
             started = time.monotonic()
             try:
-                body = fetch(self._session, target.url, self.limits)
+                body = fetch_body()
                 now_ms = self.clock.now_ms()
                 listing = Listing.split(body)
                 del body  # the listing holds it while its items are needed
@@ -104,7 +108,19 @@ class Scraper:
             return ScrapeResult(True, None, valid, len(decoded.errors))
 
     def close(self) -> None:
-        self._session.close()
+        for close in self._closers:
+            close()
+
+    def _fetcher_for(self, target: ScrapeTarget) -> Callable[[], bytes | bytearray]:
+        """An HTTP GET of the target's endpoint, or for an `rq+redis://` URL a read of RQ's
+        own registries that yields the same kind of body (docs/contract.md §6)."""
+        if is_rq_url(target.url):
+            from exporter.sources.rq import RQReader  # redis-py, only for an RQ source
+
+            reader = RQReader(target.url, self.limits)
+            self._closers.append(reader.close)
+            return reader.read
+        return partial(fetch, self._session, target.url, self.limits)
 
     def _failed(self, name: str, reason: str, detail: str, started: float) -> ScrapeResult:
         """Count the fault; a failed scrape changes no job counts."""
