@@ -238,6 +238,7 @@ def test_pushed_runs_count_as_scraped_ones_do(exporter: Exporter, clock: ManualC
     clock.advance(2)
     push(exporter, [job("p", start_ms=START_MS + 1_000, enqueueTimestamp=queued)])
     push(exporter, [job("p", start_ms=START_MS + 1_000, status="retrying", error="e")])
+    push(exporter, [job("p", start_ms=START_MS + 1_000, status="retrying", error="e")])  # again
     push(exporter, [job("p", start_ms=START_MS + 1_500, attempt=2)])
     push(
         exporter,

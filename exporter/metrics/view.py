@@ -36,7 +36,10 @@ class Families:
 
     RUNNING = Family("background_jobs_running", "gauge", "Jobs running now.", JOB_LABELS)
     PENDING = Family(
-        "background_jobs_pending", "gauge", "Jobs waiting to run (job API).", JOB_LABELS
+        "background_jobs_pending",
+        "gauge",
+        "Jobs waiting to run, for a first run or a retry.",
+        JOB_LABELS,
     )
     OLDEST_START = Family(
         "background_jobs_oldest_start_timestamp_seconds",
@@ -44,11 +47,11 @@ class Families:
         "Start time of the oldest running job, in seconds since the epoch.",
         JOB_LABELS,
     )
-    STARTED = Family("background_jobs_started", "counter", "Jobs started.", JOB_LABELS)
+    STARTED = Family("background_jobs_started", "counter", "Runs started.", JOB_LABELS)
     FINISHED = Family(
         "background_jobs_finished",
         "counter",
-        "Jobs finished, by outcome.",
+        "Runs finished, by outcome.",
         (*JOB_LABELS, "outcome"),
     )
     RETRIES = Family(
