@@ -11,6 +11,7 @@ import pytest
 
 from exporter.model.counts import Buckets, CountKind
 from exporter.model.jobinfo import JobInfo
+from exporter.model.tracked import PENDING, TrackedQuery
 from exporter.store import Prune, StaleIndex, StoreError, open_store
 from exporter.tracking.ingest import Ingestor, TrackingRules, write_plan
 from exporter.tracking.plan import LabelGuard, plan_changes
@@ -26,7 +27,7 @@ def info(job_id: str, finished: bool = False) -> JobInfo:
 
 def plan_for(index, *jobs: JobInfo, store=None):
     """A scrape's plan; with `store`, jobs it keeps as finished are known as such."""
-    finished = frozenset()
+    finished: dict[str, int] = {}
     if store is not None:
         finished = store.finished_among(index.source, {job.id for job in jobs})
     return plan_changes(
@@ -280,3 +281,37 @@ def test_running_stats_agree_with_the_running_rows(store_url: str, scrapes) -> N
             assert running == {key: (len(s), min(s)) for key, s in rows.items()}
     finally:
         store.close()
+
+
+def test_runs_and_tracked_pages_read_alike_on_both_stores(store):
+    """The extension columns round-trip, and GET /api/v1/tracked's query (filters, text,
+    keyset order) runs the same SQL on SQLite and PostgreSQL."""
+    ingestor = Ingestor(store)
+    items = [
+        JobInfo("a_1", "Mail%", NOW, "TASK", False, status="pending", enqueue_timestamp=NOW - 5),
+        JobInfo("b", "resize", NOW + 1, "TASK", True, status="failed", error="boom"),
+        JobInfo("c", "resize", NOW + 2, "TASK", False, attempt=2),
+    ]
+    ingestor.ingest("app", items, NOW, complete_list=False)
+    by_id = {row.id: row for row in store.tracked_page(TrackedQuery(limit=10))}
+    assert [row.id for row in store.tracked_page(TrackedQuery(limit=10))] == ["c", "b", "a_1"]
+    assert (by_id["a_1"].waiting, by_id["a_1"].enqueue_ms) == (PENDING, NOW - 5)
+    assert (by_id["b"].outcome, by_id["b"].error) == ("failed", "boom")
+    assert by_id["c"].attempt == 2
+    pages = [
+        store.tracked_page(TrackedQuery(limit=1, newest_first=False, after=after))
+        for after in (None, (NOW, "app", "a_1"), (NOW + 1, "app", "b"))
+    ]
+    assert [[row.id for row in page] for page in pages] == [["a_1"], ["b"], ["c"]]
+    assert [r.id for r in store.tracked_page(TrackedQuery(text="MAIL%"))] == ["a_1"]
+    assert [r.id for r in store.tracked_page(TrackedQuery(text="a_"))] == ["a_1"]
+    assert store.tracked_page(TrackedQuery(text="b_")) == []
+    assert [r.id for r in store.tracked_page(TrackedQuery(status="pending"))] == ["a_1"]
+    assert [r.id for r in store.tracked_page(TrackedQuery(status="running"))] == ["c"]
+    assert [r.id for r in store.tracked_page(TrackedQuery(status="failed", name="resize"))] == ["b"]
+    reloaded = store.load_index("app")
+    assert {i: (j.waiting, j.attempt) for i, j in reloaded.open.items()} == {
+        "a_1": (PENDING, 1),
+        "c": (0, 2),
+    }
+    assert reloaded.open["a_1"].start_ms == NOW - 5  # its queue wait runs from here
