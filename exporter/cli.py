@@ -226,7 +226,8 @@ def main() -> None:
     "sources",
     multiple=True,
     metavar="NAME=URL",
-    help="A JobInfoBase endpoint to scrape (repeat for several).",
+    help="A JobInfoBase endpoint to scrape, or rq+redis://HOST:PORT/DB to read RQ's own"
+    " queues and registries (repeat for several).",
 )
 @option(
     "--scrape-interval",

@@ -30,7 +30,14 @@ from rq.job import Job
 from rq.registry import StartedJobRegistry
 
 from exporter.clock import ManualClock
-from exporter.config import DEFAULT_RQ_MAX_JOBS, ConfigError, RQOptions, make_source, rq_options
+from exporter.config import (
+    DEFAULT_RQ_MAX_JOBS,
+    ConfigError,
+    RQOptions,
+    make_source,
+    rq_options,
+    sources_from_yaml,
+)
 from exporter.model.jobinfo import MAX_ERROR_LENGTH
 from exporter.sources import rq as rq_source
 from exporter.sources.fetch import FetchError, FetchLimits
@@ -385,6 +392,13 @@ def test_rq_urls_are_sources(url: str):
 def test_bad_rq_urls_are_refused(url: str, message: str):
     with pytest.raises(ConfigError, match=message):
         make_source("jobs", url)
+
+
+def test_rq_sources_come_from_yaml_too():
+    found = sources_from_yaml({"jobs": {"url": "rq+redis://h:1/0?queues=a", "interval": 2}})
+    assert [(source.name, source.url, source.interval) for source in found] == [
+        ("jobs", "rq+redis://h:1/0?queues=a", 2.0)
+    ]
 
 
 def test_rq_options_default():
