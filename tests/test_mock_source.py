@@ -32,7 +32,9 @@ def test_traffic_looks_like_an_app_and_is_valid_job_info():
     source = MockJobSource(clock, seed=3, stuck_ratio=0.05, vanish_ratio=0.05)
     seen: dict[str, dict] = {}
     vanished_running = set()
+    shown: set[tuple] = set()  # (status, attempt, has an error) of every item listed
     for listing in run_for(source, clock, 600):
+        shown |= {(i.get("status"), i.get("attempt", 1), "error" in i) for i in listing}
         body = msgspec.json.encode(listing)
         assert decode_jobs(body, clock.now_ms()).errors == []
         ids = {item["id"] for item in listing}
@@ -48,6 +50,9 @@ def test_traffic_looks_like_an_app_and_is_valid_job_info():
         not i["isFinished"] and clock.now_ms() - i["startTimestamp"] > 300_000 for i in items
     )
     assert vanished_running  # some running jobs vanish: the exporter counts them lost
+    # Queues, retries and errors show as the optional fields say them (contract §1).
+    assert {("pending", 1, False), ("retrying", 1, True), ("completed", 2, False)} <= shown
+    assert ("failed", 1, True) in shown
 
 
 def test_the_list_stays_bounded():
