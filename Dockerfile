@@ -11,8 +11,10 @@ WORKDIR /app
 
 # Metadata first, so the dependency layer is rebuilt only when it changes.
 COPY pyproject.toml README.md LICENSE ./
+COPY client ./client
 COPY exporter ./exporter
-RUN pip install --no-compile . \
+# The client is its own distribution (client/), which the server depends on.
+RUN pip install --no-compile ./client . \
     && useradd --system --uid 10001 --no-create-home exporter
 
 # Never root: the store lives in a volume the exporter user owns.
