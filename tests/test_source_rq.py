@@ -88,7 +88,7 @@ def run_next(queue: Queue, jobs: int = 1) -> None:
     SimpleWorker([queue], connection=queue.connection).work(burst=True, max_jobs=jobs)
 
 
-def start_next(queue: Queue) -> Job:
+def start_next(queue: Queue, *, queues: int = 1) -> Job:
     """Take the next job and put it in RQ's started state through a worker's own calls, as a
     worker does before its task runs (the task itself never runs)."""
     worker = Worker([queue], connection=queue.connection)
@@ -96,7 +96,9 @@ def start_next(queue: Queue) -> Job:
     assert dequeued is not None
     job, _ = dequeued
     worker.prepare_execution(job)
-    worker.prepare_job_execution(job, remove_from_intermediate_queue=True)
+    # A worker of one queue takes the job off the intermediate list; one of several leaves
+    # it there for RQ's maintenance to clear.
+    worker.prepare_job_execution(job, remove_from_intermediate_queue=queues == 1)
     return job
 
 
@@ -223,6 +225,23 @@ def test_canceled_jobs_and_jobs_of_dead_workers_are_not_listed(queue: Queue, rea
         pipe.execute()
     wait_until(lambda: abandoned.id not in read(reader), timeout=5)
     assert canceled.id not in read(reader)
+
+
+def test_a_started_job_left_on_the_intermediate_list_needs_a_live_heartbeat(
+    queue: Queue, reader: RQReader
+):
+    """A worker of several queues leaves the started job on `rq:queue:Q:intermediate`; once
+    its heartbeat lapses it is not listed from there either."""
+    job = queue.enqueue(rq_tasks.succeed, 1)
+    start_next(queue, queues=2)
+    assert queue.connection.lrange(f"rq:queue:{QUEUE}:intermediate", 0, -1) == [job.id.encode()]
+    assert read(reader)[job.id]["status"] == "running"
+    registry = StartedJobRegistry(QUEUE, connection=queue.connection)
+    with queue.connection.pipeline() as pipe:
+        for execution in job.get_executions():
+            registry.add_execution(execution, pipe, ttl=0, xx=True)
+        pipe.execute()
+    wait_until(lambda: job.id not in read(reader), timeout=5)
 
 
 def test_a_job_whose_hash_expired_is_skipped(queue: Queue, reader: RQReader):
