@@ -96,7 +96,7 @@ def test_labels_are_checked_when_decorating():
 
 
 GUNICORN_APP = textwrap.dedent("""
-    import os
+    import os, threading
     from flask import Flask
     from exporter.client import InProcessJobs
 
@@ -108,7 +108,7 @@ GUNICORN_APP = textwrap.dedent("""
     @app.post("/run/<n>")
     def run(n):
         with jobs.job("TASK", "work", job_id=f"run-{n}"):
-            pass
+            threading.Event().wait(0.05)  # the job's work: long enough for workers to overlap
         return str(os.getpid())
 
     @app.post("/start/<n>")

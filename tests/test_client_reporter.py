@@ -18,6 +18,12 @@ from tests.helpers.processes import free_port
 from tests.helpers.served import LiveServer, live_server, sqlite_url
 
 
+@pytest.fixture(autouse=True)
+def private_spool(tmp_path, monkeypatch):
+    """Each test's reporters spool in its own folder, never the user's default one."""
+    monkeypatch.setenv("JOB_EXPORTER_SPOOL_DIR", str(tmp_path / "spool"))
+
+
 @pytest.fixture
 def hung_exporter():
     """A socket that accepts connections and never answers: the worst exporter there is."""
@@ -149,3 +155,57 @@ def test_events_queued_while_the_exporter_is_down_arrive_once_it_is_up(tmp_path)
     finally:
         reporter.close()
         server.close()
+
+
+class FailingOnce(requests.Session):
+    """A session whose first push raises what requests never raises: a bug in the sender's
+    path, which ends the sending thread."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def post(self, *args, **kwargs):
+        self.calls += 1
+        if self.calls == 1:
+            raise RuntimeError("a bug on the sending path")
+        return super().post(*args, **kwargs)
+
+
+def test_events_waiting_with_no_live_sender_are_warned_of_once_and_so_is_the_recovery(
+    tmp_path, caplog
+):
+    with live_server(tmp_path) as server:
+        reporter = JobReporter(
+            server.base_url,
+            source="billing",
+            session=FailingOnce(),
+            flush_interval=0.02,
+            heartbeat_interval=None,
+        )
+        with caplog.at_level("WARNING", logger="exporter.client.reporter"):
+            reporter.emit(_item("a"))
+            thread = reporter._thread
+            assert thread is not None
+            thread.join(10)  # the bug ends it
+            assert not thread.is_alive()
+            for name in ("b", "c"):
+                reporter.emit(_item(name))
+            assert reporter.flush(10)
+        messages = [record.getMessage() for record in caplog.records]
+        assert sum("sending thread had stopped" in m for m in messages) == 1, messages
+        assert sum("sending thread runs again" in m for m in messages) == 1, messages
+        assert reporter.sent == 3  # the event in hand when it failed was sent again
+        reporter.close()
+
+
+def _item(job_id: str) -> dict:
+    return {
+        "id": job_id,
+        "name": "nightly",
+        "backgroundJobType": "TASK",
+        "startTimestamp": START_MS,
+        "isFinished": True,
+        "finishTimestamp": START_MS + 1000,
+        "status": "completed",
+    }

@@ -130,6 +130,8 @@ class JobReporter(JobTracking):
         self._spool_failed = self._folder is None
         self._orphans: list[spool.Orphan] = []
         self._thread: threading.Thread | None = None
+        self._oldest_at = 0.0  # monotonic time the oldest queued event was queued
+        self._flush_wanted = False  # flush() waits: send what there is without lingering
         self._sender_missing = False
         self._failures = 0
         self.dropped = 0  # events lost to a full queue or a full spool folder
@@ -155,8 +157,11 @@ class JobReporter(JobTracking):
             if len(self._queue) + len(self._in_flight) >= self.max_queue:
                 self._drop_oldest(notices)
             if len(self._queue) + len(self._in_flight) < self.max_queue:
+                if not self._queue:  # the sender may be asleep until its next pick-up
+                    self._oldest_at = time.monotonic()
+                    self._changed.notify_all()
                 self._queue.append((line, offset))
-            if len(self._queue) >= self.batch_size:
+            if len(self._queue) == self.batch_size:  # a full batch: no need to wait for more
                 self._changed.notify_all()
             if not self._closing and (self._thread is None or not self._thread.is_alive()):
                 self._start_sender(notices)
@@ -266,6 +271,7 @@ class JobReporter(JobTracking):
             notices: list[str] = []
             if (self._queue or self._orphans) and missing and not self._closing:
                 self._start_sender(notices)
+            self._flush_wanted = True
             self._changed.notify_all()
             while self._queue or self._in_flight or self._orphans:
                 remaining = deadline - time.monotonic()
@@ -304,9 +310,11 @@ class JobReporter(JobTracking):
     def _run(self) -> None:
         try:
             self._loop()
-        except BaseException:
+        except Exception:  # the next emit notices, warns and starts another
             log.exception("job reporter: the sending thread failed")
-            raise
+            with self._changed:  # the batch in hand goes back, for the next thread
+                self._requeue(self._in_flight)
+                self._in_flight = []
 
     def _loop(self) -> None:
         now = time.monotonic()
@@ -314,10 +322,8 @@ class JobReporter(JobTracking):
         next_pickup = now  # adopt what ended processes left, first thing
         while True:
             with self._changed:
-                now = time.monotonic()
                 wake = min(next_pickup, next_beat) if self.heartbeat_interval else next_pickup
-                if not self._queue and not self._closing and wake > now:
-                    self._changed.wait(min(self.flush_interval, wake - now))
+                self._wait_for_work(wake)
                 if self._closing and (not self._queue or self._failures):
                     return
                 now = time.monotonic()
@@ -337,6 +343,21 @@ class JobReporter(JobTracking):
                     return  # the app is exiting and the exporter is unreachable: give up
                 self._back_off()
 
+    def _wait_for_work(self, wake: float) -> None:
+        """Wait (under the lock) until a batch is full, the oldest queued event has waited
+        `flush_interval`, a flush or close asks, or `wake` comes. Sending at once instead
+        would make many small pushes, each costing far more than the events in it."""
+        while not self._closing:
+            due = wake
+            if self._queue:
+                if len(self._queue) >= self.batch_size or self._flush_wanted:
+                    return
+                due = min(due, self._oldest_at + self.flush_interval)
+            remaining = due - time.monotonic()
+            if remaining <= 0:
+                return
+            self._changed.wait(remaining)
+
     def _send_queued(self) -> str:
         with self._changed:
             if not self._queue:
@@ -347,6 +368,9 @@ class JobReporter(JobTracking):
         outcome = self._send([line for line, _ in batch])
         with self._changed:
             self._in_flight = []
+            self._oldest_at = time.monotonic()  # about when what is left was queued
+            if not self._queue:
+                self._flush_wanted = False
             if outcome == "retry":
                 self._requeue(batch)
             else:
@@ -466,10 +490,10 @@ class JobReporter(JobTracking):
 
     def _back_off(self) -> None:
         delay = min(self.retry_cap, self.retry_base * 2 ** min(self._failures - 1, 16))
-        delay *= random.uniform(0.5, 1.0)
-        with self._changed:
-            if not self._closing:
-                self._changed.wait(delay)
+        deadline = time.monotonic() + delay * random.uniform(0.5, 1.0)
+        with self._changed:  # a full batch must not cut the wait short, only closing does
+            while not self._closing and (remaining := deadline - time.monotonic()) > 0:
+                self._changed.wait(remaining)
 
     # Forks.
 
