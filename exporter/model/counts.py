@@ -58,7 +58,8 @@ class ScrapeErrorReason:
     HTTP_STATUS = "http_status"
     INVALID_JSON = "invalid_json"
     TOO_LARGE = "too_large"
-    ALL = (CONNECTION, TIMEOUT, HTTP_STATUS, INVALID_JSON, TOO_LARGE)
+    INTERNAL = "internal"  # anything else: counted, and its cause logged once per change
+    ALL = (CONNECTION, TIMEOUT, HTTP_STATUS, INVALID_JSON, TOO_LARGE, INTERNAL)
 
 
 DEFAULT_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 14400)

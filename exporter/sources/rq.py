@@ -50,7 +50,6 @@ from exporter.sources.fetch import FetchError, FetchLimits
 log = logging.getLogger(__name__)
 
 PREFIX = "rq"  # RQ_KEY_PREFIX, RQ's default
-INTERNAL = "internal"  # the scrape error reason for anything but connection and timeout (§3)
 UNKNOWN_NAME = "unknown"  # a job without a description
 HASH_BATCH = 5000  # job hashes per pipeline, the deadline checked between pipelines
 MAX_ERROR_TEXT = 1 << 20  # decompressed bytes of one exception read at most
@@ -120,7 +119,9 @@ class RQReader:
         except redis.ConnectionError as error:
             raise FetchError(ScrapeErrorReason.CONNECTION, f"{self._where}: {error}") from error
         except Exception as error:  # a WRONGTYPE key, a reply we did not expect: counted
-            raise FetchError(INTERNAL, f"{self._where}: {type(error).__name__}: {error}") from error
+            raise FetchError(
+                ScrapeErrorReason.INTERNAL, f"{self._where}: {type(error).__name__}: {error}"
+            ) from error
         if len(body) > self.limits.max_bytes:
             raise FetchError(
                 ScrapeErrorReason.TOO_LARGE,
