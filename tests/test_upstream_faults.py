@@ -26,9 +26,29 @@ def assert_fault_counted(exporter: Exporter, reason: str, source: str = "app") -
     metrics = exporter.metrics()  # /metrics answers while the source is broken
     assert metrics.value("job_exporter_source_up", source=source) == 0
     assert metrics.value(ERRORS, source=source, reason=reason) == 1
-    others = {"connection", "timeout", "http_status", "invalid_json", "too_large"} - {reason}
+    others = {"connection", "timeout", "http_status", "invalid_json", "too_large", "internal"}
+    others -= {reason}
     for other in others:
         assert metrics.value(ERRORS, source=source, reason=other) == 0
+
+
+def test_anything_else_that_breaks_a_scrape_is_an_internal_error(
+    exporter: Exporter, job_source: JobSource, monkeypatch, caplog
+):
+    """A fault nobody foresaw (here a bug injected into the ingest path) still ends the
+    scrape as a failure: counted as `internal`, source_up 0, logged with its cause."""
+    job_source.serve_jobs([job("a")])
+    assert exporter.scrape().ok
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug on the ingest path")
+
+    monkeypatch.setattr(exporter.runtime.ingestor, "ingest_listing", broken)
+    job_source.serve_jobs([job("a"), job("b")])
+    with caplog.at_level(logging.WARNING):
+        assert exporter.scrape().reason == "internal"
+    assert_fault_counted(exporter, "internal")
+    assert "a bug on the ingest path" in caplog.text
 
 
 def test_connection_refused(make_exporter):

@@ -83,6 +83,9 @@ class Scraper:
                 return self._failed(name, error.reason, error.detail, started)
             except InvalidDocument as error:
                 return self._failed(name, ScrapeErrorReason.INVALID_JSON, str(error), started)
+            except Exception as error:  # anything else must not end the scrape unseen (§3)
+                detail = f"{type(error).__name__}: {error}"
+                return self._failed(name, ScrapeErrorReason.INTERNAL, detail, started)
             items = len(listing.items)
             try:
                 decoded = self.ingestor.ingest_listing(name, listing, now_ms)
@@ -90,6 +93,10 @@ class Scraper:
                 self.health.record_store_error()
                 log.error("source %s: scraped but could not store the result: %s", name, error)
                 return ScrapeResult(False, "store", items)
+            except Exception as error:  # a bug on the way to the store: counted, and loud
+                log.exception("source %s: could not apply the scrape", name)
+                detail = f"{type(error).__name__}: {error}"
+                return self._failed(name, ScrapeErrorReason.INTERNAL, detail, started)
             finally:
                 del listing  # free the body and its items before logging and returning
             valid = items - len(decoded.errors)
