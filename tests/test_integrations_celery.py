@@ -22,7 +22,7 @@ from celery import Celery
 from exporter.integrations.celery import Instrumentation, instrument
 from tests.apps.workers import WorkerProcess
 from tests.helpers.metrics import Metrics
-from tests.helpers.processes import ExporterProcess
+from tests.helpers.processes import ExporterProcess, free_port
 from tests.helpers.redis import RedisServer
 from tests.helpers.waiting import wait_until
 
@@ -65,6 +65,7 @@ def start_worker(
     exporter: ExporterProcess,
     *extra: str,
     flush_interval: float = 0.05,
+    spool: bool = True,
 ) -> WorkerProcess:
     return WorkerProcess(
         "celery",
@@ -89,6 +90,7 @@ def start_worker(
             "TEST_CELERY_BROKER": broker_url,
             "TEST_EXPORTER_URL": exporter.url,
             "TEST_FLUSH_INTERVAL": str(flush_interval),
+            **({} if spool else {"TEST_NO_SPOOL": "1"}),
         },
         ready=READY,
     )
@@ -154,6 +156,28 @@ def test_succeeding_tasks_count_one_run_each(prefork, producer, exporter):
     assert found["pending"] in (None, 0)
 
 
+def test_the_publish_time_travels_in_the_message(prefork, broker_url, exporter):
+    """A producer whose own events never arrive (its exporter address is dead) still stamps
+    the publish time on the message: the worker's running event carries it, so the queue
+    wait is observed with no pending ever seen."""
+    app = Celery("lonely-producer", broker=broker_url, set_as_current=False)
+    app.conf.update(broker_connection_retry_on_startup=True, task_ignore_result=True)
+    dead = f"http://127.0.0.1:{free_port()}"
+    instrumentation = instrument(app, dead, spool_dir=False, retry_base=60, retry_cap=60)
+    try:
+        for n in range(3):
+            app.send_task(f"{TASKS}.stamped", args=(n,), queue="prefork")
+        found = wait_until(
+            lambda: (c := counts(exporter, "stamped", "prefork"))["completed"] == 3 and c,
+            timeout=30,
+        )
+    finally:
+        instrumentation.close(timeout=0.1)
+        app.close()
+    assert found["queue_waits"] == 3
+    assert found["pending"] in (None, 0)
+
+
 def test_a_failure_counts_failed_with_its_exception_as_error(prefork, producer, exporter):
     job_id = send(producer, "fail", "disk full on /var", queue="prefork")
     send(producer, "fail", "second", queue="prefork")
@@ -189,6 +213,20 @@ def test_retries_count_a_failed_run_each_and_then_the_success(prefork, producer,
     # The job as its latest run left it, with the error its last failed run gave.
     [entry] = runs_of(exporter, job_id)
     assert (entry["attempt"], entry["status"]) == (3, "completed")
+
+
+def test_a_run_ended_by_a_retry_counts_at_once_while_the_job_waits(prefork, producer, exporter):
+    """`retrying` ends the run and counts the retry straight away; the job then waits for
+    its next run (due in ten minutes) as pending, with the error its run gave."""
+    job_id = send(producer, "retry_later", "try again later", queue="prefork")
+
+    found = wait_until(
+        lambda: (c := counts(exporter, "retry_later", "prefork"))["retries"] == 1 and c, 30
+    )
+    assert (found["started"], found["failed"], found["running"]) == (1, 1, 0)
+    [entry] = runs_of(exporter, job_id)
+    assert (entry["attempt"], entry["status"]) == (1, "pending")
+    assert entry["error"] == "tests.apps.celery_tasks.Boom: try again later"
 
 
 def test_a_slow_task_is_running_until_it_ends(prefork, producer, exporter, tmp_path: Path):
@@ -227,10 +265,11 @@ def test_a_pending_task_waits_in_the_gauge_until_a_worker_starts_it(producer, ex
 
 @pytest.mark.parametrize("pool", ["solo", "threads"])
 def test_other_pools_deliver_every_run_by_their_shutdown(producer, exporter, broker_url, pool):
-    """The reporter is told to send only once an hour, so what arrives was flushed when the
-    worker shut down (`worker_shutdown`)."""
+    """The reporter is told to send only once an hour, without its spool, so what arrives
+    was flushed when the worker shut down (`worker_shutdown`, and the reporter's own atexit
+    close, which a solo or threads worker's main process also runs)."""
     queue = f"pool-{pool}"
-    worker = start_worker(pool, queue, broker_url, exporter, flush_interval=3600)
+    worker = start_worker(pool, queue, broker_url, exporter, flush_interval=3600, spool=False)
     try:
         for n in range(3):
             send(producer, "add", n, 1, queue=queue)
@@ -257,11 +296,18 @@ def test_other_pools_deliver_every_run_by_their_shutdown(producer, exporter, bro
 def test_a_pool_process_exiting_after_each_task_has_delivered_its_events(
     producer, exporter, broker_url
 ):
-    """Prefork children replaced after every task leave through `os._exit`, with no atexit:
-    the flush at `worker_process_shutdown` is what delivers their events."""
+    """Prefork children replaced after every task leave through `os._exit`, with no atexit,
+    and the client's spool is off: the flush at `worker_process_shutdown` is what delivers."""
     queue = "recycled"
     worker = start_worker(
-        "prefork", queue, broker_url, exporter, "--max-tasks-per-child", "1", flush_interval=3600
+        "prefork",
+        queue,
+        broker_url,
+        exporter,
+        "--max-tasks-per-child",
+        "1",
+        flush_interval=3600,
+        spool=False,
     )
     try:
         for n in range(4):

@@ -162,6 +162,18 @@ def test_retries_then_success_count_each_run(worker, producer, exporter, tmp_pat
     assert (entry["attempt"], entry["status"]) == (3, "completed")
 
 
+def test_a_run_ended_by_a_retry_counts_at_once_while_the_job_waits(worker, producer, exporter):
+    """`retrying` ends the run and counts the retry straight away; the job then waits for
+    its next run as pending, with the error its run gave."""
+    job_id = send(producer, "retry_later", "try again later")
+
+    found = wait_until(lambda: (c := counts(exporter, "retry_later"))["retries"] == 1 and c, 30)
+    assert (found["started"], found["failed"], found["running"]) == (1, 1, 0)
+    [entry] = runs_of(exporter, job_id)
+    assert (entry["attempt"], entry["status"]) == (1, "pending")
+    assert entry["error"] == "tests.apps.dramatiq_actors.Boom: try again later"
+
+
 def test_retries_exhausted_end_in_a_failed_run(worker, producer, exporter):
     """max_retries=2: two runs end retrying, the third fails for good (Retries fails it)."""
     job_id = send(producer, "always_fails", "no luck")

@@ -2,8 +2,8 @@
 
 Like a user's app module, it builds the app and instruments it at import. The broker and
 the exporter come from the environment the test gives the worker process:
-`TEST_CELERY_BROKER`, `TEST_EXPORTER_URL`, and `TEST_FLUSH_INTERVAL` (seconds between the
-reporter's sends; a long one leaves delivery to the flush at shutdown).
+`TEST_CELERY_BROKER`, `TEST_EXPORTER_URL`, `TEST_FLUSH_INTERVAL` (seconds between the
+reporter's sends; a long one leaves delivery to the flush at shutdown) and `TEST_NO_SPOOL`.
 """
 
 from __future__ import annotations
@@ -30,6 +30,9 @@ instrument(
     os.environ["TEST_EXPORTER_URL"],
     source="celery",
     flush_interval=float(os.environ.get("TEST_FLUSH_INTERVAL", "0.05")),
+    # Without the client's spool, what a process did not send itself is lost: tests of the
+    # integration's own flushes turn it off.
+    spool_dir=False if os.environ.get("TEST_NO_SPOOL") else None,
 )
 
 
@@ -40,6 +43,12 @@ class Boom(Exception):
 @app.task
 def add(x: int, y: int) -> int:
     return x + y
+
+
+@app.task
+def stamped(n: int) -> int:
+    """`add` under another name, for the test of the publish-time header."""
+    return n
 
 
 @app.task
@@ -56,6 +65,15 @@ def flaky(self, fail_times: int) -> int:
     except Boom as exc:
         raise self.retry(exc=exc, countdown=0) from exc
     return self.request.retries
+
+
+@app.task(bind=True, max_retries=1)
+def retry_later(self, message: str) -> None:
+    """Fails, and its one retry is due in ten minutes: long after the test has looked."""
+    try:
+        raise Boom(message)
+    except Boom as exc:
+        raise self.retry(exc=exc, countdown=600) from exc
 
 
 @app.task

@@ -64,6 +64,12 @@ def flaky(folder: str, name: str, fail_times: int) -> None:
         raise Boom(f"attempt {done + 1} failed")
 
 
+@dramatiq.actor(queue_name="work", max_retries=1, min_backoff=600_000, max_backoff=600_000)
+def retry_later(message: str) -> None:
+    """Fails, and its one retry waits ten minutes: long after the test has looked."""
+    raise Boom(message)
+
+
 @dramatiq.actor(queue_name="work", max_retries=0, time_limit=WAIT_LIMIT_S * 1000)
 def hold(folder: str, name: str) -> None:
     """Runs until `folder/name.release` exists, after writing `name.started`."""
