@@ -147,9 +147,10 @@ def run(quick: bool) -> list[Result]:
     tasks, rounds = (2000, 2) if quick else (10_000, 4)
     folder = Path(tempfile.mkdtemp(prefix="bench-celery-"))
     server = RedisProcess(folder)
-    exporter, exporter_url = start_exporter(folder)
     rates: dict[str, list[float]] = {mode: [] for mode in MODES}
+    exporter = None
     try:
+        exporter, exporter_url = start_exporter(folder)
         for turn in range(rounds):
             # Rotate the order, so no side always runs first (or last) in a round.
             for mode in MODES[turn % 3 :] + MODES[: turn % 3]:
@@ -165,7 +166,8 @@ def run(quick: bool) -> list[Result]:
         if seen != expected:
             raise RuntimeError(f"the exporter counted {seen:g} runs, not {expected}")
     finally:
-        stop(exporter)
+        if exporter is not None:
+            stop(exporter)
         server.stop()
         shutil.rmtree(folder, ignore_errors=True)
     plain, instrumented, events = (statistics.median(rates[mode]) for mode in MODES)

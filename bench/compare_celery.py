@@ -135,13 +135,14 @@ def main() -> int:
     folder = Path(tempfile.mkdtemp(prefix="bench-compare-celery-"))
     server = RedisProcess(folder)
     flower_port, exporter_port = free_port(), free_port()
-    flower = start_flower(server.url, flower_port)
-    exporter = start_exporter(folder / "store.db", exporter_port)
     exporter_url = f"http://127.0.0.1:{exporter_port}"
-    worker = start_worker(
-        server.url, "work", folder / "worker.log", exporter=exporter_url, events=True
-    )
+    flower = exporter = worker = None
     try:
+        flower = start_flower(server.url, flower_port)
+        exporter = start_exporter(folder / "store.db", exporter_port)
+        worker = start_worker(
+            server.url, "work", folder / "worker.log", exporter=exporter_url, events=True
+        )
         from exporter.integrations.celery import instrument
 
         producer = Celery("producer", broker=server.url, set_as_current=False)
@@ -165,9 +166,9 @@ def main() -> int:
         exporter = start_exporter(folder / "store.db", exporter_port)
         ours_after, theirs_after = read_ours(exporter_port), read_flower(flower_port)
     finally:
-        stop(worker)
-        stop(flower)
-        stop(exporter)
+        for process in (worker, flower, exporter):
+            if process is not None:
+                stop(process)
         server.stop()
         shutil.rmtree(folder, ignore_errors=True)
     print(
