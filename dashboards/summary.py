@@ -57,7 +57,8 @@ def build(cfg: Config = DEFAULT) -> dashboard.Dashboard:
         .with_panel(
             single(
                 "Pending",
-                "Jobs waiting to run, for a first run or a retry (job API, and sources that report pending).",
+                "Jobs waiting to run, for a first run or a retry "
+                "(job API, and sources that report pending).",
                 "short",
                 instant(f"sum(background_jobs_pending{{{SOURCE}}}) or vector(0)"),
                 thresholds((None, "green"), (cfg.backlog_min_pending, "orange")),
