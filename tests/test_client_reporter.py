@@ -209,3 +209,37 @@ def _item(job_id: str) -> dict:
         "finishTimestamp": START_MS + 1000,
         "status": "completed",
     }
+
+
+def test_by_default_pushes_ask_for_lost_after_three_heartbeats_within_the_contracts_minute():
+    """15 s heartbeats and lostAfter=45: with the exporter's 5 s sweep, a run whose process
+    died is counted lost within the minute docs/contract.md §6 promises."""
+    import http.server
+
+    asked: list[str] = []
+
+    class Capture(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            asked.append(self.path)
+            self.send_response(202)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Capture)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    reporter = JobReporter(f"http://127.0.0.1:{server.server_port}", spool_dir=False)
+    try:
+        with reporter.job("TASK", "beat"):
+            pass
+        assert reporter.flush(10)
+    finally:
+        reporter.close()
+        server.shutdown()
+        server.server_close()
+    assert asked and all("lostAfter=45" in path for path in asked)
+    assert reporter.heartbeat_interval == 15.0

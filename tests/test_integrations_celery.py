@@ -52,7 +52,9 @@ def producer(broker_url: str, exporter: ExporterProcess) -> Iterator[Celery]:
     """The publishing side: an app that only sends tasks by name, instrumented."""
     app = Celery("producer", broker=broker_url, set_as_current=False)
     app.conf.update(broker_connection_retry_on_startup=True, task_ignore_result=True)
-    instrumentation: Instrumentation = instrument(app, exporter.url, flush_interval=0.05)
+    instrumentation: Instrumentation = instrument(
+        app, exporter.url, flush_interval=0.05, heartbeat_interval=2
+    )
     yield app
     instrumentation.close(timeout=2)
     app.close()

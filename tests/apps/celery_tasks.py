@@ -30,6 +30,9 @@ instrument(
     os.environ["TEST_EXPORTER_URL"],
     source="celery",
     flush_interval=float(os.environ.get("TEST_FLUSH_INTERVAL", "0.05")),
+    # Heartbeats every 2 s ask the exporter for lostAfter=6: a killed run is lost in seconds,
+    # not the default's 45 (3 x 15 s), which the client's own tests check.
+    heartbeat_interval=float(os.environ.get("TEST_HEARTBEAT_INTERVAL", "2")),
     # Without the client's spool, what a process did not send itself is lost: tests of the
     # integration's own flushes turn it off.
     spool_dir=False if os.environ.get("TEST_NO_SPOOL") else None,
