@@ -18,6 +18,9 @@ from bench.data import START_MS
 from bench.harness import Result
 from bench.servers import free_port, stop, wait_for
 from exporter.store.sqlite import SqliteStore
+from exporter.store.tables import HEAD_COLUMNS
+
+MARKS = ", ".join("?" * len(HEAD_COLUMNS.split(",")))  # a plain running job's columns
 
 PUSH_BATCH = 500
 
@@ -276,7 +279,7 @@ class _RawStore:
             for k in range(PUSH_BATCH)
         ]
         self.db.execute("BEGIN")
-        self.db.executemany("INSERT INTO jobs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        self.db.executemany(f"INSERT INTO jobs ({HEAD_COLUMNS}) VALUES ({MARKS})", rows)
         self.db.execute("COMMIT")
 
     def close(self) -> None:

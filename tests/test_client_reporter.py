@@ -243,3 +243,41 @@ def test_by_default_pushes_ask_for_lost_after_three_heartbeats_within_the_contra
         server.server_close()
     assert asked and all("lostAfter=45" in path for path in asked)
     assert reporter.heartbeat_interval == 15.0
+
+
+def test_a_runs_end_queued_behind_its_start_is_sent_alone_and_counted_the_same(tmp_path):
+    """A short task's start and end queued together go as one event (the end says all the
+    start did); a start whose end lacks one of its fields is still sent."""
+    with live_server(tmp_path) as server:
+        reporter = JobReporter(
+            server.base_url, source="short", flush_interval=3600, spool_dir=False
+        )
+        start = {"name": "add", "startTimestamp": START_MS, "backgroundJobType": "TASK"}
+        for n in range(50):
+            queued = {"enqueueTimestamp": START_MS - 1_000}
+            reporter.emit({**start, **queued, "id": f"j{n}", "isFinished": False})
+            reporter.emit(
+                {
+                    **start,
+                    **queued,
+                    "id": f"j{n}",
+                    "isFinished": True,
+                    "finishTimestamp": START_MS + 5,
+                }
+            )
+        reporter.emit(
+            {**start, "id": "kept", "isFinished": False, "enqueueTimestamp": START_MS - 1}
+        )
+        reporter.emit({**start, "id": "kept", "isFinished": True, "finishTimestamp": START_MS + 5})
+        assert reporter.flush(timeout=10)
+        metrics = server.metrics()
+        reporter.close()
+    # The sender, started by the first event, may take that one before its end is queued.
+    assert reporter.coalesced in (49, 50) and reporter.sent == 102
+    labels = {"source": "short", "type": "TASK", "name": "add"}
+    assert metrics.value("background_jobs_started_total", **labels) == 51
+    assert finished(metrics, "completed", "TASK", "add", source="short") == 51
+    assert metrics.value("background_jobs_duration_seconds_count", **labels) == 51
+    # The 50 ends carry their queue wait; "kept"'s end does not, and a push that names a job
+    # twice applies its last item (docs/contract.md §2), so only its start could have said it.
+    assert metrics.value("background_jobs_queue_wait_seconds_count", **labels) == 50

@@ -138,6 +138,13 @@ class JobReporter(JobTracking):
         self.rejected = 0  # events the exporter refused (a 4xx: resending cannot help)
         self.sent = 0  # events delivered, this process's own and adopted ones
         self.heartbeats = 0  # running items re-sent as heartbeats
+        self.coalesced = 0  # running items not sent: their run's end was queued behind them
+        # A running item still queued, by job id: its entry, its keys and its attempt, so
+        # the end of the same run queued behind it can make it unnecessary to send; and the
+        # job id of each such entry (by id(), while the queue holds it).
+        self._queued_running: dict[str, tuple[tuple[bytes, int], frozenset[str], Any]] = {}
+        self._start_of: dict[int, str] = {}
+        self._superseded: set[int] = set()  # id() of queued entries not to send
         self._warned: set[str] = set()
 
     def emit(self, item: dict[str, Any]) -> None:
@@ -160,13 +167,50 @@ class JobReporter(JobTracking):
                 if not self._queue:  # the sender may be asleep until its next pick-up
                     self._oldest_at = time.monotonic()
                     self._changed.notify_all()
-                self._queue.append((line, offset))
+                entry = (line, offset)
+                self._queue.append(entry)
+                self._coalesce(item, entry)
             if len(self._queue) == self.batch_size:  # a full batch: no need to wait for more
                 self._changed.notify_all()
             if not self._closing and (self._thread is None or not self._thread.is_alive()):
                 self._start_sender(notices)
         for message in notices:
             log.warning("%s", message)
+
+    def _coalesce(self, item: dict[str, Any], entry: tuple[bytes, int]) -> None:
+        """A run's end queued behind its still-queued start says all the start said (every
+        one of its fields), so the start need not be sent: a short task costs the exporter
+        one event, not two. Both stay in the spool until sent, so a crash loses neither."""
+        job_id = item.get("id")
+        if not isinstance(job_id, str):
+            return
+        attempt = item.get("attempt", 1)
+        if item.get("isFinished") is False and item.get("status", "running") == "running":
+            self._queued_running[job_id] = (entry, frozenset(item), attempt)
+            self._start_of[id(entry)] = job_id
+            return
+        queued = self._queued_running.pop(job_id, None)
+        if queued is None:
+            return
+        start, keys, start_attempt = queued
+        del self._start_of[id(start)]
+        ends_run = item.get("isFinished") is True or item.get("status") == "retrying"
+        if ends_run and start_attempt == attempt and keys <= item.keys():
+            self._superseded.add(id(start))
+
+    def _taken(self, entries: list[tuple[bytes, int]]) -> int:
+        """Entries leave the queue (sent or dropped): no later event may supersede them.
+        Returns how many of them were superseded."""
+        superseded = 0
+        for entry in entries:
+            key = id(entry)
+            job_id = self._start_of.pop(key, None)
+            if job_id is not None:
+                del self._queued_running[job_id]
+            if key in self._superseded:
+                self._superseded.discard(key)
+                superseded += 1
+        return superseded
 
     def _notice(self, notices: list[str], key: str, message: str) -> None:
         """Queue a warning to log after the lock, once per process and `key`."""
@@ -215,7 +259,7 @@ class JobReporter(JobTracking):
     def _drop_oldest(self, notices: list[str]) -> None:
         """Keep the bound: the oldest queued event goes (the new one when all are in flight)."""
         if self._queue:
-            self._queue.popleft()
+            self._taken([self._queue.popleft()])
         self.dropped += 1
         if self.dropped == 1 or self.dropped % 1000 == 0:
             notices.append(f"job reporter queue full: {self.dropped} events dropped so far")
@@ -365,7 +409,10 @@ class JobReporter(JobTracking):
             count = min(self.batch_size, len(self._queue))
             batch = [self._queue.popleft() for _ in range(count)]
             self._in_flight = batch
-        outcome = self._send([line for line, _ in batch])
+            superseded = self._superseded
+            lines = [entry[0] for entry in batch if id(entry) not in superseded]
+            self.coalesced += self._taken(batch)
+        outcome = self._send(lines) if lines else "sent"
         with self._changed:
             self._in_flight = []
             self._oldest_at = time.monotonic()  # about when what is left was queued
@@ -485,7 +532,7 @@ class JobReporter(JobTracking):
         """Put a failed batch back in front, keeping the bound by dropping the oldest."""
         self._queue.extendleft(reversed(batch))
         while len(self._queue) > self.max_queue:
-            self._queue.popleft()
+            self._taken([self._queue.popleft()])
             self.dropped += 1
 
     def _back_off(self) -> None:
