@@ -178,6 +178,23 @@ class Plan:
 _SHORT_ROW_REST = (1, RUNS, None, None, None)  # attempt, waiting, enqueue, error, reported
 
 
+class RunState(msgspec.Struct, frozen=True, gc=False):
+    """What an open job beyond a plain first run has: a later attempt, a wait, a push's
+    last report (None: at its start). Kept apart, so the open jobs of a plain source (the
+    100,000 of a large scrape) carry one empty field, not three."""
+
+    attempt: int = 1
+    waiting: int = RUNS
+    reported_ms: float | None = None
+
+
+def run_state(attempt: int, waiting: int, reported_ms: float | None) -> RunState | None:
+    """None for a plain first run under way, which is what OpenJob assumes without one."""
+    if attempt == 1 and waiting == RUNS and reported_ms is None:
+        return None
+    return RunState(attempt, waiting, reported_ms)
+
+
 class OpenJob(msgspec.Struct, gc=False):
     """The little the tracker needs of an open job (running, or waiting for a run) to
     move it on later. Untracked by the garbage collector (it refers to no container that
@@ -188,9 +205,19 @@ class OpenJob(msgspec.Struct, gc=False):
     start_ms: float  # its run's start; for a job never started, when it was queued
     missing: int = 0
     seen: int = 0  # the planning pass that last saw it listed: scratch, never stored
-    attempt: int = 1
-    waiting: int = RUNS
-    reported_ms: float | None = None  # a push's last report; None: at start_ms
+    run: RunState | None = None  # None: a plain first run under way
+
+    @property
+    def attempt(self) -> int:
+        return 1 if self.run is None else self.run.attempt
+
+    @property
+    def waiting(self) -> int:
+        return RUNS if self.run is None else self.run.waiting
+
+    @property
+    def reported_ms(self) -> float | None:
+        return None if self.run is None else self.run.reported_ms
 
 
 @dataclass
@@ -232,9 +259,8 @@ class SourceIndex:
                 if waiting == PENDING and enqueue_ms is not None:
                     start_ms = enqueue_ms  # what its queue wait is measured from
                 series = self.canonical((label_type, label_name))
-                self.open[job_id] = OpenJob(
-                    series, start_ms, missing, 0, attempt, waiting, reported_ms
-                )
+                run = run_state(attempt, waiting, reported_ms)
+                self.open[job_id] = OpenJob(series, start_ms, missing, 0, run)
             else:
                 self.finished += 1
 
@@ -258,7 +284,7 @@ class SourceIndex:
         for touch in plan.touches:
             job = open_jobs.get(touch.id)
             if job is not None:
-                job.reported_ms = touch.reported_ms
+                job.run = RunState(job.attempt, job.waiting, touch.reported_ms)
         self.admit(plan.new_series)
         self.generation = generation
 

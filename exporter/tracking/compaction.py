@@ -42,9 +42,7 @@ def compact(index: SourceIndex, memo: ListingMemo | None) -> None:
                 map(float.__mul__, map(_start_ms, jobs), repeat(1.0)),  # keeps a -0.0
                 map(_missing, jobs),
                 map(_seen, jobs),
-                map(_attempt, jobs),
-                map(_waiting, jobs),
-                map(_reported_ms, jobs),
+                map(_run, jobs),  # frozen, and mostly None: shared, not copied
             ),
             strict=True,
         )
@@ -59,6 +57,4 @@ _series = attrgetter("series")
 _start_ms = attrgetter("start_ms")
 _missing = attrgetter("missing")
 _seen = attrgetter("seen")
-_attempt = attrgetter("attempt")
-_waiting = attrgetter("waiting")
-_reported_ms = attrgetter("reported_ms")
+_run = attrgetter("run")

@@ -148,10 +148,10 @@ def _plan_pass(
                 return None
             known.seen = stamp
             seen_open += 1
-            if known.waiting or job.attempt != known.attempt or job.status in waiting_statuses:
+            if known.run is not None or job.attempt != 1 or job.status in waiting_statuses:
                 runs.known(job_id, job, known)
             elif job.is_finished:
-                if job.error is None and known.attempt == 1:
+                if job.error is None:
                     _finish_known(plan, source, job_id, job, known, now_ms, outcomes, durations)
                 else:  # an error to keep, or one of an earlier run to clear
                     runs.known(job_id, job, known)

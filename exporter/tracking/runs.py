@@ -29,6 +29,7 @@ from exporter.model.tracked import (
     Series,
     SourceIndex,
     Touch,
+    run_state,
 )
 
 # LabelGuard.labels: the (type, name) series a job counts under.
@@ -329,5 +330,6 @@ class Runs:
         )
 
     def _keep_open(self, job_id: str, series: Series, state: _State) -> None:
-        job = OpenJob(series, state.since_ms, 0, 0, state.attempt, state.waiting, self.reported_ms)
+        run = run_state(state.attempt, state.waiting, self.reported_ms)
+        job = OpenJob(series, state.since_ms, 0, 0, run)
         self.plan.new_open.append((job_id, job))
