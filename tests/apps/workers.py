@@ -7,9 +7,9 @@ import re
 import signal
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
+
+from tests.helpers.processes import LineLog
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -18,8 +18,6 @@ class WorkerProcess:
     """`python -m <framework> ARGS` from the repository root, its stderr and stdout kept."""
 
     def __init__(self, *args: str, env: dict[str, str], ready: re.Pattern[str]) -> None:
-        self.lines: list[str] = []
-        self._changed = threading.Condition()
         self.process = subprocess.Popen(
             [sys.executable, "-m", *args],
             stdin=subprocess.DEVNULL,
@@ -29,46 +27,29 @@ class WorkerProcess:
             env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
             cwd=ROOT,
         )
-        self._reader = threading.Thread(target=self._follow_log, daemon=True)
-        self._reader.start()
+        assert self.process.stdout is not None
+        self._log = LineLog(self.process, self.process.stdout, keep=200)
+        self.lines = self._log.lines
         try:
             self.wait_for_log(ready, timeout=30)
         except BaseException:
             self.stop()
             raise
 
-    def _follow_log(self) -> None:
-        assert self.process.stdout is not None
-        with self.process.stdout:
-            for line in self.process.stdout:
-                with self._changed:
-                    self.lines.append(line.rstrip("\n"))
-                    self._changed.notify_all()
-        with self._changed:
-            self._changed.notify_all()
-
     def count(self, pattern: re.Pattern[str]) -> int:
-        with self._changed:
-            return sum(1 for line in self.lines if pattern.search(line))
+        return self._log.count(pattern)
 
     def wait_for_log(self, pattern: re.Pattern[str], times: int = 1, timeout: float = 30) -> None:
         """Wait until `times` lines match `pattern`; fail with the log if they do not."""
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while sum(1 for line in self.lines if pattern.search(line)) < times:
-                if self.process.poll() is not None and not self._reader.is_alive():
-                    raise AssertionError(f"worker exited:\n{self.log}")
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise AssertionError(
-                        f"not {times} log line(s) like {pattern.pattern!r}:\n{self.log}"
-                    )
-                self._changed.wait(remaining)
+
+        def enough(lines: list[str]) -> bool | None:
+            return sum(1 for line in lines if pattern.search(line)) >= times or None
+
+        self._log.wait(enough, timeout, f"{times} log line(s) like {pattern.pattern!r}")
 
     @property
     def log(self) -> str:
-        with self._changed:
-            return "\n".join(self.lines[-200:])
+        return self._log.text
 
     def stop(self, timeout: float = 30) -> int:
         """A warm shutdown (SIGTERM); killed if it does not end within `timeout`."""
@@ -81,4 +62,4 @@ class WorkerProcess:
             self.process.wait(10)
             raise AssertionError(f"worker did not stop within {timeout} s:\n{self.log}") from None
         finally:
-            self._reader.join(10)
+            self._log.join(10)

@@ -14,13 +14,70 @@ import sys
 import sysconfig
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import IO, TypeVar
 
 import pytest
 
 from tests.helpers.metrics import Metrics, read_metrics
 
 LISTENING = re.compile(r"listening on (http://\S+)")
+T = TypeVar("T")
+
+
+class LineLog:
+    """The lines a process writes to one of its streams, followed by a thread, and a wait
+    for what a test expects in them: one implementation for every process the tests run."""
+
+    def __init__(self, process: subprocess.Popen[str], stream: IO[str], keep: int = 0) -> None:
+        self.process = process
+        self.lines: list[str] = []
+        self.keep = keep  # lines a failure message shows (0: all)
+        self._changed = threading.Condition()
+        self._reader = threading.Thread(target=self._follow, args=(stream,), daemon=True)
+        self._reader.start()
+
+    def _follow(self, stream: IO[str]) -> None:
+        with stream:
+            for line in stream:
+                with self._changed:
+                    self.lines.append(line.rstrip("\n"))
+                    self._changed.notify_all()
+        with self._changed:
+            self._changed.notify_all()
+
+    def wait(self, found: Callable[[list[str]], T | None], timeout: float, what: str) -> T:
+        """The first non-None `found(lines)`; an AssertionError with the log if the process
+        ends or `timeout` passes first."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                result = found(self.lines)
+                if result is not None:
+                    return result
+                if self.process.poll() is not None and not self._reader.is_alive():
+                    raise AssertionError(f"process exited before {what}:\n{self.text}")
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise AssertionError(f"no {what} within {timeout} s:\n{self.text}")
+                self._changed.wait(remaining)
+
+    def count(self, pattern: re.Pattern[str]) -> int:
+        with self._changed:
+            return sum(1 for line in self.lines if pattern.search(line))
+
+    @property
+    def text(self) -> str:
+        with self._changed:
+            return "\n".join(self.lines[-self.keep :] if self.keep else self.lines)
+
+    def join(self, timeout: float) -> None:
+        self._reader.join(timeout)
+
+
+def first_match(pattern: re.Pattern[str]) -> Callable[[list[str]], re.Match[str] | None]:
+    return lambda lines: next((m for line in lines if (m := pattern.search(line))), None)
 
 
 class ExporterProcess:
@@ -28,8 +85,6 @@ class ExporterProcess:
 
     def __init__(self, *args: str, env: dict[str, str] | None = None, cwd: Path | None = None):
         self.args = args
-        self.lines: list[str] = []
-        self._changed = threading.Condition()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "exporter", *args],
             stdin=subprocess.DEVNULL,
@@ -39,39 +94,18 @@ class ExporterProcess:
             env={**os.environ, **(env or {})},
             cwd=cwd,
         )
-        self._reader = threading.Thread(target=self._follow_log, daemon=True)
-        self._reader.start()
+        assert self.process.stderr is not None
+        self._log = LineLog(self.process, self.process.stderr)
+        self.lines = self._log.lines
         match = self.wait_for_log(LISTENING)
         self.url = match.group(1)
 
-    def _follow_log(self) -> None:
-        assert self.process.stderr is not None
-        with self.process.stderr:
-            for line in self.process.stderr:
-                with self._changed:
-                    self.lines.append(line.rstrip("\n"))
-                    self._changed.notify_all()
-        with self._changed:
-            self._changed.notify_all()
-
     def wait_for_log(self, pattern: re.Pattern[str], timeout: float = 20) -> re.Match[str]:
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while True:
-                for line in self.lines:
-                    if match := pattern.search(line):
-                        return match
-                if self.process.poll() is not None and not self._reader.is_alive():
-                    raise AssertionError("exporter exited:\n" + "\n".join(self.lines))
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise AssertionError(f"no log line like {pattern.pattern!r}:\n{self.log}")
-                self._changed.wait(remaining)
+        return self._log.wait(first_match(pattern), timeout, f"log line like {pattern.pattern!r}")
 
     @property
     def log(self) -> str:
-        with self._changed:
-            return "\n".join(self.lines)
+        return self._log.text
 
     def metrics(self) -> Metrics:
         return read_metrics(self.url)
@@ -82,13 +116,13 @@ class ExporterProcess:
         try:
             return self.process.wait(timeout)
         finally:
-            self._reader.join(timeout)
+            self._log.join(timeout)
 
     def kill(self) -> None:
         if self.process.poll() is None:
             self.process.kill()
         self.process.wait(10)
-        self._reader.join(10)
+        self._log.join(10)
 
 
 def free_port() -> int:

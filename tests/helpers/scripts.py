@@ -9,14 +9,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
-import time
+
+from tests.helpers.processes import LineLog
 
 
 class PythonScript:
     def __init__(self, code: str, *args: str, env: dict[str, str] | None = None) -> None:
-        self.lines: list[str] = []
-        self._changed = threading.Condition()
         self.process = subprocess.Popen(
             [sys.executable, "-c", code, *args],
             stdin=subprocess.PIPE,
@@ -25,40 +23,21 @@ class PythonScript:
             text=True,
             env={**os.environ, **(env or {})},
         )
-        self.stderr = ""
-        self._readers = [
-            threading.Thread(target=self._follow, daemon=True),
-            threading.Thread(target=self._keep_stderr, daemon=True),
-        ]
-        for reader in self._readers:
-            reader.start()
+        assert self.process.stdout is not None and self.process.stderr is not None
+        self._stdout = LineLog(self.process, self.process.stdout)
+        self._stderr = LineLog(self.process, self.process.stderr)
+        self.lines = self._stdout.lines
 
-    def _follow(self) -> None:
-        assert self.process.stdout is not None
-        with self.process.stdout:
-            for line in self.process.stdout:
-                with self._changed:
-                    self.lines.append(line.rstrip("\n"))
-                    self._changed.notify_all()
-        with self._changed:
-            self._changed.notify_all()
-
-    def _keep_stderr(self) -> None:
-        assert self.process.stderr is not None
-        with self.process.stderr:
-            self.stderr = self.process.stderr.read()
+    @property
+    def stderr(self) -> str:
+        return self._stderr.text + "\n" if self._stderr.lines else ""
 
     def wait_for_line(self, text: str, timeout: float = 20) -> None:
         """Wait until the snippet printed `text` as a whole line; fail if it exits first."""
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while text not in self.lines:
-                if self.process.poll() is not None and not self._readers[0].is_alive():
-                    raise AssertionError(f"script exited before {text!r}:\n{self.output()}")
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise AssertionError(f"no line {text!r} within {timeout} s:\n{self.output()}")
-                self._changed.wait(min(remaining, 0.5))
+        try:
+            self._stdout.wait(lambda lines: text in lines or None, timeout, f"the line {text!r}")
+        except AssertionError as error:
+            raise AssertionError(f"{error}\n--- stderr:\n{self.stderr}") from None
 
     def output(self) -> str:
         return "\n".join(self.lines) + "\n--- stderr:\n" + self.stderr
@@ -73,6 +52,6 @@ class PythonScript:
             if self.process.poll() is None:
                 self.process.kill()
                 self.process.wait(10)
-            for reader in self._readers:
-                reader.join(10)
+            self._stdout.join(10)
+            self._stderr.join(10)
         return code
