@@ -309,6 +309,12 @@ def test_runs_and_tracked_pages_read_alike_on_both_stores(store):
     assert [r.id for r in store.tracked_page(TrackedQuery(status="pending"))] == ["a_1"]
     assert [r.id for r in store.tracked_page(TrackedQuery(status="running"))] == ["c"]
     assert [r.id for r in store.tracked_page(TrackedQuery(status="failed", name="resize"))] == ["b"]
+    later = NOW + 3_600_000  # pushed an hour after its start: lost-after runs from here
+    ingestor.ingest(
+        "late", [JobInfo("l", "resize", NOW, "TASK", False)], later, complete_list=False
+    )
+    [late] = store.tracked_jobs("late")
+    assert (late.reported_ms, store.load_index("late").open["l"].reported_ms) == (later, later)
     reloaded = store.load_index("app")
     assert {i: (j.waiting, j.attempt) for i, j in reloaded.open.items()} == {
         "a_1": (PENDING, 1),

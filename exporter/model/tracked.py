@@ -110,6 +110,9 @@ class Plan:
     # label columns the store fills from its type and name; `job_rows` expands them all.
     # (source, id, type, name, start_ms)
     running_inserts: list[tuple] = field(default_factory=list)
+    # (source, id, type, name, start_ms, reported_ms): pushed running jobs first reported
+    # long after their start, whose time to be lost runs from that report
+    late_inserts: list[tuple] = field(default_factory=list)
     # (source, id, type, name, start_ms, finish_ms, finished_at_ms, outcome)
     finished_inserts: list[tuple] = field(default_factory=list)
     # Folded jobs and jobs with extension fields: whole rows in JobRow's column order.
@@ -138,6 +141,7 @@ class Plan:
     def empty(self) -> bool:
         return not (
             self.running_inserts
+            or self.late_inserts
             or self.finished_inserts
             or self.inserts
             or self.finishes
@@ -150,7 +154,12 @@ class Plan:
 
     @property
     def insert_count(self) -> int:
-        return len(self.running_inserts) + len(self.finished_inserts) + len(self.inserts)
+        return (
+            len(self.running_inserts)
+            + len(self.late_inserts)
+            + len(self.finished_inserts)
+            + len(self.inserts)
+        )
 
     def job_rows(self) -> Iterator[tuple]:
         """Every new row in JobRow's column order, for a store that takes whole rows."""
@@ -170,6 +179,9 @@ class Plan:
                 0,
                 *rest,
             )
+        for source, job_id, job_type, name, start_ms, reported_ms in self.late_inserts:
+            head = (source, job_id, job_type, name, job_type, name, start_ms)
+            yield (*head, None, None, None, 0, 1, RUNS, None, None, reported_ms)
         for source, job_id, job_type, name, *finish in self.finished_inserts:
             yield (source, job_id, job_type, name, job_type, name, *finish, 0, *rest)
         yield from self.inserts

@@ -93,6 +93,11 @@ _SHORT_INSERT = f"INSERT INTO jobs ({HEAD_COLUMNS}) VALUES"
 _RUNNING_ROWS = _Batched.of(
     _SHORT_INSERT, "(?{0}, ?{1}, ?{2}, ?{3}, ?{2}, ?{3}, ?{4}, NULL, NULL, NULL, 0)", 5
 )
+_LATE_ROWS = _Batched.of(
+    f"INSERT INTO jobs ({HEAD_COLUMNS}, reported_ms) VALUES",
+    "(?{0}, ?{1}, ?{2}, ?{3}, ?{2}, ?{3}, ?{4}, NULL, NULL, NULL, 0, ?{5})",
+    6,
+)
 _FINISHED_ROWS = _Batched.of(
     _SHORT_INSERT, "(?{0}, ?{1}, ?{2}, ?{3}, ?{2}, ?{3}, ?{4}, ?{5}, ?{6}, ?{7}, 0)", 8
 )
@@ -228,6 +233,7 @@ class SqliteDialect(Dialect[sqlite3.Connection]):
     def insert_jobs(self, db: sqlite3.Connection, plan: Plan) -> None:
         """Short rows bind only the values that differ; folded jobs bind whole rows."""
         _RUNNING_ROWS.write(db, plan.running_inserts)
+        _LATE_ROWS.write(db, plan.late_inserts)
         _FINISHED_ROWS.write(db, plan.finished_inserts)
         db.executemany(self.insert_job, plan.inserts)
 

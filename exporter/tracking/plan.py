@@ -17,10 +17,12 @@ from exporter.config import DEFAULT_MAX_SERIES_PER_SOURCE
 from exporter.model.counts import Buckets, CountKind, Outcome, observe_all
 from exporter.model.jobinfo import WAITING_STATUSES, JobInfo
 from exporter.model.tracked import (
+    RUNS,
     FinishRow,
     MissingRow,
     OpenJob,
     Plan,
+    RunState,
     Series,
     SourceIndex,
     Touch,
@@ -178,7 +180,6 @@ def _plan_pass(
             or job.status in waiting_statuses
             or job.enqueue_timestamp is not None
             or job.error is not None
-            or start_ms < late_ms
         ):
             runs.new(job_id, job)
             continue
@@ -205,6 +206,9 @@ def _plan_pass(
                 tally.durations.append((finish_ms - start_ms) / 1000)
             finished_inserts((source, job_id, job_type, name, start_ms, finish_ms, now_ms, outcome))
             plan.new_finished += 1
+        elif start_ms < late_ms:  # pushed long after it started: lost-after runs from now
+            plan.late_inserts.append((source, job_id, job_type, name, start_ms, now_ms))
+            new_open((job_id, OpenJob(tally.series, start_ms, 0, 0, RunState(1, RUNS, now_ms))))
         else:
             running_inserts((source, job_id, job_type, name, start_ms))
             new_open((job_id, OpenJob(tally.series, start_ms)))
