@@ -106,8 +106,24 @@ Close to the line (full runs of this session, same machine):
 - Celery (`bench/celery.py`): the integration queues each event on the pool process's
   reporter and never waits for the exporter during a task (a retry's `retrying` is the only
   event flushed, for 1 s at most); not flushing after each task is what keeps trivial tasks
-  near the uninstrumented rate. On a 2-core machine the three sides share the cores with the
-  exporter itself: 0.84-0.92x of the plain worker (MISSED), against 0.61x with `-E`.
+  near the uninstrumented rate. The reporter also leaves out a start whose end is queued
+  behind it (a short task is one event, not two). On a 2-core machine the worker, its
+  producer and the exporter share the cores, and one turn of the same mode moves between
+  about 300 and 870 tasks/s: this session's runs read 0.78x, 0.82x, 1.09x and 1.41x, so
+  the table's figure is one draw of a wide spread. With `-E`, 0.57-0.65x every time.
+
+Issue 18 (per-run counting for every source):
+
+- A plain first run (what nearly every job is) keeps the planner's short path; anything the
+  extension fields say (a wait, a retry, a later attempt, an error) goes to
+  `tracking/runs.py`, which writes whole rows. An open job keeps attempt, wait and last
+  report in one optional `RunState`, so 100,000 plain running jobs carry one empty field:
+  the memory benchmark's median reading went from 34 to 38-39 MB with three fields, and
+  back to 36-37 MB with one. The rest of the peak's 2-4 MB is the decoded items' four new
+  optional fields, held until the scrape is written.
+- A pushed running job first reported more than a minute after its start gets a short row
+  of its own with its report time (the batched-push benchmark's jobs all do): without it
+  that benchmark fell to 0.43x; with it, 0.61-0.62x beside 0.55-0.61x before issue 18.
 """
 
 
