@@ -16,12 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 from celery import Celery
 
 from exporter.integrations.celery import Instrumentation, instrument
 from tests.apps.workers import WorkerProcess
-from tests.helpers.metrics import Metrics
+from tests.helpers.metrics import run_counts, tracked_runs
 from tests.helpers.processes import ExporterProcess, free_port
 from tests.helpers.redis import RedisServer
 from tests.helpers.waiting import wait_until
@@ -110,36 +109,13 @@ def send(app: Celery, task: str, *args: Any, queue: str) -> str:
     return str(app.send_task(f"{TASKS}.{task}", args=args, queue=queue).id)
 
 
-def job(metrics: Metrics, family: str, task: str, queue: str, **labels: str) -> float | None:
-    return metrics.value(family, source="celery", type=queue, name=f"{TASKS}.{task}", **labels)
-
-
 def counts(exporter: ExporterProcess, task: str, queue: str) -> dict[str, float | None]:
     """The families the tests check for one task on one queue, read from one page."""
-    metrics = exporter.metrics()
-    finished = "background_jobs_finished_total"
-    return {
-        "started": job(metrics, "background_jobs_started_total", task, queue),
-        "completed": job(metrics, finished, task, queue, outcome="completed"),
-        "failed": job(metrics, finished, task, queue, outcome="failed"),
-        "lost": job(metrics, finished, task, queue, outcome="lost"),
-        "retries": job(metrics, "background_jobs_retries_total", task, queue, trigger="automatic"),
-        "durations": job(metrics, "background_jobs_duration_seconds_count", task, queue),
-        "queue_waits": job(metrics, "background_jobs_queue_wait_seconds_count", task, queue),
-        "running": job(metrics, "background_jobs_running", task, queue),
-        "pending": job(metrics, "background_jobs_pending", task, queue),
-    }
+    return run_counts(exporter.metrics(), "celery", queue, f"{TASKS}.{task}")
 
 
 def runs_of(exporter: ExporterProcess, job_id: str) -> list[dict[str, Any]]:
-    """The job as `GET /api/v1/tracked` lists it: one entry, as its latest run left it."""
-    answer = requests.get(
-        f"{exporter.url}/api/v1/tracked",
-        params={"source": "celery", "q": job_id, "limit": 500},
-        timeout=5,
-    )
-    answer.raise_for_status()
-    return [entry for entry in answer.json()["jobs"] if entry["id"] == job_id]
+    return tracked_runs(exporter.url, "celery", job_id)
 
 
 def test_succeeding_tasks_count_one_run_each(prefork, producer, exporter):

@@ -16,12 +16,11 @@ from typing import Any
 import dramatiq
 import pytest
 import redis
-import requests
 from dramatiq.brokers.redis import RedisBroker
 
 from exporter.integrations.dramatiq import JobExporterMiddleware
 from tests.apps.workers import WorkerProcess
-from tests.helpers.metrics import Metrics
+from tests.helpers.metrics import run_counts, tracked_runs
 from tests.helpers.processes import ExporterProcess
 from tests.helpers.redis import RedisServer
 from tests.helpers.waiting import wait_until
@@ -92,34 +91,12 @@ def send(broker: RedisBroker, actor: str, *args: Any, queue: str = "work") -> st
     return broker.enqueue(message).message_id
 
 
-def job(metrics: Metrics, family: str, actor: str, queue: str, **labels: str) -> float | None:
-    return metrics.value(family, source="dramatiq", type=queue, name=actor, **labels)
-
-
 def counts(exporter: ExporterProcess, actor: str, queue: str = "work") -> dict[str, float | None]:
-    metrics = exporter.metrics()
-    finished = "background_jobs_finished_total"
-    return {
-        "started": job(metrics, "background_jobs_started_total", actor, queue),
-        "completed": job(metrics, finished, actor, queue, outcome="completed"),
-        "failed": job(metrics, finished, actor, queue, outcome="failed"),
-        "retries": job(metrics, "background_jobs_retries_total", actor, queue, trigger="automatic"),
-        "durations": job(metrics, "background_jobs_duration_seconds_count", actor, queue),
-        "queue_waits": job(metrics, "background_jobs_queue_wait_seconds_count", actor, queue),
-        "running": job(metrics, "background_jobs_running", actor, queue),
-        "pending": job(metrics, "background_jobs_pending", actor, queue),
-    }
+    return run_counts(exporter.metrics(), "dramatiq", queue, actor)
 
 
 def runs_of(exporter: ExporterProcess, job_id: str) -> list[dict[str, Any]]:
-    """The job as `GET /api/v1/tracked` lists it: one entry, as its latest run left it."""
-    answer = requests.get(
-        f"{exporter.url}/api/v1/tracked",
-        params={"source": "dramatiq", "q": job_id, "limit": 500},
-        timeout=5,
-    )
-    answer.raise_for_status()
-    return [entry for entry in answer.json()["jobs"] if entry["id"] == job_id]
+    return tracked_runs(exporter.url, "dramatiq", job_id)
 
 
 def test_succeeding_messages_count_one_run_each(worker, producer, exporter):

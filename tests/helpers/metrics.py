@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -54,3 +56,35 @@ def read_metrics(base_url: str) -> Metrics:
     response = requests.get(f"{base_url}/metrics", timeout=5)
     response.raise_for_status()
     return Metrics(response.text)
+
+
+def run_counts(metrics: Metrics, source: str, type: str, name: str) -> dict[str, float | None]:
+    """What the integration tests check of one series, from one page: runs started and
+    finished by outcome, retries, the histograms' counts and the two gauges."""
+
+    def one(family: str, **labels: str) -> float | None:
+        return metrics.value(family, source=source, type=type, name=name, **labels)
+
+    finished = "background_jobs_finished_total"
+    return {
+        "started": one("background_jobs_started_total"),
+        "completed": one(finished, outcome="completed"),
+        "failed": one(finished, outcome="failed"),
+        "lost": one(finished, outcome="lost"),
+        "retries": one("background_jobs_retries_total", trigger="automatic"),
+        "durations": one("background_jobs_duration_seconds_count"),
+        "queue_waits": one("background_jobs_queue_wait_seconds_count"),
+        "running": one("background_jobs_running"),
+        "pending": one("background_jobs_pending"),
+    }
+
+
+def tracked_runs(base_url: str, source: str, job_id: str) -> list[dict[str, Any]]:
+    """The job as `GET /api/v1/tracked` lists it: one entry, as its latest run left it."""
+    answer = requests.get(
+        f"{base_url}/api/v1/tracked",
+        params={"source": source, "q": job_id, "limit": 500},
+        timeout=5,
+    )
+    answer.raise_for_status()
+    return [entry for entry in answer.json()["jobs"] if entry["id"] == job_id]
