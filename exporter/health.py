@@ -25,7 +25,6 @@ class HealthBoard:
         self._lock = threading.Lock()
         self._sources = {name: SourceHealth() for name in sources}
         self.version = 0
-        self.store_errors = 0
 
     def sources(self) -> dict[str, SourceHealth]:
         with self._lock:
@@ -38,11 +37,6 @@ class HealthBoard:
     def record_failure(self, source: str, reason: str, duration_s: float) -> bool:
         """Record a failed scrape; True when this is a change of state or of reason."""
         return self._record(source, False, reason, duration_s, None)
-
-    def record_store_error(self) -> None:
-        with self._lock:
-            self.store_errors += 1
-            self.version += 1
 
     def _record(
         self, source: str, up: bool, reason: str | None, duration_s: float, now_ms: float | None

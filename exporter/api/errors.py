@@ -8,6 +8,8 @@ from typing import Any
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
+from exporter.store import StoreError
+
 log = logging.getLogger(__name__)
 
 
@@ -39,6 +41,14 @@ def init_app(app: Flask) -> None:
             if header.lower() not in ("content-type", "content-length"):
                 response.headers[header] = value
         return response
+
+    @app.errorhandler(StoreError)
+    def store_unavailable(error: StoreError):
+        """503 with the fault's word: what the database said (and where it is) is in the
+        log, once per change (store/health.py), not in answers to any client."""
+        return error_response(
+            503, f"the store is unavailable ({error.fault}); nothing was changed, try again"
+        )
 
     @app.errorhandler(Exception)
     def unexpected_error(error: Exception):

@@ -15,7 +15,6 @@ from exporter.api.responses import job_out, json_response
 from exporter.jobs.queue import JobConflict, UnknownJob
 from exporter.model.queue import DEFAULT_PAGE, JobStatus, QueueQuery
 from exporter.runtime.process import current_runtime
-from exporter.store import StoreError
 
 blueprint = Blueprint("jobs", __name__, url_prefix="/api/v1/jobs")
 MAX_PAGE = 1000
@@ -31,11 +30,6 @@ def unknown_job(error: UnknownJob):
 @blueprint.errorhandler(JobConflict)
 def conflict(error: JobConflict):
     return error_response(409, str(error), [_field(error.field, str(error))])
-
-
-@blueprint.errorhandler(StoreError)
-def store_unavailable(error: StoreError):
-    return error_response(503, f"the store is unavailable: {error}")
 
 
 @blueprint.post("")

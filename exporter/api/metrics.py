@@ -6,7 +6,7 @@ from flask import Blueprint, Response, jsonify, request
 
 from exporter.api.errors import error_response
 from exporter.runtime.process import current_runtime
-from exporter.store import StoreError
+from exporter.store.health import StoreFault
 
 blueprint = Blueprint("metrics", __name__)
 
@@ -31,8 +31,14 @@ def healthz():
 
 @blueprint.get("/readyz")
 def readyz():
-    try:
-        current_runtime().store.ping()
-    except StoreError as error:
-        return error_response(503, f"store unavailable: {error}")
-    return jsonify({"status": "ready"})
+    """Ready while the store answers a read within the reader's budget and its last
+    operations worked; the fault's word otherwise (what the database said is in the log)."""
+    runtime = current_runtime()
+    _, fresh = runtime.collector.reader.read()
+    state = runtime.store.health.state()
+    if fresh and state.up:
+        return jsonify({"status": "ready"})
+    fault = state.fault or StoreFault.TIMEOUT  # a read still waiting has not failed yet
+    response = error_response(503, f"the store is unavailable ({fault})")
+    response.headers["Retry-After"] = "1"
+    return response

@@ -25,7 +25,6 @@ from exporter.model.jobinfo import Status
 from exporter.model.queue import API_SOURCE, JobStatus, QueueQuery
 from exporter.model.tracked import PENDING, RETRY, RUNS, JobRow
 from exporter.runtime.process import current_runtime
-from exporter.store import StoreError
 from exporter.tracking.decode import InvalidDocument, decode_jobs
 
 blueprint = Blueprint("push", __name__, url_prefix="/api/v1")
@@ -59,13 +58,9 @@ def push() -> Response:
                 for error in decoded.errors
             ],
         )
-    try:
-        runtime.ingestor.ingest(
-            source, decoded.jobs, now_ms, complete_list=False, lost_after_ms=lost_after_ms
-        )
-    except StoreError as error:
-        runtime.health.record_store_error()
-        raise ApiError(503, f"the store is unavailable; nothing was applied: {error}") from error
+    runtime.ingestor.ingest(
+        source, decoded.jobs, now_ms, complete_list=False, lost_after_ms=lost_after_ms
+    )
     return json_response(schemas.PushAccepted(len(decoded.jobs)), 202)
 
 
@@ -74,13 +69,10 @@ def jobinfo() -> Response:
     """Every tracked job as JobInfoBase: scraped and pushed jobs, and API jobs that ran."""
     runtime = current_runtime()
     source = request.args.get("source")
-    try:
-        jobs = [] if source == API_SOURCE else runtime.store.tracked_jobs(source)
-        tracked = [_tracked(row) for row in jobs]
-        if source in (None, API_SOURCE):
-            tracked.extend(_api_jobs(runtime.queue))
-    except StoreError as error:
-        raise ApiError(503, f"the store is unavailable: {error}") from error
+    jobs = [] if source == API_SOURCE else runtime.store.tracked_jobs(source)
+    tracked = [_tracked(row) for row in jobs]
+    if source in (None, API_SOURCE):
+        tracked.extend(_api_jobs(runtime.queue))
     return json_response(tracked)
 
 

@@ -17,7 +17,6 @@ from exporter.api.responses import job_out, json_response, schedule_out
 from exporter.jobs.schedules import ScheduleInvalid, ScheduleSpec
 from exporter.model.schedules import ScheduleConflict, UnknownSchedule
 from exporter.runtime.process import current_runtime
-from exporter.store import StoreError
 
 blueprint = Blueprint("schedules", __name__, url_prefix="/api/v1/schedules")
 
@@ -36,11 +35,6 @@ def unknown(error: UnknownSchedule):
 @blueprint.errorhandler(ScheduleConflict)
 def conflict(error: ScheduleConflict):
     return error_response(409, str(error), [_field(error.field, str(error))])
-
-
-@blueprint.errorhandler(StoreError)
-def store_unavailable(error: StoreError):
-    return error_response(503, f"the store is unavailable: {error}")
 
 
 @blueprint.post("")

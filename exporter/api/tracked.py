@@ -24,7 +24,6 @@ from exporter.model.tracked import (
     TrackedQuery,
 )
 from exporter.runtime.process import current_runtime
-from exporter.store import StoreError
 
 blueprint = Blueprint("tracked", __name__, url_prefix="/api/v1")
 MAX_TEXT = 200  # the longest `q`: ids and names are at most 200 characters
@@ -34,11 +33,7 @@ _cursor_decoder = msgspec.json.Decoder(tuple[float, str, str])
 @blueprint.get("/tracked")
 def tracked() -> Response:
     query = _query()
-    try:
-        rows = current_runtime().store.tracked_page(query)
-    except StoreError as error:
-        current_runtime().health.record_store_error()
-        raise ApiError(503, f"the store is unavailable: {error}") from error
+    rows = current_runtime().store.tracked_page(query)
     more = len(rows) > query.limit - 1
     rows = rows[: query.limit - 1]
     last = rows[-1] if rows else None

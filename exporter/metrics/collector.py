@@ -9,7 +9,7 @@ adds it to, and is the reference the renderer is tested against.
 from __future__ import annotations
 
 import logging
-from collections.abc import Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from typing import Any
 
 from prometheus_client.metrics_core import (
@@ -20,10 +20,11 @@ from prometheus_client.metrics_core import (
 )
 
 from exporter.health import HealthBoard
+from exporter.metrics.reader import SnapshotReader
 from exporter.metrics.view import Families, Family, HistogramValues, MetricsView, build_view
 from exporter.model.counts import Buckets, Outcome, RetryTrigger, ScrapeErrorReason
 from exporter.model.schedules import FireResult
-from exporter.store import Store, StoreError
+from exporter.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -42,23 +43,35 @@ class JobCollector:
         self.health = health
         self.buckets = buckets
         self.version = version
+        self.reader = SnapshotReader(store)
 
-    def cache_key(self) -> tuple[Hashable, int] | None:
-        """Changes whenever the output would; None when the store cannot say."""
-        try:
-            return (self.store.snapshot().version, self.health.version)
-        except StoreError:
-            return None
+    def current(self) -> tuple[Hashable, Callable[[], MetricsView]]:
+        """A key that changes whenever the output would, and how to build that output;
+        within the reader's budget even when the store hangs."""
+        snapshot, fresh = self.reader.read()
+        store = self.store.health
+        up = fresh and store.up
+        key = (
+            None if snapshot is None else snapshot.version,
+            up,
+            self.health.version,
+            store.version,
+        )
+
+        def view() -> MetricsView:
+            return build_view(
+                snapshot,
+                self.health.sources(),
+                store.errors,
+                self.buckets,
+                self.version,
+                store_up=up,
+            )
+
+        return key, view
 
     def view(self) -> MetricsView:
-        try:
-            snapshot = self.store.snapshot()
-        except StoreError as error:
-            log.error("cannot read counts for /metrics: %s", error)
-            snapshot = None
-        return build_view(
-            snapshot, self.health.sources(), self.health.store_errors, self.buckets, self.version
-        )
+        return self.current()[1]()
 
     def collect(self) -> Iterator[Metric]:
         view = self.view()
@@ -95,6 +108,7 @@ class JobCollector:
         for source, count in view.tracked:
             families[Families.TRACKED_JOBS].add_metric([source], count)
         families[Families.STORE_ERRORS].add_metric([], view.store_errors)
+        families[Families.STORE_UP].add_metric([], view.store_up)
         families[Families.BUILD_INFO].add_metric([view.version], 1)
         for schedule in view.schedules:
             labels = list(schedule.labels)
@@ -129,6 +143,7 @@ _ORDER = (
     Families.FOLDED_JOBS,
     Families.TRACKED_JOBS,
     Families.STORE_ERRORS,
+    Families.STORE_UP,
     Families.BUILD_INFO,
     Families.SCHEDULE_FIRES,
     Families.SCHEDULE_LAST_FIRE,

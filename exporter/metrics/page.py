@@ -17,11 +17,8 @@ from exporter.metrics.view import MetricsView
 
 
 class MetricsPage:
-    def __init__(
-        self, view: Callable[[], MetricsView], cache_key: Callable[[], Hashable | None]
-    ) -> None:
-        self._view = view
-        self._cache_key = cache_key
+    def __init__(self, current: Callable[[], tuple[Hashable, Callable[[], MetricsView]]]) -> None:
+        self._current = current  # the cache key and a builder of the view it stands for
         self._lock = threading.Lock()
         self._key: Hashable | None = None
         self._rendered: dict[tuple[bool, bool], bytes] = {}
@@ -31,20 +28,19 @@ class MetricsPage:
         _, negotiated = choose_encoder(accept or "")  # prometheus_client's own negotiation
         openmetrics = negotiated.startswith("application/openmetrics-text")
         content_type = OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE
-        key = self._cache_key()
+        key, view = self._current()
         slot = (openmetrics, gzip_ok)
         with self._lock:
-            if key is None or key != self._key:
+            if key != self._key:
                 self._rendered.clear()
                 self._key = key
             cached = self._rendered.get(slot)
         if cached is not None:
             return cached, content_type
-        body = _gzipped(self._view(), openmetrics) if gzip_ok else render(self._view(), openmetrics)
-        if key is not None:
-            with self._lock:
-                if self._key == key:
-                    self._rendered[slot] = body
+        body = _gzipped(view(), openmetrics) if gzip_ok else render(view(), openmetrics)
+        with self._lock:
+            if self._key == key:
+                self._rendered[slot] = body
         return body, content_type
 
 

@@ -163,6 +163,8 @@ def _health(view: MetricsView, header: Callable[[Family], str], add: Callable[[s
         add(f'{name}{{source="{escape_label(source)}"}} {number(count)}\n')
     name = header(Families.STORE_ERRORS)
     add(f"{name} {number(view.store_errors)}\n")
+    name = header(Families.STORE_UP)
+    add(f"{name} {number(view.store_up)}\n")
     name = header(Families.BUILD_INFO)
     add(f'{name}{{version="{escape_label(view.version)}"}} 1\n')
 

@@ -113,6 +113,11 @@ class Families:
         "counter",
         "Store operations that failed (the exporter's log says why).",
     )
+    STORE_UP = Family(
+        "job_exporter_store_up",
+        "gauge",
+        "1 while the store answers; 0 while it fails, and the counts shown are the last read.",
+    )
     BUILD_INFO = Family(
         "job_exporter_build_info",
         "gauge",
@@ -216,6 +221,7 @@ class MetricsView:
     store_errors: float
     version: str
     schedules: tuple[ScheduleRow, ...] = ()
+    store_up: float = 1
 
 
 def build_view(
@@ -224,8 +230,9 @@ def build_view(
     store_errors: float,
     buckets: Buckets,
     version: str,
+    store_up: bool = True,
 ) -> MetricsView:
-    """The view of a snapshot (None when the store could not be read: health alone)."""
+    """The view of a snapshot (None when the store was never read: health alone)."""
     series: tuple[JobSeries, ...] = ()
     stored_health: Mapping[str, Mapping[CountName, float]] = {}
     tracked: tuple[tuple[str, int], ...] = ()
@@ -239,7 +246,16 @@ def build_view(
         _source_row(source, health.get(source), stored_health.get(source, {}))
         for source in sorted(stored_health.keys() | health.keys())
     )
-    return MetricsView(buckets.labels, series, sources, tracked, store_errors, version, schedules)
+    return MetricsView(
+        buckets.labels,
+        series,
+        sources,
+        tracked,
+        store_errors,
+        version,
+        schedules,
+        store_up=1 if store_up else 0,
+    )
 
 
 def _schedule_row(schedule: Schedule) -> ScheduleRow:

@@ -74,7 +74,7 @@ class Runtime:
             self.store, self.health, self.ingestor.rules.buckets, __version__
         )
         self.registry.register(self.collector)
-        self.metrics_page = MetricsPage(self.collector.view, self.collector.cache_key)
+        self.metrics_page = MetricsPage(self.collector.current)
         self.queue = JobQueue(
             self.store,
             self.clock,

@@ -2,7 +2,8 @@
 job-API jobs past retention, and due schedules.
 
 Both only finish runs that nobody will finish any more, each in its own transaction; a store
-failure is logged and counted, and the next sweep tries again.
+failure is counted and logged by the store's health (once per change), and the next sweep
+tries again.
 """
 
 from __future__ import annotations
@@ -50,8 +51,7 @@ class Sweeper:
         try:
             expired = self.queue.expire_leases()
         except StoreError as error:
-            self.health.record_store_error()
-            log.error("could not expire job leases: %s", error)
+            log.debug("could not expire job leases: %s", error)
             return 0
         if expired:
             log.info("%d job lease(s) expired; counted lost", expired)
@@ -64,8 +64,7 @@ class Sweeper:
         try:
             created = self._schedules.sweep()
         except StoreError as error:
-            self.health.record_store_error()
-            log.error("could not fire due schedules: %s", error)
+            log.debug("could not fire due schedules: %s", error)
             return 0
         if created:
             log.debug("schedules created %d job(s)", created)
@@ -76,8 +75,7 @@ class Sweeper:
         try:
             pruned = self.queue.prune(self.retention_ms)
         except StoreError as error:
-            self.health.record_store_error()
-            log.error("could not prune finished API jobs: %s", error)
+            log.debug("could not prune finished API jobs: %s", error)
             return 0
         if pruned:
             log.info("pruned %d finished API job(s) past retention", pruned)
@@ -95,8 +93,7 @@ class Sweeper:
                 plan = self.ingestor.expire_open(source, self.lost_after_ms(source), now_ms)
                 lost += sum(1 for finish in plan.finishes if finish.outcome == Outcome.LOST)
         except StoreError as error:
-            self.health.record_store_error()
-            log.error("could not expire overdue pushed jobs: %s", error)
+            log.debug("could not expire overdue pushed jobs: %s", error)
         if lost:
             log.info("%d pushed job(s) not reported in time; counted lost", lost)
         return lost

@@ -89,9 +89,8 @@ class Scraper:
             items = len(listing.items)
             try:
                 decoded = self.ingestor.ingest_listing(name, listing, now_ms)
-            except StoreError as error:
-                self.health.record_store_error()
-                log.error("source %s: scraped but could not store the result: %s", name, error)
+            except StoreError as error:  # logged by the store's health, once per change
+                log.debug("source %s: scraped but could not store the result: %s", name, error)
                 return ScrapeResult(False, "store", items)
             except Exception as error:  # a bug on the way to the store: counted, and loud
                 log.exception("source %s: could not apply the scrape", name)
@@ -139,6 +138,5 @@ class Scraper:
                 name, Counter({("", "", CountKind.SCRAPE_ERRORS, reason): 1})
             )
         except StoreError as error:
-            self.health.record_store_error()
-            log.error("source %s: could not count a scrape error: %s", name, error)
+            log.debug("source %s: could not count a scrape error: %s", name, error)
         return ScrapeResult(False, reason)

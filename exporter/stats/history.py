@@ -74,7 +74,7 @@ class HistorySampler:
         try:
             snapshot = self.store.snapshot()
         except StoreError as error:
-            log.warning("history sample skipped: %s", error)
+            log.debug("history sample skipped: %s", error)
             return False
         now_ms = self.clock.now_ms()
         if self._totals is None or snapshot.version != self._last_version:

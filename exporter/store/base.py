@@ -9,19 +9,31 @@ from __future__ import annotations
 
 from collections.abc import Collection, Container, Hashable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from exporter.model.counts import CountDeltas
 from exporter.model.queue import QueueChange, QueueJob, QueueQuery, Transition
 from exporter.model.schedules import Schedule, ScheduleFire, ScheduleTransition
 from exporter.model.tracked import JobRow, Plan, SourceIndex, TrackedQuery
 
+if TYPE_CHECKING:
+    from exporter.store.health import StoreHealth
+
 SeriesKey = tuple[str, str, str]  # (source, type, name)
 CountName = tuple[str, str]  # (family, label)
 
 
 class StoreError(RuntimeError):
-    """The store could not do what was asked (unreachable, locked too long, corrupt)."""
+    """The store could not do what was asked (unreachable, locked too long, corrupt);
+    `fault` says which, as a StoreFault word."""
+
+    def __init__(self, message: str, fault: str = "error") -> None:
+        super().__init__(message)
+        self.fault = fault
+
+
+class StoreDown(StoreError):
+    """Not tried: the store is known to be down (StoreHealth lets a probe through)."""
 
 
 class StaleIndex(StoreError):
@@ -68,6 +80,8 @@ ASK_BY_ID_UP_TO = 2000
 
 
 class Store(Protocol):
+    health: StoreHealth  # what every operation found, said once per change
+
     def load_index(self, source: str) -> SourceIndex:
         """What the store knows of one source's jobs, for the tracker to plan against."""
         ...

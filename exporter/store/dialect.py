@@ -15,6 +15,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from exporter.model.tracked import Plan
 from exporter.store.base import Snapshot
+from exporter.store.health import StoreFault
 from exporter.store.tables import ADD_TO_COUNT, JOB_COLUMNS
 
 
@@ -73,6 +74,10 @@ class Dialect(ABC, Generic[C]):
     @abstractmethod
     def snapshot(self, cached: Snapshot | None) -> Snapshot:
         """`cached` while nothing was committed since it was read, else a fresh snapshot."""
+
+    def fault_of(self, error: Exception) -> str:
+        """The StoreFault word for one of `errors`."""
+        return StoreFault.ERROR
 
     def start(self) -> None:
         """Called once the schema is current, before the store is used."""

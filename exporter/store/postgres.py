@@ -22,6 +22,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from exporter.model.tracked import Plan
 from exporter.store.base import Snapshot, StoreError
 from exporter.store.dialect import Dialect
+from exporter.store.health import StoreFault
 from exporter.store.snapshot_sql import read_snapshot
 from exporter.store.sql import SqlStore
 from exporter.store.tables import JOB_COLUMNS, ColumnTypes, first_steps, runs_step
@@ -70,6 +71,19 @@ class PostgresDialect(Dialect[Connection]):
             self._pool.wait(timeout=10)
         except (psycopg.Error, PoolTimeout) as error:
             raise StoreError(f"cannot reach PostgreSQL store {self.where}: {error}") from error
+
+    def fault_of(self, error: Exception) -> str:
+        if isinstance(error, PoolTimeout | psycopg.errors.QueryCanceled):
+            return StoreFault.TIMEOUT
+        if isinstance(error, psycopg.errors.LockNotAvailable):
+            return StoreFault.TIMEOUT
+        if isinstance(error, psycopg.errors.DiskFull):
+            return StoreFault.DISK_FULL
+        if isinstance(error, psycopg.errors.ReadOnlySqlTransaction):
+            return StoreFault.READ_ONLY
+        if isinstance(error, psycopg.OperationalError):
+            return StoreFault.UNAVAILABLE
+        return StoreFault.ERROR
 
     def write(self) -> AbstractContextManager[Connection]:
         return self.read()

@@ -29,6 +29,7 @@ from exporter.store.base import (
     StoreError,
 )
 from exporter.store.dialect import C, Dialect
+from exporter.store.health import StoreHealth
 from exporter.store.queue_sql import QueueSql
 from exporter.store.tables import JOB_COLUMNS
 
@@ -93,6 +94,7 @@ class SqlStore(Generic[C]):
         self._tracked_of = f"{self._tracked} WHERE source = {p}"
         self._snapshot_lock = threading.Lock()
         self._cached: Snapshot | None = None
+        self.health = StoreHealth()
         self._migrate()
         dialect.start()
 
@@ -100,22 +102,41 @@ class SqlStore(Generic[C]):
 
     @contextmanager
     def _write(self, what: str) -> Iterator[C]:
-        try:
-            with self._dialect.write() as db:
-                yield db
-        except self._dialect.errors as error:
-            raise self._failed(what, error) from error
+        with self._guarded(what, write=True), self._dialect.write() as db:
+            yield db
 
     @contextmanager
     def _read(self, what: str, consistent: bool = False) -> Iterator[C]:
+        with self._guarded(what, write=False), self._dialect.read(consistent) as db:
+            yield db
+
+    @contextmanager
+    def _guarded(self, what: str, write: bool) -> Iterator[None]:
+        """One operation, reported to `health`: driver errors become StoreError with a
+        fault; while the store is known to be down it is not tried (but for probes)."""
+        health = self.health
+        probe = health.admit(write)
         try:
-            with self._dialect.read(consistent) as db:
-                yield db
+            yield
+        except StaleIndex:
+            health.ok(probe)  # another writer won: the store works
+            raise
+        except StoreError as error:
+            health.failed(error.fault, str(error), probe)
+            raise
         except self._dialect.errors as error:
-            raise self._failed(what, error) from error
+            failure = self._failed(what, error)
+            health.failed(failure.fault, str(failure), probe)
+            raise failure from error
+        except BaseException:
+            health.ok(probe)  # the store answered; the caller's own code raised
+            raise
+        health.ok(probe)
 
     def _failed(self, what: str, error: Exception) -> StoreError:
-        return StoreError(f"{what} failed on {self._dialect.where}: {error}")
+        return StoreError(
+            f"{what} failed on {self._dialect.where}: {error}", self._dialect.fault_of(error)
+        )
 
     def _migrate(self) -> None:
         dialect = self._dialect
@@ -198,11 +219,8 @@ class SqlStore(Generic[C]):
                 self._dialect.add_counts(db, count_rows(source, deltas))
 
     def snapshot(self) -> Snapshot:
-        with self._snapshot_lock:
-            try:
-                self._cached = self._dialect.snapshot(self._cached)
-            except self._dialect.errors as error:
-                raise self._failed("reading counts", error) from error
+        with self._snapshot_lock, self._guarded("reading counts", write=False):
+            self._cached = self._dialect.snapshot(self._cached)
             return self._cached
 
     def tracked_page(self, query: TrackedQuery) -> list[JobRow]:

@@ -23,6 +23,7 @@ from exporter.model.tracked import Plan
 from exporter.store.base import Snapshot, StoreError
 from exporter.store.checkpointer import Checkpointer
 from exporter.store.dialect import Dialect
+from exporter.store.health import StoreFault
 from exporter.store.snapshot_sql import read_snapshot
 from exporter.store.sql import SqlStore
 from exporter.store.tables import (
@@ -106,6 +107,18 @@ _COUNT_ROWS = _Batched.of(
 )
 
 
+# SQLite's primary result codes (the part of an extended one before its second "_").
+_FAULTS = {
+    "SQLITE_BUSY": StoreFault.TIMEOUT,
+    "SQLITE_LOCKED": StoreFault.TIMEOUT,
+    "SQLITE_FULL": StoreFault.DISK_FULL,
+    "SQLITE_READONLY": StoreFault.READ_ONLY,
+    "SQLITE_CORRUPT": StoreFault.CORRUPT,
+    "SQLITE_NOTADB": StoreFault.CORRUPT,
+    "SQLITE_CANTOPEN": StoreFault.UNAVAILABLE,
+}
+
+
 def sqlite_path(url: str) -> str:
     """The file of a store URL, as SQLAlchemy reads them: what follows `sqlite:///` is the
     path, so `sqlite:///rel.db` is relative and `sqlite:////abs/file.db` absolute."""
@@ -148,6 +161,10 @@ class SqliteDialect(Dialect[sqlite3.Connection]):
         except sqlite3.Error as error:
             raise StoreError(f"cannot open SQLite store {self.path}: {error}") from error
         return connection
+
+    def fault_of(self, error: Exception) -> str:
+        name = getattr(error, "sqlite_errorname", "")
+        return _FAULTS.get("_".join(name.split("_")[:2]), StoreFault.ERROR)
 
     def start(self) -> None:
         if self.path != ":memory:":
