@@ -25,6 +25,7 @@ class HealthBoard:
         self._lock = threading.Lock()
         self._sources = {name: SourceHealth() for name in sources}
         self.version = 0
+        self.clock_step_s = 0.0  # the wall clock's distance from the exporter's time line
 
     def sources(self) -> dict[str, SourceHealth]:
         with self._lock:
@@ -37,6 +38,11 @@ class HealthBoard:
     def record_failure(self, source: str, reason: str, duration_s: float) -> bool:
         """Record a failed scrape; True when this is a change of state or of reason."""
         return self._record(source, False, reason, duration_s, None)
+
+    def record_clock_step(self, step_s: float) -> None:
+        with self._lock:
+            self.clock_step_s = step_s
+            self.version += 1
 
     def _record(
         self, source: str, up: bool, reason: str | None, duration_s: float, now_ms: float | None

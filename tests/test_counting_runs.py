@@ -300,12 +300,19 @@ def test_a_push_sources_own_lost_after_wins_over_what_its_pushes_ask(
     assert counts(metrics, "fast")["lost"] == 1
 
 
-def test_a_pushed_job_first_reported_long_after_its_start_is_not_lost_at_once(
+def test_a_pushed_job_first_reported_long_after_its_start_is_taken_as_it_is(
     exporter: Exporter, clock: ManualClock
 ):
-    push(exporter, [job("old", start_ms=clock.now_ms() - 2 * 86_400_000)])
+    """Older than the lost-after time (24 h by default) when first pushed: not lost at
+    once, and its completion counts."""
+    started_ms = clock.now_ms() - 2 * 86_400_000
+    push(exporter, [job("old", start_ms=started_ms)])
     exporter.runtime.sweeper.pushed()
-    assert counts(exporter.metrics(), "push")["lost"] == 0
+    assert counts(exporter.metrics(), "push") == expect(started=1, running=1)
+    clock.advance(60)
+    push(exporter, [job("old", start_ms=started_ms, finished=True, finishTimestamp=clock.now_ms())])
+    exporter.runtime.sweeper.pushed()
+    assert counts(exporter.metrics(), "push") == expect(started=1, completed=1)
 
 
 @pytest.mark.parametrize("value", ["1", "nan", "x", str(31 * 86400)])

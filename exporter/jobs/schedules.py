@@ -15,7 +15,9 @@ wrong (it can fire twice in a repeated hour, or return an instant in the past), 
 asked about naive wall times in UTC, where no clock jumps, and the mapping back to instants
 is done here, as are two crontab rules it does not follow (weekdays from Sunday, and
 either restricted day field matching). Intervals are elapsed seconds, anchored at the
-schedule's creation.
+schedule's creation, on the exporter's time line (clock.py); cron reads the wall clock as it
+is now, so after a step it fires by the calendar: a step back repeats no fire (the next is
+after the last), a step forward fires what it skipped as the misfire policy says.
 """
 
 from __future__ import annotations
@@ -372,7 +374,7 @@ class Scheduler:
             )
         now_ms = self.clock.now_ms()
         timing = Timing(spec.cron, spec.interval_s, spec.timezone, now_ms)
-        first = timing.next_after(now_ms)
+        first = timing.next_after(self._now_for(spec.cron))
         if first is None:
             raise ScheduleInvalid("cron", f"cron expression {spec.cron!r} never fires")
         schedule = Schedule(
@@ -414,7 +416,7 @@ class Scheduler:
     def resume(self, schedule_id: str) -> Schedule:
         """Active again from now: fires due while paused are not run."""
         schedule = self.get(schedule_id)
-        next_ms = Timing.of(schedule).next_after(self.clock.now_ms())
+        next_ms = Timing.of(schedule).next_after(self._now_for(schedule.cron))
         return self._update(schedule_id, set_paused(False, next_ms if next_ms else math.inf))
 
     def delete(self, schedule_id: str) -> None:
@@ -429,11 +431,11 @@ class Scheduler:
 
     def sweep(self) -> int:
         """Fire every due schedule; returns how many jobs were created."""
-        now_ms = self.clock.now_ms()
+        due_before_ms = max(self.clock.now_ms(), self.clock.wall_ms())
         created = 0
-        for schedule in self.store.schedule_list(due_before_ms=now_ms):
+        for schedule in self.store.schedule_list(due_before_ms=due_before_ms):
             try:
-                created += self._fire_due(schedule, now_ms)
+                created += self._fire_due(schedule, self._now_for(schedule.cron))
             except UnknownSchedule:
                 continue  # deleted meanwhile
             except ScheduleInvalid as error:  # e.g. its time zone left the system's tzdata
@@ -460,6 +462,11 @@ class Scheduler:
                 continue  # another replica created this fire's job
             created += 1
         return created
+
+    def _now_for(self, cron: str | None) -> float:
+        """Cron follows the calendar, so the wall clock as it is now, steps and all; an
+        interval is elapsed time, on the exporter's own time line."""
+        return self.clock.wall_ms() if cron is not None else self.clock.now_ms()
 
     def _create(self, schedule: Schedule, key: str, transition_for) -> QueueJob:
         return self.queue.create(

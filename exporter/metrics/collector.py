@@ -66,6 +66,7 @@ class JobCollector:
                 self.buckets,
                 self.version,
                 store_up=up,
+                clock_step_s=self.health.clock_step_s,
             )
 
         return key, view
@@ -109,6 +110,7 @@ class JobCollector:
             families[Families.TRACKED_JOBS].add_metric([source], count)
         families[Families.STORE_ERRORS].add_metric([], view.store_errors)
         families[Families.STORE_UP].add_metric([], view.store_up)
+        families[Families.CLOCK_STEP].add_metric([], view.clock_step_s)
         families[Families.BUILD_INFO].add_metric([view.version], 1)
         for schedule in view.schedules:
             labels = list(schedule.labels)
@@ -144,6 +146,7 @@ _ORDER = (
     Families.TRACKED_JOBS,
     Families.STORE_ERRORS,
     Families.STORE_UP,
+    Families.CLOCK_STEP,
     Families.BUILD_INFO,
     Families.SCHEDULE_FIRES,
     Families.SCHEDULE_LAST_FIRE,

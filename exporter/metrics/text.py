@@ -165,6 +165,8 @@ def _health(view: MetricsView, header: Callable[[Family], str], add: Callable[[s
     add(f"{name} {number(view.store_errors)}\n")
     name = header(Families.STORE_UP)
     add(f"{name} {number(view.store_up)}\n")
+    name = header(Families.CLOCK_STEP)
+    add(f"{name} {number(view.clock_step_s)}\n")
     name = header(Families.BUILD_INFO)
     add(f'{name}{{version="{escape_label(view.version)}"}} 1\n')
 

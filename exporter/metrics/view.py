@@ -118,6 +118,11 @@ class Families:
         "gauge",
         "1 while the store answers; 0 while it fails, and the counts shown are the last read.",
     )
+    CLOCK_STEP = Family(
+        "job_exporter_clock_step_seconds",
+        "gauge",
+        "How far the wall clock stepped from the exporter's time line since start (0: none).",
+    )
     BUILD_INFO = Family(
         "job_exporter_build_info",
         "gauge",
@@ -222,6 +227,7 @@ class MetricsView:
     version: str
     schedules: tuple[ScheduleRow, ...] = ()
     store_up: float = 1
+    clock_step_s: float = 0
 
 
 def build_view(
@@ -231,6 +237,7 @@ def build_view(
     buckets: Buckets,
     version: str,
     store_up: bool = True,
+    clock_step_s: float = 0,
 ) -> MetricsView:
     """The view of a snapshot (None when the store was never read: health alone)."""
     series: tuple[JobSeries, ...] = ()
@@ -255,6 +262,7 @@ def build_view(
         version,
         schedules,
         store_up=1 if store_up else 0,
+        clock_step_s=clock_step_s,
     )
 
 

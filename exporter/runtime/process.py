@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import logging
 import random
-from datetime import UTC, datetime
+from functools import partial
 
-from apscheduler.schedulers.background import BackgroundScheduler
 from flask import current_app
 from prometheus_client import CollectorRegistry
 
 from exporter import __version__
-from exporter.clock import Clock, SystemClock
+from exporter.clock import Clock, ClockWatch, SystemClock
 from exporter.config import Settings
 from exporter.health import HealthBoard
 from exporter.jobs.demo_crew import DemoCrew, ensure_demo_schedule
@@ -26,6 +25,7 @@ from exporter.metrics.page import MetricsPage
 from exporter.model.counts import Buckets
 from exporter.runtime.allocator import give_back
 from exporter.runtime.sweeps import Sweeper
+from exporter.runtime.timers import Timers
 from exporter.sources.fetch import FetchLimits
 from exporter.sources.scrape import Scraper, ScrapeTarget
 from exporter.stats.history import HistorySampler
@@ -41,6 +41,7 @@ PUSH_SWEEP_MAX_INTERVAL_S = 60.0  # the pace of pruning finished API jobs
 # How often pushed jobs not reported in time are looked for: a push that asks for lostAfter
 # 45 s (the client's heartbeats) has its dead jobs counted lost within a minute.
 PUSH_LOST_SWEEP_S = 5.0
+CLOCK_WATCH_S = 1.0
 
 
 class Runtime:
@@ -87,7 +88,7 @@ class Runtime:
             guard=self.ingestor.rules.guard,
             rng=rng,
         )
-        # Recurring jobs (the API's schedules); APScheduler's timers are `_timers`.
+        # Recurring jobs (the API's schedules).
         self.schedules = Scheduler(
             self.store,
             self.queue,
@@ -108,66 +109,43 @@ class Runtime:
         )
         self.demo_crew: DemoCrew | None = None
         self.history = HistorySampler(self.store, self.clock)
-        self._timers: BackgroundScheduler | None = None  # scrapes and sweeps, once started
+        self.clock_watch = ClockWatch(self.clock)
+        self._timers: Timers | None = None  # scrapes and sweeps, once started
 
     def start(self, url: str | None = None) -> None:
         """Scrape every source on its own interval, first right away; sample the dashboard's
         history; sweep expired leases (every `lease_sweep_interval`), overdue pushed jobs and
         old API jobs; fire due schedules (every `schedule_sweep_interval`, first right away);
-        start the demo crew when asked, its workers reaching this process at `url` over HTTP.
-        Sweeps are safe with several replicas: each one's writes check the state they change,
-        in the same transaction."""
-        timers = BackgroundScheduler(
-            executors={
-                "default": {"type": "threadpool", "max_workers": 5 + len(self.scraper.targets)}
-            },
-            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
-        )
+        watch the wall clock for steps; start the demo crew when asked, its workers reaching
+        this process at `url` over HTTP. Sweeps are safe with several replicas: each one's
+        writes check the state they change, in the same transaction."""
+        timers = Timers()
         for target in self.scraper.targets.values():
-            timers.add_job(
-                self._scrape,
-                "interval",
-                seconds=target.interval_s,
-                args=[target.name],
-                id=f"scrape:{target.name}",
-                next_run_time=_now(),
+            timers.every(
+                f"scrape of source {target.name}",
+                target.interval_s,
+                partial(self._scrape, target.name),
+                first_now=True,
             )
-        timers.add_job(
-            self.history.sample,
-            "interval",
-            seconds=self.history.limits.step_s,
-            id="history",
-            next_run_time=_now(),
+        timers.every("history sample", self.history.limits.step_s, self.history.sample, True)
+        timers.every("lease sweep", self.settings.lease_sweep_interval, self.sweeper.leases)
+        # Fires missed while stopped follow their policy at once.
+        timers.every(
+            "schedule sweep", self.settings.schedule_sweep_interval, self.sweeper.schedules, True
         )
-        timers.add_job(
-            self.sweeper.leases,
-            "interval",
-            seconds=self.settings.lease_sweep_interval,
-            id="sweep:leases",
-        )
-        timers.add_job(
-            self.sweeper.schedules,
-            "interval",
-            seconds=self.settings.schedule_sweep_interval,
-            id="sweep:schedules",
-            next_run_time=_now(),  # fires missed while stopped follow their policy at once
-        )
-        timers.add_job(
-            self.sweeper.pushed,
-            "interval",
-            seconds=min(
+        timers.every(
+            "lost-after sweep of pushed jobs",
+            min(
                 PUSH_LOST_SWEEP_S,
                 self.settings.push_lost_after,
                 *(seconds for _, seconds in self.settings.push_lost_after_for),
             ),
-            id="sweep:pushed",
+            self.sweeper.pushed,
         )
-        timers.add_job(
-            self.sweeper.finished_api_jobs,
-            "interval",
-            seconds=PUSH_SWEEP_MAX_INTERVAL_S,
-            id="sweep:api-retention",
+        timers.every(
+            "retention sweep of API jobs", PUSH_SWEEP_MAX_INTERVAL_S, self.sweeper.finished_api_jobs
         )
+        timers.every("clock watch", CLOCK_WATCH_S, self._watch_clock)
         timers.start()
         self._timers = timers
         if self.settings.workers and url is not None:
@@ -176,6 +154,10 @@ class Runtime:
                 self.queue, url, self.settings.workers, token=self.settings.api_token
             )
             self.demo_crew.start()
+
+    def _watch_clock(self) -> None:
+        if self.clock_watch.check():
+            self.health.record_clock_step(self.clock_watch.step_s)
 
     def _scrape(self, source: str) -> None:
         """One scheduled scrape, then the compaction a large one leaves due and giving the
@@ -191,15 +173,12 @@ class Runtime:
         if self.demo_crew is not None:
             self.demo_crew.stop()
         if self._timers is not None:
-            self._timers.shutdown(wait=True)
+            self._timers.stop()
             self._timers = None
+        self.collector.reader.close()
         self.scraper.close()
         self.store.close()
 
 
 def current_runtime() -> Runtime:
     return current_app.extensions[EXTENSION]
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
