@@ -29,6 +29,10 @@ OUTBUF_OVERFLOW_BYTES = 64 * 1024 * 1024
 # eight), and keep bodies up to 8 MiB in memory instead of spooling those over 512 KiB.
 RECV_BYTES = 64 * 1024
 INBUF_OVERFLOW_BYTES = 8 * 1024 * 1024
+# Read one request ahead on each connection: waitress then sees a client that hung up while
+# its request waited for a thread, and does not run it. After a store outage, scrapes that
+# Prometheus gave up on would otherwise each run in turn before the one it waits for now.
+REQUEST_LOOKAHEAD = 1
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -65,6 +69,7 @@ def serve(
         outbuf_overflow=OUTBUF_OVERFLOW_BYTES,
         recv_bytes=RECV_BYTES,
         inbuf_overflow=INBUF_OVERFLOW_BYTES,
+        channel_request_lookahead=REQUEST_LOOKAHEAD,
     )
 
     stopping = False
