@@ -60,6 +60,14 @@ class Config:
     scrape_errors_window: str = "15m"
     scrape_errors_threshold: int = 3
     scrape_errors_for: str = "5m"
+    # The store (SQLite or PostgreSQL) failing: counts freeze and writes get 503 at once, so
+    # this waits only long enough to skip a blip (a database failover, a lock held a moment).
+    store_down_for: str = "1m"
+    # The wall clock stepped from the exporter's own time line by more than this (the
+    # exporter itself ignores differences under 1 s); once stepped it stays until a restart or
+    # a step back, so the wait only skips a step that is undone at once.
+    clock_step_threshold_seconds: int = 5
+    clock_step_for: str = "2m"
 
     # Where alerts point people.
     grafana_url: str = "http://localhost:3000"

@@ -336,6 +336,33 @@ def exporter_alert_rules(cfg: Config = DEFAULT) -> list[Rule]:
             f"(threshold {cfg.scrape_errors_threshold}).",
             _summary_link(cfg, with_source=True),
         ),
+        _alert(
+            cfg,
+            "JobExporterStoreDown",
+            "job_exporter_store_up == 0\n",
+            cfg.store_down_for,
+            "critical",
+            "job-exporter {{ $labels.instance }} cannot use its store",
+            f"The store of job-exporter at {{{{ $labels.instance }}}} has failed for "
+            f"{cfg.store_down_for}: the job counts it shows are frozen at the last ones read, "
+            f"and it refuses writes (pushes, the job API) with 503. Its log says why (once when "
+            f"the store fails, once when it is back); /readyz names the fault.",
+            _summary_link(cfg, with_source=False),
+        ),
+        _alert(
+            cfg,
+            "JobExporterClockStepped",
+            f"abs(job_exporter_clock_step_seconds) > {cfg.clock_step_threshold_seconds}\n",
+            cfg.clock_step_for,
+            "warning",
+            "The wall clock of job-exporter {{ $labels.instance }} stepped",
+            f"The wall clock of job-exporter at {{{{ $labels.instance }}}} stepped "
+            f"{{{{ $value | humanizeDuration }}}} away from the exporter's own time line "
+            f"(threshold {cfg.clock_step_threshold_seconds}s): the timestamps it shows are that "
+            f"far off the wall clock, while cron schedules follow the wall clock. A restart "
+            f"adopts the wall clock.",
+            _summary_link(cfg, with_source=False),
+        ),
     ]
 
 
