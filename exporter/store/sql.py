@@ -139,19 +139,39 @@ class SqlStore(Generic[C]):
         )
 
     def _migrate(self) -> None:
+        """Bring the schema up to date in one transaction, so a step that fails leaves the
+        file as it was. Not through `health`: a store that cannot be opened stops the
+        start-up with one message, which a log line before it would only repeat."""
         dialect = self._dialect
         latest = len(dialect.migrations)
-        with self._write("migrating the schema") as db:
-            dialect.lock(db, MIGRATION_LOCK)
-            version = dialect.schema_version(db)
-            if version > latest:
-                raise StoreError(
-                    f"{dialect.where} has schema version {version}, newer than this release "
-                    f"understands ({latest}); upgrade job-exporter"
-                )
-            for script in dialect.migrations[version:]:
-                dialect.run_script(db, script)
-            dialect.set_schema_version(db, latest)
+        running = 0  # the schema step being run, if any
+        try:
+            with dialect.write() as db:
+                dialect.lock(db, MIGRATION_LOCK)
+                version = dialect.schema_version(db)
+                if version > latest:
+                    raise StoreError(
+                        f"{dialect.where} has schema version {version}, newer than this "
+                        f"release understands ({latest}); upgrade job-exporter"
+                    )
+                for running in range(version + 1, latest + 1):
+                    dialect.run_script(db, dialect.migrations[running - 1])
+                running = 0
+                dialect.set_schema_version(db, latest)
+        except dialect.errors as error:
+            dialect.close()
+            if not running:
+                raise self._failed("migrating the schema", error) from error
+            raise StoreError(
+                f"schema step {running} of {latest} failed on {dialect.where}: {error}; the "
+                "upgrade was rolled back, but the database is not what that step expects "
+                "(half-migrated, or not a job-exporter store): restore it from a backup, or "
+                "point --store at a new file to begin a new, empty store",
+                dialect.fault_of(error),
+            ) from error
+        except StoreError:
+            dialect.close()
+            raise
 
     # --- tracked jobs and counts ---------------------------------------------------------
 
