@@ -15,6 +15,7 @@ from exporter.api import (
     jobs,
     metrics,
     openapi,
+    origins,
     push,
     schedules,
     stats,
@@ -43,6 +44,7 @@ def create_app(
     runtime = app.extensions[EXTENSION] = Runtime(settings, clock=clock, store=store, rng=rng)
     errors.init_app(app)
     bodies.init_app(app)
+    origins.init_app(app, settings.cors_origins)
     auth.init_app(app, settings)
     app.register_blueprint(metrics.blueprint)
     app.register_blueprint(push.blueprint)

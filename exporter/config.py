@@ -59,6 +59,25 @@ class ConfigError(ValueError):
     """A setting is missing or malformed; the message names it."""
 
 
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def origin_of(url: str) -> str | None:
+    """`scheme://host[:port]` of a URL, lower-case, the default port left out; None when
+    it is not an http(s) URL with a host."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in DEFAULT_PORTS or not parts.hostname:
+        return None
+    try:
+        port = parts.port
+    except ValueError:
+        return None
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    if port is None or port == DEFAULT_PORTS[parts.scheme]:
+        return f"{parts.scheme}://{host}"
+    return f"{parts.scheme}://{host}:{port}"
+
+
 @dataclass(frozen=True)
 class SourceSettings:
     name: str
@@ -86,6 +105,7 @@ class Settings:
     # The push and job API (docs/contract.md §4).
     api_token: str | None = None  # when set, every write under /api/ needs this bearer token
     api_token_reads: bool = False  # ... and every read under /api/ too
+    cors_origins: tuple[str, ...] = ()  # pages of these origins may read, and write with a token
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES  # largest request body under /api/ (413)
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES  # largest job payload or result
     max_attempts: int = DEFAULT_MAX_ATTEMPTS  # runs of a job created without maxAttempts
@@ -115,6 +135,12 @@ class Settings:
             raise ConfigError("retention_days must be positive")
         if self.api_token is not None and not self.api_token.strip():
             raise ConfigError("api_token must not be empty when set")
+        for origin in self.cors_origins:
+            if origin_of(origin) != origin:
+                raise ConfigError(
+                    f"cors_origin {origin!r} must be an origin like https://host[:port], "
+                    f"lower-case, without a path (did you mean {origin_of(origin)!r}?)"
+                )
         if self.max_body_bytes < 1024:
             raise ConfigError("max_body_bytes must be at least 1024")
         if not 1 <= self.max_payload_bytes <= self.max_body_bytes:
