@@ -98,7 +98,8 @@ class PostgresDialect(Dialect[Connection]):
         self.url = url
         self.where = _safe(url)
         self.watchdog = Watchdog(answer_within_s)
-        self._last_failure: tuple[float, str] | None = None  # (monotonic s, StoreFault)
+        # (monotonic s, StoreFault, what was said) of the last failed connect or check
+        self._last_failure: tuple[float, str, str] | None = None
         self._started = False
         self.health: StoreHealth | None = None  # the store's, once it has one
         # StoreHealth says once when the store fails and once when it is back; the pool
@@ -133,15 +134,21 @@ class PostgresDialect(Dialect[Connection]):
 
     def fault_of(self, error: Exception) -> str:
         if isinstance(error, PoolTimeout):
-            last = self._last_failure
-            if last is not None and time.monotonic() - last[0] < RECENT_FAILURE_S:
-                return last[1]
-            return StoreFault.TIMEOUT  # every connection busy, none free in time
+            last = self._recent_failure()
+            return StoreFault.TIMEOUT if last is None else last[1]  # none: all busy
         return _fault_of(error)
 
     def saw(self, error: Exception) -> None:
         """A connect or a check failed: what a pool timeout soon after will be about."""
-        self._last_failure = (time.monotonic(), _fault_of(error))
+        lines = str(error).strip().splitlines()
+        said = lines[0] if lines else type(error).__name__
+        self._last_failure = (time.monotonic(), _fault_of(error), said)
+
+    def _recent_failure(self) -> tuple[float, str, str] | None:
+        last = self._last_failure
+        if last is None or time.monotonic() - last[0] >= RECENT_FAILURE_S:
+            return None
+        return last
 
     def _check(self, connection: Connection) -> None:
         """The pool's check of a connection it hands out: one that died while idle (a
@@ -165,12 +172,24 @@ class PostgresDialect(Dialect[Connection]):
     def read(self, consistent: bool = False) -> Iterator[Connection]:
         down = self.health is not None and not self.health.up  # then this is a probe
         wait_s = PROBE_WAIT_S if down else POOL_WAIT_S
-        with self._pool.connection(wait_s) as connection, connection.transaction():
-            if not self._started:  # migrating: as long as it takes (see start)
-                connection.execute("SET LOCAL statement_timeout = 0; SET LOCAL lock_timeout = 0")
-            if consistent:
-                connection.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            yield connection
+        try:
+            connection = self._pool.getconn(wait_s)
+        except PoolTimeout as error:
+            last = self._recent_failure()
+            if last is None:
+                raise
+            raise PoolTimeout(f"{error} (last connect or check: {last[2]})") from error
+        try:
+            with connection.transaction():
+                if not self._started:  # migrating: as long as it takes (see start)
+                    connection.execute(
+                        "SET LOCAL statement_timeout = 0; SET LOCAL lock_timeout = 0"
+                    )
+                if consistent:
+                    connection.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                yield connection
+        finally:
+            self._pool.putconn(connection)
 
     def snapshot(self, cached: Snapshot | None) -> Snapshot:
         with self.read(consistent=True) as db:
