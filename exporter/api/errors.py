@@ -47,7 +47,9 @@ def init_app(app: Flask) -> None:
         """503 with the fault's word: what the database said (and where it is) is in the
         log, once per change (store/health.py), not in answers to any client."""
         return error_response(
-            503, f"the store is unavailable ({error.fault}); nothing was changed, try again"
+            503,
+            f"the store is unavailable ({error.fault}); this request was not acknowledged: "
+            "send it again once /readyz says ready",
         )
 
     @app.errorhandler(Exception)

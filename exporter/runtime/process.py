@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import random
+from contextlib import suppress
 from functools import partial
 
 from flask import current_app
@@ -29,9 +30,9 @@ from exporter.runtime.timers import Timers
 from exporter.sources.fetch import FetchLimits
 from exporter.sources.scrape import Scraper, ScrapeTarget
 from exporter.stats.history import HistorySampler
-from exporter.store import Store, open_store
-from exporter.tracking.ingest import Ingestor, TrackingRules
-from exporter.tracking.plan import LabelGuard
+from exporter.store import Store, StoreError, open_store
+from exporter.tracking.ingest import MAX_PUSH_SOURCES, Ingestor, TrackingRules
+from exporter.tracking.plan import MAX_SERIES, LabelGuard, SeriesBudget
 
 log = logging.getLogger(__name__)
 EXTENSION = "job_exporter"
@@ -42,6 +43,7 @@ PUSH_SWEEP_MAX_INTERVAL_S = 60.0  # the pace of pruning finished API jobs
 # 45 s (the client's heartbeats) has its dead jobs counted lost within a minute.
 PUSH_LOST_SWEEP_S = 5.0
 CLOCK_WATCH_S = 1.0
+STORE_PROBE_S = 1.0
 
 
 class Runtime:
@@ -60,19 +62,26 @@ class Runtime:
             for source in settings.sources
         ]
         self.health = HealthBoard([target.name for target in targets])
+        store = self.store
+        budget = SeriesBudget(MAX_SERIES, seed=lambda: store.snapshot().series.keys())
         self.ingestor = Ingestor(
             self.store,
             TrackingRules(
-                guard=LabelGuard(settings.max_series_per_source),
+                guard=LabelGuard(settings.max_series_per_source, budget),
                 buckets=Buckets(settings.buckets),
                 retention_ms=settings.retention_ms,
             ),
+            max_push_sources=MAX_PUSH_SOURCES,
         )
         limits = FetchLimits.within(settings.scrape_timeout, settings.max_response_bytes)
         self.scraper = Scraper(self.ingestor, targets, self.clock, self.health, limits=limits)
         self.registry = CollectorRegistry(auto_describe=False)
         self.collector = JobCollector(
-            self.store, self.health, self.ingestor.rules.buckets, __version__
+            self.store,
+            self.health,
+            self.ingestor.rules.buckets,
+            __version__,
+            push_refused=self.ingestor.refused_pushes,
         )
         self.registry.register(self.collector)
         self.metrics_page = MetricsPage(self.collector.current)
@@ -146,6 +155,7 @@ class Runtime:
             "retention sweep of API jobs", PUSH_SWEEP_MAX_INTERVAL_S, self.sweeper.finished_api_jobs
         )
         timers.every("clock watch", CLOCK_WATCH_S, self._watch_clock)
+        timers.every("store probe", STORE_PROBE_S, self._probe_store)
         timers.start()
         self._timers = timers
         if self.settings.workers and url is not None:
@@ -154,6 +164,13 @@ class Runtime:
                 self.queue, url, self.settings.workers, token=self.settings.api_token
             )
             self.demo_crew.start()
+
+    def _probe_store(self) -> None:
+        """While the store is down, try an empty write each second, so that the store is
+        known to be back (and said so, and /readyz ready) without waiting for a client."""
+        if self.store.health.needs_probe:
+            with suppress(StoreError):  # still down: the store's health has said so once
+                self.store.probe()
 
     def _watch_clock(self) -> None:
         if self.clock_watch.check():

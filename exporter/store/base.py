@@ -185,6 +185,10 @@ class Store(Protocol):
         """Delete a schedule and its fire keys (its jobs stay); False when absent."""
         ...
 
+    def probe(self) -> None:
+        """Raise StoreError unless a write transaction (that writes nothing) works."""
+        ...
+
     def ping(self) -> None:
         """Raise StoreError unless the store answers a trivial query."""
         ...

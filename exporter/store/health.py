@@ -66,8 +66,14 @@ class StoreHealth:
         self._failed_while_down = 0
         self._probe_at = 0.0
         self._probing = False
+        self._from_write = False  # whether a write met the fault (a read cannot end it)
         self.errors = 0
         self.version = 0  # changes whenever the state does (for the /metrics cache)
+
+    @property
+    def needs_probe(self) -> bool:
+        """Down with a fault only a write can end (or reach): the runtime probes."""
+        return not self._up and not self.fatal
 
     def state(self) -> StoreState:
         with self._lock:
@@ -93,6 +99,8 @@ class StoreHealth:
                 raise StoreDown(f"store refuses writes ({fault}): {self._message}", fault)
             if fault not in StoreFault.TRANSIENT:
                 return False  # a disk full or a refused statement: try each one for real
+            if self._from_write and not write and fault != StoreFault.UNAVAILABLE:
+                return False  # reads do not wait for a write lock
             now = self._monotonic()
             if self._probing or now < self._probe_at:
                 raise StoreDown(f"store {fault}: {self._message}", fault or StoreFault.ERROR)
@@ -100,8 +108,9 @@ class StoreHealth:
             self._probe_at = now + PROBE_EVERY_S
             return True
 
-    def ok(self, probe: bool = False) -> None:
-        """After an operation that worked."""
+    def ok(self, probe: bool = False, *, write: bool) -> None:
+        """After an operation that worked. A read does not end a fault that writes met (a
+        full disk, a lock held, a read-only file), only one of reaching the store."""
         if probe:
             with self._lock:
                 self._probing = False
@@ -109,6 +118,8 @@ class StoreHealth:
             return
         with self._lock:
             if self._up or self._fault in StoreFault.FATAL:
+                return
+            if not write and self._from_write and self._fault != StoreFault.UNAVAILABLE:
                 return
             down_s = self._monotonic() - (self._down_since or 0.0)
             log.warning(
@@ -120,7 +131,7 @@ class StoreHealth:
             self._failed_while_down = 0
             self.version += 1
 
-    def failed(self, fault: str, message: str, probe: bool = False) -> None:
+    def failed(self, fault: str, message: str, probe: bool = False, *, write: bool) -> None:
         """After an operation that failed; logs when the store goes down or the fault
         changes, never again for the same fault."""
         with self._lock:
@@ -136,6 +147,7 @@ class StoreHealth:
                 self._down_since = self._monotonic()
                 self._failed_while_down = 0
             self._up, self._fault, self._message = False, fault, message
+            self._from_write = write
             self._failed_while_down += 1
             if fault in StoreFault.TRANSIENT:
                 self._probe_at = self._monotonic() + PROBE_EVERY_S

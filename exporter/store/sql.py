@@ -119,19 +119,19 @@ class SqlStore(Generic[C]):
         try:
             yield
         except StaleIndex:
-            health.ok(probe)  # another writer won: the store works
+            health.ok(probe, write=write)  # another writer won: the store works
             raise
         except StoreError as error:
-            health.failed(error.fault, str(error), probe)
+            health.failed(error.fault, str(error), probe, write=write)
             raise
         except self._dialect.errors as error:
             failure = self._failed(what, error)
-            health.failed(failure.fault, str(failure), probe)
+            health.failed(failure.fault, str(failure), probe, write=write)
             raise failure from error
         except BaseException:
-            health.ok(probe)  # the store answered; the caller's own code raised
+            health.ok(probe, write=write)  # the store answered; the caller's own code raised
             raise
-        health.ok(probe)
+        health.ok(probe, write=write)
 
     def _failed(self, what: str, error: Exception) -> StoreError:
         return StoreError(
@@ -376,6 +376,12 @@ class SqlStore(Generic[C]):
         with self._write(f"deleting schedule {schedule_id}") as db:
             db.execute(self._schedules.delete_fires, (schedule_id,))
             return db.execute(self._schedules.delete, (schedule_id,)).rowcount == 1
+
+    def probe(self) -> None:
+        """A write transaction that writes nothing: ends a fault that writes met, once
+        writes work again, without waiting for a client's write to find out."""
+        with self._write("a probe"):
+            pass
 
     def ping(self) -> None:
         with self._read("a ping") as db:

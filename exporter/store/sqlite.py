@@ -393,14 +393,14 @@ class SqliteDialect(Dialect[sqlite3.Connection]):
             self._check_file()
         except StoreError as error:
             if self.health is not None:
-                self.health.failed(error.fault, str(error))
+                self.health.failed(error.fault, str(error), write=True)
             return False
         if self._full is None:
             return True
         if self._recover(connection):
             log.info("the write-ahead log of %s is emptied: writes go on", self.path)
             if self.health is not None:
-                self.health.ok()
+                self.health.ok(write=True)
         return False
 
     # --- transactions --------------------------------------------------------------------
@@ -453,21 +453,13 @@ class SqliteDialect(Dialect[sqlite3.Connection]):
 
     @contextmanager
     def read(self, consistent: bool = False) -> Iterator[sqlite3.Connection]:
-        refused = self._refused_read()
-        if refused is not None:
-            raise refused
+        """Reads go on while the disk is full: they end no fault a write met (health.py)."""
         with self._read_lock:
             if not consistent:
                 yield self.reader
                 return
             with self._read_transaction() as reader:
                 yield reader
-
-    def _refused_read(self) -> StoreError | None:
-        """While the disk is full, reads fail too: the store is down until writes can go
-        on, and a read that worked would say it is back."""
-        full = self._full
-        return None if full is None else StoreError(str(full), full.fault)
 
     @contextmanager
     def _read_transaction(self) -> Iterator[sqlite3.Connection]:
@@ -480,9 +472,6 @@ class SqliteDialect(Dialect[sqlite3.Connection]):
             reader.execute("COMMIT")
 
     def snapshot(self, cached: Snapshot | None) -> Snapshot:
-        refused = self._refused_read()
-        if refused is not None:
-            raise refused
         with self._read_lock:
             (version,) = self.reader.execute("PRAGMA data_version").fetchone()
             if cached is not None and cached.version == version:
