@@ -62,6 +62,14 @@ class ScrapeErrorReason:
     ALL = (CONNECTION, TIMEOUT, HTTP_STATUS, INVALID_JSON, TOO_LARGE, INTERNAL)
 
 
+class PushRefusal:
+    """Why a push was refused before anything of it was read into the store: the label
+    of `job_exporter_push_refused_total` (no source label: refused names are unbounded)."""
+
+    SOURCES = "sources"  # it named a new push source once the cap on them was reached
+    ALL = (SOURCES,)
+
+
 DEFAULT_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 14400)
 
 CountKey = tuple[str, str, str, str]  # (type, name, family, label)

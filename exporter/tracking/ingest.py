@@ -15,7 +15,7 @@ from collections.abc import Callable, Collection, Container, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from exporter.config import DAY_MS, DEFAULT_RETENTION_DAYS
-from exporter.model.counts import Buckets, CountKind
+from exporter.model.counts import Buckets, CountKind, PushRefusal
 from exporter.model.jobinfo import JobInfo
 from exporter.model.tracked import Plan, SourceIndex
 from exporter.store import Prune, StaleIndex, Store, StoreError
@@ -26,6 +26,7 @@ from exporter.tracking.plan import LabelGuard, plan_changes, plan_timeouts
 
 PRUNE_EVERY_MS = 60_000
 WRITE_ATTEMPTS = 3
+MAX_PUSH_SOURCES = 100  # distinct sources pushes may name (docs/contract.md §8)
 
 
 @dataclass(frozen=True)
@@ -53,11 +54,44 @@ class SourceState:
 
 
 class Ingestor:
-    def __init__(self, store: Store, rules: TrackingRules | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        rules: TrackingRules | None = None,
+        *,
+        max_push_sources: int = MAX_PUSH_SOURCES,
+    ) -> None:
         self.store = store
         self.rules = rules or TrackingRules()
+        self.max_push_sources = max_push_sources
         self._sources: dict[str, SourceState] = {}
         self._sources_guard = threading.Lock()
+        self._pushed: set[str] | None = None  # push sources known; read from the store once
+        self._refused: Counter[str] = Counter()  # pushes refused, by reason
+        self._push_lock = threading.Lock()
+
+    def admit_push_source(self, source: str, reserved: Collection[str]) -> bool:
+        """Whether a push may name `source`: one known already, or a new one while fewer
+        than `max_push_sources` are (every new name would otherwise start series and state
+        of its own). The known ones are what the store holds of sources not `reserved`
+        (scraped ones, the job API's), read at the first push, and every one admitted since.
+        A refusal is counted (`refused_pushes`). Raises StoreError when the store cannot
+        say which sources it holds."""
+        with self._push_lock:
+            if self._pushed is None:
+                self._pushed = set(_stored_sources(self.store)) - set(reserved)
+            if source in self._pushed:
+                return True
+            if len(self._pushed) < self.max_push_sources:
+                self._pushed.add(source)
+                return True
+            self._refused[PushRefusal.SOURCES] += 1
+            return False
+
+    def refused_pushes(self) -> dict[str, int]:
+        """Pushes refused so far in this process, by reason."""
+        with self._push_lock:
+            return dict(self._refused)
 
     def ingest(
         self,
@@ -240,6 +274,12 @@ def write_plan(
     index.apply(plan, applied.generation)
     index.forget(applied.pruned)
     return applied.pruned
+
+
+def _stored_sources(store: Store) -> set[str]:
+    snapshot = store.snapshot()
+    sources = {source for source, _, _ in snapshot.series}
+    return sources | snapshot.tracked.keys() | snapshot.health.keys()
 
 
 def _invalid_counts(invalid_by_field: Mapping[str, int]) -> Counter:

@@ -8,8 +8,9 @@ failed write leaves both untouched.
 
 from __future__ import annotations
 
+import threading
 from collections import Counter, defaultdict
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import count
 
@@ -35,25 +36,87 @@ LOST_AFTER_MISSING_SCRAPES = 2
 # the time after which it counts lost runs from its report, not from its start.
 LATE_REPORT_MS = 60_000
 TOUCH_EVERY_MS = 1_000  # a pushed open job's report time is rewritten at most this often
+MAX_SERIES = 20_000  # job series of the whole exporter, every source together (contract §8)
 _passes = count(1)  # planning passes, numbered to mark the open jobs each one sees
+SeriesKey = tuple[str, str, str]  # source, type, name
+
+
+class SeriesBudget:
+    """The exporter's job series in total, across sources: the per-source cap alone lets
+    a hundred push sources hold a hundred times as many series as one.
+
+    It holds every (source, type, name) admitted: those the store has (`seed`, read once,
+    at the first series that would be new, so a restart starts full), those of each index
+    it is shown, and each one admitted since. A series admitted for a plan whose write then
+    failed stays counted; it is the same series when that job comes again. Thread-safe:
+    sources plan at once under their own locks."""
+
+    def __init__(
+        self, limit: int = MAX_SERIES, seed: Callable[[], Iterable[SeriesKey]] | None = None
+    ) -> None:
+        self.limit = limit
+        self._seed = seed
+        self._admitted: set[SeriesKey] = set()
+        self._sources: set[str] = set()  # whose index series are in `_admitted`
+        self._lock = threading.Lock()
+
+    def admit(self, index: SourceIndex, series: Series) -> bool:
+        """Whether `series` of the index's source may be a series of its own."""
+        key = (index.source, *series)
+        with self._lock:
+            self._know(index)
+            if key in self._admitted:
+                return True
+            if len(self._admitted) >= self.limit:
+                return False
+            self._admitted.add(key)
+            return True
+
+    def note(self, index: SourceIndex, series: Series) -> None:
+        """A folded series: admitted whatever the count (`LabelGuard` bounds those)."""
+        with self._lock:
+            self._know(index)
+            self._admitted.add((index.source, *series))
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._admitted)
+
+    def _know(self, index: SourceIndex) -> None:
+        if self._seed is not None:
+            seed, self._seed = self._seed, None
+            try:
+                self._admitted.update(seed())
+            except BaseException:
+                self._seed = seed  # the store failed: read it next time
+                raise
+        if index.source not in self._sources:
+            self._sources.add(index.source)
+            source = index.source
+            self._admitted.update((source, *pair) for pair in index.series)
 
 
 @dataclass(frozen=True)
 class LabelGuard:
-    """Caps distinct (type, name) series per source; the rest fold into `__other__`.
+    """Caps distinct (type, name) series per source, and in total through `budget`; the
+    rest fold into `__other__`.
 
     Admitted series stay admitted forever, so a job is always finished under the labels it
     started with. Once full, a job of a known type keeps its type and loses its name; a job
-    of a new type loses both, so a source never holds more than `max_series` + types + 1.
+    of a new type loses both, so a source never holds more than `max_series` + types + 1,
+    and the exporter never more than the budget's limit + each source's types + 1.
     """
 
     max_series: int = DEFAULT_MAX_SERIES_PER_SOURCE
+    budget: SeriesBudget = field(default_factory=SeriesBudget, compare=False)
 
     def labels(self, index: SourceIndex, plan: Plan, job_type: str, name: str) -> Series:
         wanted = (job_type, name)
         if wanted in index.series or wanted in plan.new_series:
             return wanted
-        if len(index.series) + len(plan.new_series) < self.max_series:
+        if len(index.series) + len(plan.new_series) < self.max_series and self.budget.admit(
+            index, wanted
+        ):
             plan.admit(wanted)
             return wanted
         plan.counts[("", "", CountKind.FOLDED_JOBS, "")] += 1
@@ -61,6 +124,7 @@ class LabelGuard:
         folded = (job_type, OTHER) if known_type else (OTHER, OTHER)
         if folded not in index.series:
             plan.admit(folded)
+            self.budget.note(index, folded)
         return folded
 
 
