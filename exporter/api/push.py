@@ -1,8 +1,10 @@
 """`POST /api/v1/push` and `GET /api/v1/jobinfo` (docs/contract.md §4).
 
 A push is validated whole before anything is written: one bad item rejects the batch with a
-400 naming every bad item's index and field, and leaves no trace (not even the invalid-items
-counter). A good batch goes through the same ingest path as a scrape, as a partial list.
+400 naming the first bad items' index and field (`errorCount` says how many there were), and
+leaves no trace (not even the invalid-items counter). A good batch goes through the same
+ingest path as a scrape, as a partial list. A push naming a new source once
+`max_push_sources` are known is refused with 429, and counted (docs/contract.md §8).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, request
 
 from exporter.api import schemas
-from exporter.api.bodies import BODY_FIELD, raw_json_body
+from exporter.api.bodies import BODY_FIELD, ListedErrors, raw_json_body
 from exporter.api.errors import ApiError
 from exporter.api.responses import json_response
 from exporter.config import (
@@ -25,7 +27,7 @@ from exporter.model.jobinfo import Status
 from exporter.model.queue import API_SOURCE, JobStatus, QueueQuery
 from exporter.model.tracked import PENDING, RETRY, RUNS, JobRow
 from exporter.runtime.process import current_runtime
-from exporter.tracking.decode import InvalidDocument, decode_jobs
+from exporter.tracking.decode import MAX_NESTING, InvalidDocument, decode_jobs
 
 blueprint = Blueprint("push", __name__, url_prefix="/api/v1")
 JOBINFO_PAGE = 1000
@@ -36,13 +38,15 @@ def push() -> Response:
     runtime = current_runtime()
     source = _push_source(request.args.get("source", DEFAULT_PUSH_SOURCE))
     lost_after_ms = _lost_after_ms(request.args.get("lostAfter"))
-    raw = raw_json_body()
+    raw = raw_json_body(max_nesting=None)  # decode_jobs checks, a cheaper way for JobInfo
     assert raw is not None
+    max_nesting = MAX_NESTING
     if raw.lstrip()[:1] == b"{":
         raw = b"[" + raw + b"]"  # one JobInfoBase: a batch of one
+        max_nesting += 1  # its array is ours, not the client's
     now_ms = runtime.clock.now_ms()
     try:
-        decoded = decode_jobs(raw, now_ms)
+        decoded = decode_jobs(raw, now_ms, max_nesting=max_nesting)
     except InvalidDocument as error:
         raise ApiError(
             400,
@@ -50,14 +54,22 @@ def push() -> Response:
             [{"field": BODY_FIELD, "message": str(error)}],
         ) from error
     if decoded.errors:
-        raise ApiError(
-            400,
-            f"{len(decoded.errors)} invalid item(s); nothing of this push was applied",
+        count = len(decoded.errors)
+        raise ListedErrors(
+            f"{count} invalid item(s); nothing of this push was applied",
             [
                 {"index": error.index, "field": error.field, "message": error.message}
-                for error in decoded.errors
+                for error in decoded.errors.listed
             ],
+            count,
         )
+    reserved = {API_SOURCE, *(one.name for one in runtime.settings.sources)}
+    if not runtime.ingestor.admit_push_source(source, reserved):
+        message = (
+            f"source {source!r} would be push source number "
+            f"{runtime.ingestor.max_push_sources + 1}; push to a known source"
+        )
+        raise ApiError(429, "too many push sources", [{"field": "source", "message": message}])
     runtime.ingestor.ingest(
         source, decoded.jobs, now_ms, complete_list=False, lost_after_ms=lost_after_ms
     )
