@@ -3,13 +3,16 @@
 `requests` read timeouts bound each socket read, not the whole body, so a source that
 trickles a byte at a time is also cut off by a total deadline; the body is read as it arrives
 and abandoned as soon as it passes the size cap (after gzip decoding, so a small bomb cannot
-slip through).
+slip through). Redirects are followed by hand, and only to the same host and port unless
+`FetchLimits.redirects_elsewhere` allows any: a source's answer must not make the exporter
+reach a host its configuration never named (docs/contract.md §8).
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from urllib.parse import urljoin, urlsplit
 
 import requests
 from urllib3.exceptions import HTTPError, ReadTimeoutError
@@ -18,6 +21,9 @@ from exporter.model.counts import ScrapeErrorReason
 
 CHUNK_BYTES = 1 << 20
 MAX_CONNECT_TIMEOUT = 3.0  # a source that takes longer to accept is down, not slow
+MAX_REDIRECTS = 10  # redirects followed for one fetch before it fails as http_status
+REDIRECTS_ELSEWHERE = False  # whether a redirect may lead to another host or port
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 class FetchError(Exception):
@@ -35,12 +41,22 @@ class FetchLimits:
     read_timeout: float
     total_timeout: float
     max_bytes: int
+    redirects_elsewhere: bool = REDIRECTS_ELSEWHERE
+    max_redirects: int = MAX_REDIRECTS
 
     @classmethod
-    def within(cls, timeout: float, max_bytes: int) -> FetchLimits:
+    def within(
+        cls, timeout: float, max_bytes: int, *, redirects_elsewhere: bool = REDIRECTS_ELSEWHERE
+    ) -> FetchLimits:
         """One timeout bounds the whole fetch, as Prometheus's scrape timeout does: a source
         trickling one byte at a time is cut off as surely as one that never answers."""
-        return cls(min(MAX_CONNECT_TIMEOUT, timeout), timeout, timeout, max_bytes)
+        return cls(
+            min(MAX_CONNECT_TIMEOUT, timeout),
+            timeout,
+            timeout,
+            max_bytes,
+            redirects_elsewhere=redirects_elsewhere,
+        )
 
 
 def fetch(session: requests.Session, url: str, limits: FetchLimits) -> bytearray:
@@ -48,12 +64,7 @@ def fetch(session: requests.Session, url: str, limits: FetchLimits) -> bytearray
     too_large. Decoding the body (and `invalid_json`) is the caller's business."""
     deadline = time.monotonic() + limits.total_timeout
     try:
-        with session.get(
-            url,
-            timeout=(limits.connect_timeout, limits.read_timeout),
-            stream=True,
-            headers={"Accept": "application/json"},
-        ) as response:
+        with _follow(session, url, limits, deadline) as response:
             if not 200 <= response.status_code < 300:
                 raise FetchError(
                     ScrapeErrorReason.HTTP_STATUS, f"HTTP {response.status_code} from {url}"
@@ -82,6 +93,52 @@ def fetch(session: requests.Session, url: str, limits: FetchLimits) -> bytearray
         raise FetchError(ScrapeErrorReason.TIMEOUT, str(error)) from error
     except (requests.RequestException, HTTPError) as error:
         raise FetchError(ScrapeErrorReason.CONNECTION, str(error)) from error
+
+
+def _follow(
+    session: requests.Session, url: str, limits: FetchLimits, deadline: float
+) -> requests.Response:
+    """The response at the end of the redirects from `url`, each one checked before it is
+    followed; FetchError (http_status) for one that leads elsewhere when that is not
+    allowed, or for too many."""
+    current = url
+    for hop in range(limits.max_redirects + 1):
+        if hop and time.monotonic() > deadline:
+            raise FetchError(ScrapeErrorReason.TIMEOUT, "redirects not done within the timeout")
+        response = session.get(
+            current,
+            timeout=(limits.connect_timeout, limits.read_timeout),
+            stream=True,
+            headers={"Accept": "application/json"},
+            allow_redirects=False,
+        )
+        target = session.get_redirect_target(response)
+        if target is None:
+            return response
+        response.close()
+        status = response.status_code
+        following = urljoin(current, target)
+        origin = _origin(following)
+        if origin is None or (not limits.redirects_elsewhere and origin != _origin(current)):
+            raise FetchError(
+                ScrapeErrorReason.HTTP_STATUS,
+                f"HTTP {status} from {current} redirects to another host or port "
+                f"({following}); not followed, as redirects elsewhere are not allowed",
+            )
+        current = following
+    raise FetchError(
+        ScrapeErrorReason.HTTP_STATUS, f"more than {limits.max_redirects} redirects from {url}"
+    )
+
+
+def _origin(url: str) -> tuple[str, int | None] | None:
+    """(host, port) of a URL, the port filled in from the scheme; None when unreadable."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port or _DEFAULT_PORTS.get(parts.scheme.lower())
+    except ValueError:
+        return None
+    return ((parts.hostname or "").lower(), port)
 
 
 def _read_body(

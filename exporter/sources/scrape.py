@@ -92,26 +92,29 @@ class Scraper:
             except StoreError as error:  # logged by the store's health, once per change
                 log.debug("source %s: scraped but could not store the result: %s", name, error)
                 return ScrapeResult(False, "store", items)
+            except InvalidDocument as error:  # an item nested too deep, found on decoding
+                return self._failed(name, ScrapeErrorReason.INVALID_JSON, str(error), started)
             except Exception as error:  # a bug on the way to the store: counted, and loud
                 log.exception("source %s: could not apply the scrape", name)
                 detail = f"{type(error).__name__}: {error}"
                 return self._failed(name, ScrapeErrorReason.INTERNAL, detail, started)
             finally:
                 del listing  # free the body and its items before logging and returning
-            valid = items - len(decoded.errors)
+            invalid = len(decoded.errors)
+            valid = items - invalid
             if self.health.record_success(name, time.monotonic() - started, now_ms):
                 log.info("source %s: scrape succeeded (%d jobs)", name, valid)
-            if decoded.errors:
-                first = decoded.errors[0]
+            if decoded.errors.listed:
+                first = decoded.errors.listed[0]
                 log.debug(
                     "source %s: skipped %d invalid items (item %d, %s: %s)",
                     name,
-                    len(decoded.errors),
+                    invalid,
                     first.index,
                     first.field,
                     first.message,
                 )
-            return ScrapeResult(True, None, valid, len(decoded.errors))
+            return ScrapeResult(True, None, valid, invalid)
 
     def close(self) -> None:
         for close in self._closers:
