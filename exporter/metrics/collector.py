@@ -9,7 +9,7 @@ adds it to, and is the reference the renderer is tested against.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from typing import Any
 
 from prometheus_client.metrics_core import (
@@ -22,7 +22,7 @@ from prometheus_client.metrics_core import (
 from exporter.health import HealthBoard
 from exporter.metrics.reader import SnapshotReader
 from exporter.metrics.view import Families, Family, HistogramValues, MetricsView, build_view
-from exporter.model.counts import Buckets, Outcome, RetryTrigger, ScrapeErrorReason
+from exporter.model.counts import Buckets, Outcome, PushRefusal, RetryTrigger, ScrapeErrorReason
 from exporter.model.schedules import FireResult
 from exporter.store import Store
 
@@ -38,12 +38,20 @@ _KINDS = {
 class JobCollector:
     """Yields every job and health family from one store snapshot."""
 
-    def __init__(self, store: Store, health: HealthBoard, buckets: Buckets, version: str) -> None:
+    def __init__(
+        self,
+        store: Store,
+        health: HealthBoard,
+        buckets: Buckets,
+        version: str,
+        push_refused: Callable[[], Mapping[str, int]] | None = None,
+    ) -> None:
         self.store = store
         self.health = health
         self.buckets = buckets
         self.version = version
         self.reader = SnapshotReader(store)
+        self.push_refused = push_refused or dict  # pushes refused, by reason (in memory)
 
     def current(self) -> tuple[Hashable, Callable[[], MetricsView]]:
         """A key that changes whenever the output would, and how to build that output;
@@ -51,11 +59,13 @@ class JobCollector:
         snapshot, fresh = self.reader.read()
         store = self.store.health
         up = fresh and store.up
+        refused = self.push_refused()
         key = (
             None if snapshot is None else snapshot.version,
             up,
             self.health.version,
             store.version,
+            tuple(refused.get(reason, 0) for reason in PushRefusal.ALL),
         )
 
         def view() -> MetricsView:
@@ -67,6 +77,7 @@ class JobCollector:
                 self.version,
                 store_up=up,
                 clock_step_s=self.health.clock_step_s,
+                push_refused=refused,
             )
 
         return key, view
@@ -106,6 +117,8 @@ class JobCollector:
             for field, value in row.invalid:
                 families[Families.INVALID_JOBS].add_metric([row.source, field], value)
             families[Families.FOLDED_JOBS].add_metric([row.source], row.folded)
+        for reason, value in zip(PushRefusal.ALL, view.push_refused, strict=True):
+            families[Families.PUSH_REFUSED].add_metric([reason], value)
         for source, count in view.tracked:
             families[Families.TRACKED_JOBS].add_metric([source], count)
         families[Families.STORE_ERRORS].add_metric([], view.store_errors)
@@ -143,6 +156,7 @@ _ORDER = (
     Families.SCRAPE_ERRORS,
     Families.INVALID_JOBS,
     Families.FOLDED_JOBS,
+    Families.PUSH_REFUSED,
     Families.TRACKED_JOBS,
     Families.STORE_ERRORS,
     Families.STORE_UP,

@@ -14,7 +14,7 @@ import math
 from collections.abc import Callable
 
 from exporter.metrics.view import Families, Family, HistogramValues, MetricsView
-from exporter.model.counts import Outcome, RetryTrigger, ScrapeErrorReason
+from exporter.model.counts import Outcome, PushRefusal, RetryTrigger, ScrapeErrorReason
 from exporter.model.schedules import FireResult
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -158,6 +158,9 @@ def _health(view: MetricsView, header: Callable[[Family], str], add: Callable[[s
     name = header(Families.FOLDED_JOBS)
     for text, row in rows:
         add(f"{name}{{{text}}} {number(row.folded)}\n")
+    name = header(Families.PUSH_REFUSED)
+    for reason, value in zip(PushRefusal.ALL, view.push_refused, strict=True):
+        add(f'{name}{{reason="{reason}"}} {number(value)}\n')
     name = header(Families.TRACKED_JOBS)
     for source, count in view.tracked:
         add(f'{name}{{source="{escape_label(source)}"}} {number(count)}\n')

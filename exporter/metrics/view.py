@@ -12,7 +12,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from exporter.health import SourceHealth
-from exporter.model.counts import Buckets, CountKind, Outcome, RetryTrigger, ScrapeErrorReason
+from exporter.model.counts import (
+    Buckets,
+    CountKind,
+    Outcome,
+    PushRefusal,
+    RetryTrigger,
+    ScrapeErrorReason,
+)
 from exporter.model.schedules import Schedule
 from exporter.store import Snapshot
 
@@ -102,8 +109,14 @@ class Families:
     FOLDED_JOBS = Family(
         "job_exporter_folded_jobs",
         "counter",
-        "Jobs whose name was folded into __other__ by the per-source series cap.",
+        "Jobs whose name was folded into __other__ by a series cap (per source or in total).",
         ("source",),
+    )
+    PUSH_REFUSED = Family(
+        "job_exporter_push_refused",
+        "counter",
+        "Pushes refused by this process, by reason: sources (a new source past the cap).",
+        ("reason",),
     )
     TRACKED_JOBS = Family(
         "job_exporter_tracked_jobs", "gauge", "Jobs the store remembers, per source.", ("source",)
@@ -228,6 +241,7 @@ class MetricsView:
     schedules: tuple[ScheduleRow, ...] = ()
     store_up: float = 1
     clock_step_s: float = 0
+    push_refused: tuple[float, ...] = (0.0,) * len(PushRefusal.ALL)  # in PushRefusal.ALL order
 
 
 def build_view(
@@ -238,6 +252,7 @@ def build_view(
     version: str,
     store_up: bool = True,
     clock_step_s: float = 0,
+    push_refused: Mapping[str, float] | None = None,
 ) -> MetricsView:
     """The view of a snapshot (None when the store was never read: health alone)."""
     series: tuple[JobSeries, ...] = ()
@@ -263,6 +278,7 @@ def build_view(
         schedules,
         store_up=1 if store_up else 0,
         clock_step_s=clock_step_s,
+        push_refused=tuple(float((push_refused or {}).get(r, 0)) for r in PushRefusal.ALL),
     )
 
 
