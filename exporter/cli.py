@@ -120,6 +120,14 @@ def _api_options(func):
             help="Require the token for reads under /api/ too (/metrics stays open).",
         ),
         option(
+            "--cors-origin",
+            "cors_origins",
+            multiple=True,
+            metavar="ORIGIN",
+            help="A page of this origin (https://host[:port]) may read the API and, with a "
+            "token, write (repeatable). Writes from other origins' pages are refused.",
+        ),
+        option(
             "--max-body-bytes",
             type=click.IntRange(min=1024),
             default=DEFAULT_MAX_BODY_BYTES,

@@ -110,6 +110,7 @@ def test_yaml_file_sets_defaults_below_variables_and_options(captured, tmp_path:
         (["--source", "a=http://x/1", "--source", "a=http://x/2"], None),
         (["--scrape-interval", "0.05"], "0.1"),
         (["--listen", "nowhere"], "HOST:PORT"),
+        (["--cors-origin", "https://ok.example/path"], "without a path"),
     ],
 )
 def test_bad_settings_are_usage_errors(captured, args: list[str], message: str | None):
@@ -121,6 +122,14 @@ def test_bad_settings_are_usage_errors(captured, args: list[str], message: str |
     assert result.exit_code == 2, result.output
     assert message in result.output
     assert "settings" not in captured
+
+
+def test_cors_origins_repeat_and_are_kept_as_given(captured):
+    result = invoke(
+        ["serve", "--cors-origin", "https://a.example", "--cors-origin", "http://b.example:8080"]
+    )
+    assert result.exit_code == 0, result.output
+    assert captured["settings"].cors_origins == ("https://a.example", "http://b.example:8080")
 
 
 def test_unknown_yaml_keys_are_rejected(captured, tmp_path: Path):
