@@ -4,6 +4,11 @@ The socket is bound before the app is built, so a demo listening on port 0 knows
 address (to scrape its own mock source) and so the log line names the actual port. On a
 signal waitress stops accepting and gives in-flight requests time to finish; then the
 timers let a running scrape finish and the store closes.
+
+Slow or hostile clients must not starve the others (docs/contract.md §8): waitress polls
+thousands of connections (select() stops at 1024), closes idle ones sooner than its default,
+refuses a body over the cap while reading it, and a write without its token from its
+headers (exporter/runtime/edge.py).
 """
 
 from __future__ import annotations
@@ -11,13 +16,21 @@ from __future__ import annotations
 import logging
 import signal
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from flask import Flask
-from waitress.server import create_server
+from waitress.server import BaseWSGIServer, create_server
 
+from exporter.api.auth import (
+    UNAUTHORIZED_ERRORS,
+    UNAUTHORIZED_MESSAGE,
+    WWW_AUTHENTICATE,
+    token_accepted,
+    token_required,
+)
 from exporter.app import runtime_of
-from exporter.config import DEFAULT_THREADS
+from exporter.config import DEFAULT_THREADS, Settings
+from exporter.runtime import edge
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +46,18 @@ INBUF_OVERFLOW_BYTES = 8 * 1024 * 1024
 # its request waited for a thread, and does not run it. After a store outage, scrapes that
 # Prometheus gave up on would otherwise each run in turn before the one it waits for now.
 REQUEST_LOOKAHEAD = 1
+# A connection holds a descriptor and a parser, never a thread, until its request is whole:
+# a thousand clients sending a byte a second cost that many descriptors. Past the limit
+# waitress stops accepting, so it is high; not higher, since each pass of waitress's loop
+# visits every connection (4,000 slow clients: /metrics p50 28 ms, max 230 ms; 9,000: over
+# a second). It is lowered to what the open files limit allows, less what the store,
+# scrapes and spool files hold, since an accept() failing for want of descriptors spins.
+CONNECTION_LIMIT = 4096
+RESERVED_FILES = 256
+# Idle connections (no request in progress, nothing sent) close after this long, checked
+# every CLEANUP_INTERVAL_S; waitress's default is 120 s, checked every 30 s.
+CHANNEL_TIMEOUT_S = 30
+CLEANUP_INTERVAL_S = 5
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -55,12 +80,55 @@ def local_url(sock: socket.socket) -> str:
     return f"http://{host}:{port}"
 
 
+def token_gate(settings: Settings) -> edge.Gate:
+    """exporter/api/auth.py's rule, applied by the server to a request's headers."""
+
+    def gate(method: str, path: str, headers: Mapping[str, str]) -> edge.Refusal | None:
+        if not token_required(method, path, settings):
+            return None
+        if token_accepted(headers.get("AUTHORIZATION", ""), settings):
+            return None
+        return edge.Refusal(
+            401,
+            "Unauthorized",
+            UNAUTHORIZED_MESSAGE,
+            UNAUTHORIZED_ERRORS,
+            [("WWW-Authenticate", WWW_AUTHENTICATE)],
+        )
+
+    return gate
+
+
+def connection_limit() -> int:
+    open_files = edge.raise_open_files_limit()
+    limit = min(CONNECTION_LIMIT, open_files - RESERVED_FILES)
+    if limit < CONNECTION_LIMIT:
+        log.warning(
+            "the open files limit (%d) allows only %d connections at once; raise it "
+            "(ulimit -n) for more",
+            open_files,
+            max(limit, 1),
+        )
+    return max(limit, 1)
+
+
+def warn_if_open(sock: socket.socket, settings: Settings) -> None:
+    host = sock.getsockname()[0]
+    if settings.api_token is None and not edge.is_loopback(host):
+        log.warning(
+            "listening on %s beyond loopback with no --api-token: anyone who can reach it "
+            "may push jobs and create, change or delete API jobs",
+            host,
+        )
+
+
 def serve(
     sock: socket.socket, build_app: Callable[[], Flask], threads: int = DEFAULT_THREADS
 ) -> None:
     """Run until a signal; every part is stopped even when building or serving fails."""
     app = build_app()
     runtime = runtime_of(app)
+    settings = runtime.settings
     server = create_server(
         app,
         sockets=[sock],
@@ -70,7 +138,16 @@ def serve(
         recv_bytes=RECV_BYTES,
         inbuf_overflow=INBUF_OVERFLOW_BYTES,
         channel_request_lookahead=REQUEST_LOOKAHEAD,
+        connection_limit=connection_limit(),
+        asyncore_use_poll=True,
+        channel_timeout=CHANNEL_TIMEOUT_S,
+        cleanup_interval=CLEANUP_INTERVAL_S,
+        # waitress refuses a body of this size or more: one byte over the cap
+        max_request_body_size=settings.max_body_bytes + 1,
     )
+    assert isinstance(server, BaseWSGIServer)  # one socket: one server, not a multi-server
+    server.channel_class = edge.channel_class(token_gate(settings), settings.max_body_bytes)
+    warn_if_open(sock, settings)
 
     stopping = False
 
