@@ -179,6 +179,79 @@ def test_undocumented_endpoints_take_any_method_query_and_headers(
         assert isinstance(body_json["error"], str) and isinstance(body_json["errors"], list)
 
 
+# JSON routes and where deep nesting goes in their bodies (docs/contract.md §8): the body
+# itself, a free-form field, a typed field, an unknown field of a pushed item.
+JSON_ROUTES = [
+    "/api/v1/push",
+    "/api/v1/jobs",
+    "/api/v1/jobs/lease",
+    "/api/v1/jobs/x/heartbeat",
+    "/api/v1/jobs/x/complete",
+    "/api/v1/jobs/x/fail",
+    "/api/v1/jobs/x/retry",
+    "/api/v1/schedules",
+    "/api/v1/schedules/x/pause",
+]
+
+
+def _deep_body(where: str, depth: int) -> str:
+    deep = "[" * depth + "]" * depth
+    return {
+        "body": deep,
+        "payload": '{"type": "T", "name": "n", "payload": ' + deep + "}",
+        "result": '{"worker": "w", "result": ' + deep + "}",
+        "worker": '{"worker": ' + deep + "}",
+        "item": '[{"id": "a", "name": "n", "startTimestamp": 1700000000000, '
+        '"backgroundJobType": "T", "isFinished": false, "x": ' + deep + "}]",
+    }[where]
+
+
+@hypothesis.given(
+    path=st.sampled_from(JSON_ROUTES),
+    where=st.sampled_from(["body", "payload", "result", "worker", "item"]),
+    depth=st.sampled_from([1, 62, 63, 64, 65, 200, 999, 1000, 5000, 100_000]),
+)
+@hypothesis.settings(max_examples=MAX_EXAMPLES, deadline=None, derandomize=True, database=None)
+def test_deep_json_is_never_a_5xx(
+    fuzzed_exporter: ExporterProcess, path: str, where: str, depth: int
+) -> None:
+    response = requests.post(
+        fuzzed_exporter.url + path,
+        data=_deep_body(where, depth),
+        headers={"Content-Type": "application/json"},
+        timeout=30,
+    )
+    STATUSES[fuzzed_exporter.url][response.status_code] += 1
+    assert response.status_code < 500, (response.status_code, response.text[:500])
+    if depth > 64:
+        assert response.status_code in (400, 413), (path, where, depth, response.text[:300])
+    if response.status_code >= 400:
+        body = response.json()
+        assert isinstance(body["error"], str) and isinstance(body["errors"], list)
+
+
+@hypothesis.given(
+    bad=st.integers(min_value=1, max_value=20_000),
+    item=st.sampled_from(["0", "null", "{}", '"x"', "[]", '{"id": 7}']),
+)
+@hypothesis.settings(max_examples=MAX_EXAMPLES // 4, deadline=None, derandomize=True, database=None)
+def test_a_push_of_many_bad_items_lists_100_and_counts_all(
+    fuzzed_exporter: ExporterProcess, bad: int, item: str
+) -> None:
+    response = requests.post(
+        f"{fuzzed_exporter.url}/api/v1/push",
+        data="[" + ",".join([item] * bad) + "]",
+        headers={"Content-Type": "application/json"},
+        timeout=30,
+    )
+    STATUSES[fuzzed_exporter.url][response.status_code] += 1
+    assert response.status_code == 400, response.text[:300]
+    body = response.json()
+    assert body["errorCount"] == bad
+    assert len(body["errors"]) == min(bad, 100)
+    assert [error["index"] for error in body["errors"]] == list(range(min(bad, 100)))
+
+
 def test_the_exporter_survived_the_fuzzing(fuzzed_exporter: ExporterProcess) -> None:
     """Runs after the fuzzing: still serving, still ready, and it logged no internal error."""
     statuses = STATUSES[fuzzed_exporter.url]
