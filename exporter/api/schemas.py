@@ -227,8 +227,10 @@ class FieldError(msgspec.Struct, omit_defaults=True):
     index: int | None = None
 
 
-class Error(msgspec.Struct):
-    """Every 4xx and 5xx answer."""
+class Error(msgspec.Struct, omit_defaults=True):
+    """Every 4xx and 5xx answer. `errors` lists at most 100; a push's 400 says in
+    `errorCount` how many there were in all."""
 
     error: str
     errors: list[FieldError]
+    error_count: int | None = msgspec.field(default=None, name="errorCount")
