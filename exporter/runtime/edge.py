@@ -2,8 +2,8 @@
 
 Waitress reads a whole request (spooling a large body to a temporary file) before a thread
 and Flask see it, so a limit checked in Flask is checked too late: a 100 MiB push without a
-token was on disk before its 401. Here the parser asks a `Gate` about each request as soon
-as its headers are in, and the channel stops reading a connection once its request is
+token was on disk before its 401. Here the parser asks a `Gate` about each request with a
+body as soon as its headers are in, and the channel stops reading a connection once its request is
 refused; waitress's own refusals (413 over the body cap, 400, 431, 501) keep their status
 and answer the contract's `{"error": ..., "errors": [...]}` instead of a text page.
 
@@ -82,6 +82,10 @@ class EdgeParser(HTTPRequestParser):
     def _ask_gate(self) -> None:
         # A malformed request is answered as such; one too large may still need its 401.
         if self.error is not None and not isinstance(self.error, RequestEntityTooLarge):
+            return
+        # Without a body there is nothing to save: Flask answers it, with all it knows
+        # (a CORS preflight, the 403 for a page of another origin, CORS headers on a 401).
+        if self.body_rcv is None:
             return
         path = "/" + getattr(self, "path", "").lstrip("/")  # werkzeug's request.path
         refusal = type(self).gate(str(self.command), path, self.headers)
