@@ -25,8 +25,10 @@ from exporter.config import (
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_MAX_BODY_BYTES,
     DEFAULT_MAX_PAYLOAD_BYTES,
+    DEFAULT_MAX_PUSH_SOURCES,
     DEFAULT_MAX_RESPONSE_BYTES,
     DEFAULT_MAX_SCHEDULES,
+    DEFAULT_MAX_SERIES,
     DEFAULT_MAX_SERIES_PER_SOURCE,
     DEFAULT_PUSH_LOST_AFTER,
     DEFAULT_RETENTION_DAYS,
@@ -118,6 +120,12 @@ def _api_options(func):
             is_flag=True,
             default=False,
             help="Require the token for reads under /api/ too (/metrics stays open).",
+        ),
+        option(
+            "--max-push-sources",
+            type=click.IntRange(min=1),
+            default=DEFAULT_MAX_PUSH_SOURCES,
+            help="Distinct sources pushes may name (a push naming a new one beyond: 429).",
         ),
         option(
             "--cors-origin",
@@ -260,6 +268,19 @@ def main() -> None:
     type=click.IntRange(min=1),
     default=DEFAULT_MAX_SERIES_PER_SOURCE,
     help="Distinct (type, name) pairs per source before names fold to __other__.",
+)
+@option(
+    "--max-series",
+    type=click.IntRange(min=1),
+    default=DEFAULT_MAX_SERIES,
+    help="Distinct (source, type, name) series in all before names fold to __other__.",
+)
+@option(
+    "--scrape-redirects-elsewhere",
+    is_flag=True,
+    default=False,
+    help="Follow a source's redirect to another host or port (refused by default: an "
+    "http_status scrape error).",
 )
 @_api_options
 @option(

@@ -22,6 +22,8 @@ MIN_SCRAPE_INTERVAL = 0.1
 DEFAULT_SCRAPE_TIMEOUT = 10.0
 DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 DEFAULT_MAX_SERIES_PER_SOURCE = 500
+DEFAULT_MAX_SERIES = 20_000  # job series of the whole exporter, every source together (§8)
+DEFAULT_MAX_PUSH_SOURCES = 100  # distinct sources pushes may name (§8)
 DEFAULT_RETENTION_DAYS = 7.0
 DEFAULT_THREADS = 8
 DEFAULT_LOG_LEVEL = "info"
@@ -98,6 +100,9 @@ class Settings:
     scrape_timeout: float = DEFAULT_SCRAPE_TIMEOUT
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
     max_series_per_source: int = DEFAULT_MAX_SERIES_PER_SOURCE
+    max_series: int = DEFAULT_MAX_SERIES  # ... and of the whole exporter
+    max_push_sources: int = DEFAULT_MAX_PUSH_SOURCES  # distinct push sources (429 beyond)
+    scrape_redirects_elsewhere: bool = False  # follow a source's redirect to another host/port
     retention_days: float = DEFAULT_RETENTION_DAYS
     buckets: tuple[float, ...] = DEFAULT_BUCKETS
     threads: int = DEFAULT_THREADS
@@ -131,6 +136,10 @@ class Settings:
             raise ConfigError("max_response_bytes must be at least 1024")
         if self.max_series_per_source < 1:
             raise ConfigError("max_series_per_source must be at least 1")
+        if self.max_series < self.max_series_per_source:
+            raise ConfigError("max_series must be at least max_series_per_source")
+        if self.max_push_sources < 1:
+            raise ConfigError("max_push_sources must be at least 1")
         if self.retention_days <= 0:
             raise ConfigError("retention_days must be positive")
         if self.api_token is not None and not self.api_token.strip():

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import requests
 
+from exporter.config import DEFAULT_MAX_PUSH_SOURCES as MAX_PUSH_SOURCES
 from exporter.sources.fetch import FetchError, FetchLimits, fetch
 from exporter.tracking.decode import (
     MAX_LISTED_ERRORS,
@@ -27,7 +28,6 @@ from exporter.tracking.decode import (
     decode_jobs,
     deeper_than,
 )
-from exporter.tracking.ingest import MAX_PUSH_SOURCES
 from exporter.tracking.plan import OTHER
 from tests.helpers.data import START_MS, job
 from tests.helpers.metrics import Metrics
@@ -183,11 +183,8 @@ def test_a_push_may_nest_64_levels_in_all_not_65(exporter: Exporter):
 # --- the exporter-wide series cap and the push source cap, in-process ---------------------
 
 
-def test_series_fold_into_other_once_the_exporter_wide_cap_is_reached(
-    make_exporter, monkeypatch: pytest.MonkeyPatch
-):
-    monkeypatch.setattr("exporter.runtime.process.MAX_SERIES", 30)
-    exporter = make_exporter({}, max_series_per_source=20)
+def test_series_fold_into_other_once_the_exporter_wide_cap_is_reached(make_exporter):
+    exporter = make_exporter({}, max_series_per_source=20, max_series=30)
     for source in ("a", "b", "c"):
         items = [job(f"{source}{n}", name=f"name-{n}") for n in range(15)]
         assert post(f"{exporter.url}/api/v1/push?source={source}", json.dumps(items)).ok
@@ -200,7 +197,7 @@ def test_series_fold_into_other_once_the_exporter_wide_cap_is_reached(
     assert metrics.value(STARTED, source="c", type=OTHER, name=OTHER) == 15  # a new type
     # After a restart the budget starts from what the store holds: still full.
     exporter.close()
-    again = make_exporter({}, max_series_per_source=20)
+    again = make_exporter({}, max_series_per_source=20, max_series=30)
     post(f"{again.url}/api/v1/push?source=d", json.dumps([job("d1", name="fresh")]))
     assert again.metrics().value(STARTED, source="d", type=OTHER, name=OTHER) == 1
 

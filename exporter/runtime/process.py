@@ -31,8 +31,8 @@ from exporter.sources.fetch import FetchLimits
 from exporter.sources.scrape import Scraper, ScrapeTarget
 from exporter.stats.history import HistorySampler
 from exporter.store import Store, StoreError, open_store
-from exporter.tracking.ingest import MAX_PUSH_SOURCES, Ingestor, TrackingRules
-from exporter.tracking.plan import MAX_SERIES, LabelGuard, SeriesBudget
+from exporter.tracking.ingest import Ingestor, TrackingRules
+from exporter.tracking.plan import LabelGuard, SeriesBudget
 
 log = logging.getLogger(__name__)
 EXTENSION = "job_exporter"
@@ -63,7 +63,7 @@ class Runtime:
         ]
         self.health = HealthBoard([target.name for target in targets])
         store = self.store
-        budget = SeriesBudget(MAX_SERIES, seed=lambda: store.snapshot().series.keys())
+        budget = SeriesBudget(settings.max_series, seed=lambda: store.snapshot().series.keys())
         self.ingestor = Ingestor(
             self.store,
             TrackingRules(
@@ -71,9 +71,13 @@ class Runtime:
                 buckets=Buckets(settings.buckets),
                 retention_ms=settings.retention_ms,
             ),
-            max_push_sources=MAX_PUSH_SOURCES,
+            max_push_sources=settings.max_push_sources,
         )
-        limits = FetchLimits.within(settings.scrape_timeout, settings.max_response_bytes)
+        limits = FetchLimits.within(
+            settings.scrape_timeout,
+            settings.max_response_bytes,
+            redirects_elsewhere=settings.scrape_redirects_elsewhere,
+        )
         self.scraper = Scraper(self.ingestor, targets, self.clock, self.health, limits=limits)
         self.registry = CollectorRegistry(auto_describe=False)
         self.collector = JobCollector(

@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Callable, Collection, Container, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from exporter.config import DAY_MS, DEFAULT_RETENTION_DAYS
+from exporter.config import DAY_MS, DEFAULT_MAX_PUSH_SOURCES, DEFAULT_RETENTION_DAYS
 from exporter.model.counts import Buckets, CountKind, PushRefusal
 from exporter.model.jobinfo import JobInfo
 from exporter.model.tracked import Plan, SourceIndex
@@ -26,7 +26,6 @@ from exporter.tracking.plan import LabelGuard, plan_changes, plan_timeouts
 
 PRUNE_EVERY_MS = 60_000
 WRITE_ATTEMPTS = 3
-MAX_PUSH_SOURCES = 100  # distinct sources pushes may name (docs/contract.md §8)
 
 
 @dataclass(frozen=True)
@@ -59,7 +58,7 @@ class Ingestor:
         store: Store,
         rules: TrackingRules | None = None,
         *,
-        max_push_sources: int = MAX_PUSH_SOURCES,
+        max_push_sources: int = DEFAULT_MAX_PUSH_SOURCES,
     ) -> None:
         self.store = store
         self.rules = rules or TrackingRules()

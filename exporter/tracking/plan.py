@@ -14,7 +14,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import count
 
-from exporter.config import DEFAULT_MAX_SERIES_PER_SOURCE
+from exporter.config import DEFAULT_MAX_SERIES, DEFAULT_MAX_SERIES_PER_SOURCE
 from exporter.model.counts import Buckets, CountKind, Outcome, observe_all
 from exporter.model.jobinfo import WAITING_STATUSES, JobInfo
 from exporter.model.tracked import (
@@ -36,7 +36,6 @@ LOST_AFTER_MISSING_SCRAPES = 2
 # the time after which it counts lost runs from its report, not from its start.
 LATE_REPORT_MS = 60_000
 TOUCH_EVERY_MS = 1_000  # a pushed open job's report time is rewritten at most this often
-MAX_SERIES = 20_000  # job series of the whole exporter, every source together (contract §8)
 _passes = count(1)  # planning passes, numbered to mark the open jobs each one sees
 SeriesKey = tuple[str, str, str]  # source, type, name
 
@@ -52,7 +51,7 @@ class SeriesBudget:
     sources plan at once under their own locks."""
 
     def __init__(
-        self, limit: int = MAX_SERIES, seed: Callable[[], Iterable[SeriesKey]] | None = None
+        self, limit: int = DEFAULT_MAX_SERIES, seed: Callable[[], Iterable[SeriesKey]] | None = None
     ) -> None:
         self.limit = limit
         self._seed = seed
