@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import select
 import socket
 import sys
 import threading
@@ -62,9 +63,10 @@ COPY_FROM = 500  # inserts beyond this many rows go through COPY
 CONNECT_TIMEOUT_S = 2
 POOL_WAIT_S = 2.0  # for a free connection of the pool
 PROBE_WAIT_S = 0.5  # ... while the store is down: a probe finds out, it does not queue
-LOCK_TIMEOUT_MS = 2_000
-STATEMENT_TIMEOUT_MS = 2_500
-ANSWER_WITHIN_S = 3.0  # any one wait for the server (a statement, a commit, a COPY chunk)
+LOCK_TIMEOUT_MS = 1_500
+PROBE_LOCK_TIMEOUT_MS = 500  # ... while the store is down: a lock still held is still down
+STATEMENT_TIMEOUT_MS = 2_000
+ANSWER_WITHIN_S = 2.5  # any one wait for the server (a statement, a commit, a COPY chunk)
 CHECK_WITHIN_S = 1.0  # the pool's check of a connection: an empty query
 # The pool retries a failed connect with backoff (1, 2, 4 s ...) for this long, then frees the
 # slot, so the next request connects at once: a server back after a long outage is found
@@ -152,13 +154,18 @@ class PostgresDialect(Dialect[Connection]):
 
     def _check(self, connection: Connection) -> None:
         """The pool's check of a connection it hands out: one that died while idle (a
-        server restarted) is replaced instead of failing the operation."""
+        server restarted) is replaced instead of failing the operation. A server that
+        ends a connection says so or closes it, which leaves something to read on an idle
+        socket: only then is a round trip spent on finding out (most are used again at
+        once, and a check per operation would cost a quarter of the throughput)."""
         watched = connection if isinstance(connection, WatchedConnection) else None
-        if watched is not None:
-            watched.bound_s = min(CHECK_WITHIN_S, self.watchdog.budget_s)
         try:
+            if not select.select([connection.pgconn.socket], [], [], 0)[0]:
+                return  # nothing said since it came back
+            if watched is not None:
+                watched.bound_s = min(CHECK_WITHIN_S, self.watchdog.budget_s)
             connection.execute("")
-        except psycopg.Error as error:
+        except (psycopg.Error, OSError) as error:
             self.saw(error)
             raise
         finally:
@@ -185,6 +192,8 @@ class PostgresDialect(Dialect[Connection]):
                     connection.execute(
                         "SET LOCAL statement_timeout = 0; SET LOCAL lock_timeout = 0"
                     )
+                elif down:
+                    connection.execute(f"SET LOCAL lock_timeout = {PROBE_LOCK_TIMEOUT_MS}")
                 if consistent:
                     connection.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
                 yield connection
@@ -311,17 +320,18 @@ class WatchedConnection(psycopg.Connection[Any]):
         if not watchdog.armed:
             return super().wait(gen, *args, **kwargs)
         bound_s = watchdog.budget_s if self.bound_s is None else self.bound_s
-        broken = f"no answer within {bound_s:g} s; connection broken"
         if self.overran:
-            raise NoAnswer(broken)
+            raise NoAnswer(f"no answer within {bound_s:g} s; connection broken")
+        watchdog.watch(self, bound_s)
         try:
-            with watchdog.watching(self, bound_s):
-                return super().wait(gen, *args, **kwargs)
+            return super().wait(gen, *args, **kwargs)
         except psycopg.OperationalError as error:
             if not self.overran:
                 raise
             self.close()  # so the pool discards it when it comes back
-            raise NoAnswer(broken) from error
+            raise NoAnswer(f"no answer within {bound_s:g} s; connection broken") from error
+        finally:
+            watchdog.unwatch(self)
 
 
 def _watched_by(dialect: PostgresDialect) -> type[Connection]:
@@ -337,7 +347,7 @@ class Watchdog:
     def __init__(self, budget_s: float) -> None:
         self.budget_s = budget_s
         self.armed = False
-        self._changed = threading.Condition()
+        self._changed = threading.Condition(threading.Lock())
         self._waits: dict[int, tuple[float, WatchedConnection]] = {}  # by id(connection)
         self._wake_at = math.inf  # when the thread looks next (monotonic s)
         self._stopping = False
@@ -355,19 +365,18 @@ class Watchdog:
             self.armed = False
             self._changed.notify_all()
 
-    @contextmanager
-    def watching(self, connection: WatchedConnection, bound_s: float) -> Iterator[None]:
-        """Around one wait: the watchdog may break `connection` only while inside."""
+    def watch(self, connection: WatchedConnection, bound_s: float) -> None:
+        """Before one wait: from now until `unwatch`, and only then, the watchdog may
+        break `connection` (its descriptor is surely still its own)."""
         deadline = time.monotonic() + bound_s
         with self._changed:
             self._waits[id(connection)] = (deadline, connection)
             if deadline < self._wake_at:
                 self._changed.notify_all()  # else it wakes in time and finds this one
-        try:
-            yield
-        finally:
-            with self._changed:
-                self._waits.pop(id(connection), None)
+
+    def unwatch(self, connection: WatchedConnection) -> None:
+        with self._changed:
+            self._waits.pop(id(connection), None)
 
     def _run(self) -> None:
         with self._changed:
