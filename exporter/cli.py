@@ -25,6 +25,7 @@ from exporter.config import (
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_MAX_BODY_BYTES,
     DEFAULT_MAX_PAYLOAD_BYTES,
+    DEFAULT_MAX_PENDING_JOBS,
     DEFAULT_MAX_PUSH_SOURCES,
     DEFAULT_MAX_RESPONSE_BYTES,
     DEFAULT_MAX_SCHEDULES,
@@ -152,6 +153,13 @@ def _api_options(func):
             type=click.IntRange(1, MAX_ATTEMPTS_LIMIT),
             default=DEFAULT_MAX_ATTEMPTS,
             help="Runs a job gets when it is created without maxAttempts.",
+        ),
+        option(
+            "--max-pending-jobs",
+            type=click.IntRange(min=1),
+            default=DEFAULT_MAX_PENDING_JOBS,
+            help="Job-API jobs pending at once; a create beyond, or a schedule's fire, waits "
+            "(429 for a create).",
         ),
         option(
             "--backoff-base",

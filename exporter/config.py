@@ -37,6 +37,7 @@ DEFAULT_PUSH_SOURCE = "push"
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 DEFAULT_MAX_PAYLOAD_BYTES = 64 * 1024
 DEFAULT_MAX_ATTEMPTS = 3
+DEFAULT_MAX_PENDING_JOBS = 100_000  # job-API jobs pending at once (429 beyond)
 MAX_ATTEMPTS_LIMIT = 100
 DEFAULT_BACKOFF_BASE = 1.0
 DEFAULT_BACKOFF_CAP = 300.0
@@ -114,6 +115,7 @@ class Settings:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES  # largest request body under /api/ (413)
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES  # largest job payload or result
     max_attempts: int = DEFAULT_MAX_ATTEMPTS  # runs of a job created without maxAttempts
+    max_pending_jobs: int = DEFAULT_MAX_PENDING_JOBS  # pending job-API jobs (429 beyond)
     backoff_base: float = DEFAULT_BACKOFF_BASE  # seconds before the first automatic retry
     backoff_cap: float = DEFAULT_BACKOFF_CAP  # longest wait between automatic retries
     lease_seconds: float = DEFAULT_LEASE_SECONDS  # a lease when the worker asks for none
@@ -154,6 +156,8 @@ class Settings:
             raise ConfigError("max_body_bytes must be at least 1024")
         if not 1 <= self.max_payload_bytes <= self.max_body_bytes:
             raise ConfigError("max_payload_bytes must be between 1 and max_body_bytes")
+        if self.max_pending_jobs < 1:
+            raise ConfigError("max_pending_jobs must be at least 1")
         if not 1 <= self.max_attempts <= MAX_ATTEMPTS_LIMIT:
             raise ConfigError(f"max_attempts must be between 1 and {MAX_ATTEMPTS_LIMIT}")
         if self.backoff_base <= 0 or self.backoff_cap < self.backoff_base:

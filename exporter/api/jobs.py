@@ -3,6 +3,7 @@ fail, retry. Thin: parse and check the request, call the queue, encode its answe
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 import msgspec
@@ -12,12 +13,14 @@ from exporter.api import schemas
 from exporter.api.bodies import raw_json_body, read_json
 from exporter.api.errors import ApiError, error_response
 from exporter.api.responses import job_out, json_response
-from exporter.jobs.queue import JobConflict, UnknownJob
-from exporter.model.queue import DEFAULT_PAGE, JobStatus, QueueQuery
+from exporter.jobs.queue import JobConflict, QueueFull, UnknownJob
+from exporter.model.queue import DEFAULT_PAGE, JobStatus, KeyReused, QueueQuery
 from exporter.runtime.process import current_runtime
 
 blueprint = Blueprint("jobs", __name__, url_prefix="/api/v1/jobs")
 MAX_PAGE = 1000
+IDEMPOTENCY_KEY = "Idempotency-Key"
+MAX_KEY_LENGTH = 200
 MAX_INT64 = 2**63 - 1  # the largest integer either store binds
 _DIGITS = re.compile(r"[0-9]{1,19}")  # ASCII only, and short enough to convert cheaply
 
@@ -32,14 +35,48 @@ def conflict(error: JobConflict):
     return error_response(409, str(error), [_field(error.field, str(error))])
 
 
+@blueprint.errorhandler(KeyReused)
+def key_reused(error: KeyReused):
+    message = "this Idempotency-Key came with another request within the last 24 h"
+    return error_response(409, message, [_field(IDEMPOTENCY_KEY, "used for another request")])
+
+
+@blueprint.errorhandler(QueueFull)
+def queue_full(error: QueueFull):
+    response = error_response(429, str(error), [_field("body", "too many pending jobs")])
+    response.headers["Retry-After"] = "1"
+    return response
+
+
 @blueprint.post("")
 def create() -> Response:
+    """201 with a new job; 200 with the job an Idempotency-Key made before, when it is
+    resent (a create whose answer was lost makes no second job)."""
     body = read_json(schemas.CreateJob)
     payload = capped_json(body.payload, "payload")
-    job = current_runtime().queue.create(body.type, body.name, payload, body.max_attempts)
-    response = json_response(job_out(job), 201)
+    key = _idempotency_key(body)
+    job, new = current_runtime().queue.create_once(
+        body.type, body.name, payload, body.max_attempts, key=key
+    )
+    response = json_response(job_out(job), 201 if new else 200)
     response.headers["Location"] = f"{blueprint.url_prefix}/{job.id}"
     return response
+
+
+def _idempotency_key(body: schemas.CreateJob) -> tuple[str, str] | None:
+    """The header's key and a digest of the request it came with (its canonical JSON, so
+    spacing and key order do not make a resend look like another request)."""
+    key = request.headers.get(IDEMPOTENCY_KEY)
+    if key is None:
+        return None
+    if not 1 <= len(key) <= MAX_KEY_LENGTH or not key.isprintable():
+        raise ApiError(
+            400,
+            f"{IDEMPOTENCY_KEY} must be 1 to {MAX_KEY_LENGTH} printable characters",
+            [_field(IDEMPOTENCY_KEY, "invalid")],
+        )
+    canonical = msgspec.json.encode(msgspec.to_builtins(body), order="sorted")
+    return key, hashlib.sha256(canonical).hexdigest()
 
 
 @blueprint.get("")

@@ -128,7 +128,22 @@ OPERATIONS: tuple[Operation, ...] = (
         "/api/v1/jobs",
         "Create a job, pending and due now",
         request="CreateJob",
-        responses={"201": ("the new job", "Job"), "400": _BAD},
+        responses={
+            "201": ("the new job", "Job"),
+            "200": ("the job this Idempotency-Key made within the last 24 h", "Job"),
+            "400": _BAD,
+            "409": ("the Idempotency-Key came with another request", "Error"),
+            "429": ("as many jobs are pending as --max-pending-jobs allows", "Error"),
+        },
+        parameters=(
+            {
+                "name": "Idempotency-Key",
+                "in": "header",
+                "description": "Resending a create with the same key within 24 h makes no "
+                "second job: it answers 200 with the first one.",
+                "schema": {"type": "string", "minLength": 1, "maxLength": 200},
+            },
+        ),
     ),
     Operation(
         "get",

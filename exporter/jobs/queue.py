@@ -10,8 +10,10 @@ Flask and no SQL here.
 
 from __future__ import annotations
 
+import math
 import random
 import threading
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -22,9 +24,18 @@ from exporter.config import (
     DEFAULT_BACKOFF_CAP,
     DEFAULT_LEASE_SECONDS,
     DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_MAX_PENDING_JOBS,
 )
 from exporter.model.counts import Buckets, CountDeltas, CountKind, Outcome, RetryTrigger, observe
-from exporter.model.queue import API_SOURCE, JobStatus, QueueChange, QueueJob, QueueQuery
+from exporter.model.queue import (
+    API_SOURCE,
+    IDEMPOTENCY_WINDOW_MS,
+    CreateKey,
+    JobStatus,
+    QueueChange,
+    QueueJob,
+    QueueQuery,
+)
 from exporter.model.schedules import ScheduleFire
 from exporter.model.tracked import Plan, SourceIndex
 from exporter.store import Store
@@ -71,6 +82,18 @@ class QueuePolicy:
     default_max_attempts: int = DEFAULT_MAX_ATTEMPTS
     default_lease_s: float = DEFAULT_LEASE_SECONDS
     buckets: Buckets = field(default_factory=Buckets)
+    max_pending: int = DEFAULT_MAX_PENDING_JOBS  # creates beyond: QueueFull
+
+
+class QueueFull(Exception):
+    """As many jobs are pending as the policy allows (429): a runaway producer or a
+    thousand one-second schedules fill the store no further."""
+
+
+# The pending count is read from the store at most this often; creates in between are
+# added to it, and finished leases only show at the next read (so the cap errs on the
+# side of refusing, by at most a second's worth of leases).
+PENDING_READ_EVERY_S = 1.0
 
 
 # --- pure transitions ------------------------------------------------------------------
@@ -219,6 +242,9 @@ class JobQueue:
         self._rng_lock = threading.Lock()  # random.Random is not documented thread-safe
         self._labels: SourceIndex | None = None
         self._labels_lock = threading.Lock()
+        self._pending_lock = threading.Lock()
+        self._pending_read_at = -math.inf  # monotonic seconds
+        self._pending = 0  # as last read, plus the creates since
 
     def create(
         self,
@@ -228,14 +254,35 @@ class JobQueue:
         max_attempts: int | None = None,
         *,
         fire: Callable[[str], ScheduleFire] | None = None,
+        key: tuple[str, str] | None = None,
     ) -> QueueJob:
         """A new pending job, due now; `pending` +1 in the same transaction.
 
         `fire` (given the new job's id) is the schedule fire this job is for: the store
         records it in the same transaction and raises FireTaken, writing nothing, when that
-        fire already has its job.
+        fire already has its job. `key` is an Idempotency-Key and a digest of the request:
+        while it holds (IDEMPOTENCY_WINDOW_MS), the job it first made is returned and
+        nothing is written (KeyReused when the digest differs). QueueFull when
+        `max_pending` jobs are pending.
         """
+        return self.create_once(job_type, name, payload, max_attempts, fire=fire, key=key)[0]
+
+    def create_once(
+        self,
+        job_type: str,
+        name: str,
+        payload: bytes | None = None,
+        max_attempts: int | None = None,
+        *,
+        fire: Callable[[str], ScheduleFire] | None = None,
+        key: tuple[str, str] | None = None,
+    ) -> tuple[QueueJob, bool]:
+        """`create`, and whether the job is new (False: the one `key` made before)."""
         now_ms = self.clock.now_ms()
+        self._make_room()
+        claim = None
+        if key is not None:
+            claim = CreateKey(key[0], key[1], now_ms - IDEMPOTENCY_WINDOW_MS)
         with self._labels_lock:  # the guard's admitted series must not race
             index = self._label_index()
             plan = Plan()
@@ -262,9 +309,21 @@ class JobQueue:
             counts = plan.counts  # holds the folded-jobs count when the guard folded
             counts[(*series, CountKind.PENDING, "")] += 1
             recorded = None if fire is None else fire(job.id)
-            created = self.store.queue_insert(QueueChange(job, counts), recorded)
+            created = self.store.queue_insert(QueueChange(job, counts), recorded, claim)
             index.admit(plan.new_series)
-        return created
+        return created, created.id == job.id
+
+    def _make_room(self) -> None:
+        with self._pending_lock:
+            now = time.monotonic()
+            if now - self._pending_read_at >= PENDING_READ_EVERY_S:
+                self._pending = self.store.queue_pending()
+                self._pending_read_at = now
+            if self._pending >= self.policy.max_pending:
+                raise QueueFull(
+                    f"{self._pending} jobs are pending, as many as --max-pending-jobs allows"
+                )
+            self._pending += 1
 
     def get(self, job_id: str) -> QueueJob:
         job = self.store.queue_get(job_id)
@@ -333,7 +392,8 @@ class JobQueue:
     def prune(self, retention_ms: float) -> int:
         """Forget completed and failed jobs finished longer ago than the retention period
         (their counts stay, as for sources); returns how many."""
-        return self.store.queue_prune(self.clock.now_ms() - retention_ms)
+        now_ms = self.clock.now_ms()
+        return self.store.queue_prune(now_ms - retention_ms, now_ms - IDEMPOTENCY_WINDOW_MS)
 
     def _update(self, job_id: str, transition) -> QueueJob:
         job = self.store.queue_update(job_id, transition)

@@ -38,7 +38,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from exporter.clock import Clock
 from exporter.config import DEFAULT_MAX_SCHEDULES, DEFAULT_SCHEDULE_MISFIRE_GRACE
-from exporter.jobs.queue import JobQueue
+from exporter.jobs.queue import JobQueue, QueueFull
 from exporter.model.queue import QueueJob
 from exporter.model.schedules import (
     FireResult,
@@ -364,6 +364,7 @@ class Scheduler:
         self.clock = clock
         self.grace_ms = misfire_grace_s * 1000
         self.max_schedules = max_schedules
+        self._waiting_for_room = False  # said once while the queue is full
 
     def create(self, spec: ScheduleSpec) -> Schedule:
         if (spec.cron is None) == (spec.interval_s is None):
@@ -430,7 +431,8 @@ class Scheduler:
         return self._create(schedule, key, after_manual)
 
     def sweep(self) -> int:
-        """Fire every due schedule; returns how many jobs were created."""
+        """Fire every due schedule; returns how many jobs were created. While the queue is
+        full (--max-pending-jobs) due fires wait, and fire late once there is room."""
         due_before_ms = max(self.clock.now_ms(), self.clock.wall_ms())
         created = 0
         for schedule in self.store.schedule_list(due_before_ms=due_before_ms):
@@ -440,6 +442,14 @@ class Scheduler:
                 continue  # deleted meanwhile
             except ScheduleInvalid as error:  # e.g. its time zone left the system's tzdata
                 log.error("schedule %s cannot fire: %s", schedule.id, error)
+            except QueueFull as error:
+                if not self._waiting_for_room:
+                    log.warning("schedules wait to fire: %s", error)
+                    self._waiting_for_room = True
+                return created
+        if self._waiting_for_room:
+            log.info("schedules fire again: the queue has room")
+            self._waiting_for_room = False
         return created
 
     def _fire_due(self, schedule: Schedule, now_ms: float) -> int:

@@ -86,3 +86,22 @@ class QueueQuery:
     name: str | None = None
     after_seq: int = 0
     limit: int = DEFAULT_PAGE
+
+
+# How long a create's Idempotency-Key holds (docs/contract.md §4): a resend within it gets
+# the job the key first created.
+IDEMPOTENCY_WINDOW_MS = 24 * 3600 * 1000
+
+
+@dataclass(frozen=True, slots=True)
+class CreateKey:
+    """A create's Idempotency-Key and a digest of what it asked for; keys claimed before
+    `expired_before_ms` no longer hold."""
+
+    key: str
+    request_digest: str
+    expired_before_ms: float
+
+
+class KeyReused(Exception):
+    """The Idempotency-Key was first sent with another request (409)."""

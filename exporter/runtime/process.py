@@ -96,6 +96,7 @@ class Runtime:
                 backoff=Backoff(settings.backoff_base, settings.backoff_cap),
                 default_max_attempts=settings.max_attempts,
                 default_lease_s=settings.lease_seconds,
+                max_pending=settings.max_pending_jobs,
                 buckets=self.ingestor.rules.buckets,
             ),
             guard=self.ingestor.rules.guard,

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from exporter.model.counts import CountDeltas
-from exporter.model.queue import QueueChange, QueueJob, QueueQuery, Transition
+from exporter.model.queue import CreateKey, QueueChange, QueueJob, QueueQuery, Transition
 from exporter.model.schedules import Schedule, ScheduleFire, ScheduleTransition
 from exporter.model.tracked import JobRow, Plan, SourceIndex, TrackedQuery
 
@@ -121,8 +121,16 @@ class Store(Protocol):
     # state, counts and any schedule success from the current row, and anything it raises
     # rolls everything back.
 
-    def queue_insert(self, change: QueueChange, fire: ScheduleFire | None = None) -> QueueJob:
+    def queue_insert(
+        self,
+        change: QueueChange,
+        fire: ScheduleFire | None = None,
+        key: CreateKey | None = None,
+    ) -> QueueJob:
         """Insert a new job and add its counts; returns it with its `seq`.
+
+        With an Idempotency-Key that holds already, nothing is written and the job it made
+        is returned (KeyReused when the key came with another request).
 
         With a schedule `fire`, its key is inserted first, if absent (FireTaken, nothing
         written, when present), and `fire.transition` updates the schedule, all in the job's
@@ -131,6 +139,10 @@ class Store(Protocol):
         ...
 
     def queue_get(self, job_id: str) -> QueueJob | None: ...
+
+    def queue_pending(self) -> int:
+        """Job-API jobs pending now (waiting to run or for a retry), from the counts."""
+        ...
 
     def queue_list(self, query: QueueQuery) -> list[QueueJob]:
         """Up to `query.limit` jobs after `query.after_seq`, in insertion order."""
@@ -158,10 +170,11 @@ class Store(Protocol):
         """Apply `transition` to up to `limit` running jobs whose lease ended before now."""
         ...
 
-    def queue_prune(self, finished_before_ms: float) -> int:
+    def queue_prune(self, finished_before_ms: float, keys_before_ms: float | None = None) -> int:
         """Delete completed and failed jobs that finished before the cutoff; their counts
         stay. Schedule fire keys older than the cutoff go too (the schedule's next fire is
-        long past them). Returns how many jobs were deleted."""
+        long past them), and Idempotency-Keys claimed before `keys_before_ms`. Returns how
+        many jobs were deleted."""
         ...
 
     # Schedules (recurring jobs). A change that names a schedule success (a completed job,

@@ -39,7 +39,13 @@ from exporter.store.dialect import Dialect
 from exporter.store.health import StoreFault, StoreHealth
 from exporter.store.snapshot_sql import read_snapshot
 from exporter.store.sql import SqlStore
-from exporter.store.tables import JOB_COLUMNS, ColumnTypes, first_steps, runs_step
+from exporter.store.tables import (
+    JOB_COLUMNS,
+    ColumnTypes,
+    first_steps,
+    idempotency_step,
+    runs_step,
+)
 
 TYPES = ColumnTypes(
     "DOUBLE PRECISION", "BYTEA", "BIGINT", "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY", ""
@@ -51,7 +57,12 @@ JOBS_SLIMMED = """
     ALTER TABLE jobs DROP COLUMN last_seen_ms;
     DROP INDEX IF EXISTS jobs_finished_at
 """
-MIGRATIONS: tuple[str, ...] = (*first_steps(TYPES), JOBS_SLIMMED, runs_step(TYPES))
+MIGRATIONS: tuple[str, ...] = (
+    *first_steps(TYPES),
+    JOBS_SLIMMED,
+    runs_step(TYPES),
+    idempotency_step(TYPES),
+)
 SCHEMA_VERSION = len(MIGRATIONS)
 COPY_FROM = 500  # inserts beyond this many rows go through COPY
 

@@ -16,7 +16,15 @@ from contextlib import contextmanager
 from typing import Any, Generic
 
 from exporter.model.counts import CountDeltas, CountKind
-from exporter.model.queue import API_SOURCE, QueueChange, QueueJob, QueueQuery, Transition
+from exporter.model.queue import (
+    API_SOURCE,
+    CreateKey,
+    KeyReused,
+    QueueChange,
+    QueueJob,
+    QueueQuery,
+    Transition,
+)
 from exporter.model.schedules import Schedule, ScheduleFire, ScheduleTransition
 from exporter.model.tracked import JobRow, Plan, SourceIndex, TrackedQuery
 from exporter.store import schedule_rows
@@ -280,11 +288,22 @@ class SqlStore(Generic[C]):
 
     # --- the job queue: each method one transaction --------------------------------------
 
-    def queue_insert(self, change: QueueChange, fire: ScheduleFire | None = None) -> QueueJob:
+    def queue_insert(
+        self,
+        change: QueueChange,
+        fire: ScheduleFire | None = None,
+        key: CreateKey | None = None,
+    ) -> QueueJob:
         """With a fire, its key goes in first: a second replica's insert of the same key
-        waits for the first transaction, then finds the key and writes nothing."""
+        waits for the first transaction, then finds the key and writes nothing. An
+        Idempotency-Key goes in first the same way; one that holds already answers the job
+        it made, writing nothing."""
         job = change.job
         with self._write("creating a job") as db:
+            if key is not None:
+                made = self._claim_key(db, key, job.id, job.created_ms)
+                if made is not None:
+                    return made
             if fire is not None:
                 schedule_rows.claim_fire(db.execute, self._schedules, fire, job.id, job.created_ms)
             created = self._queue.insert(db, job)
@@ -293,6 +312,43 @@ class SqlStore(Generic[C]):
                 lock = self._dialect.for_update
                 schedule_rows.record_fire(db.execute, self._schedules, fire, lock)
         return created
+
+    def _claim_key(self, db: C, key: CreateKey, job_id: str, now_ms: float) -> QueueJob | None:
+        """None when the key is this create's now; the job it made when it holds already
+        (KeyReused when that was another request)."""
+        p = self._dialect.placeholder
+        claimed = db.execute(
+            f"INSERT INTO idempotency_keys VALUES ({p}, {p}, {p}, {p})"
+            " ON CONFLICT (key) DO NOTHING",
+            (key.key, key.request_digest, job_id, now_ms),
+        ).rowcount
+        if claimed == 1:
+            return None
+        digest, made_id, created_ms = db.execute(
+            "SELECT request_digest, job_id, created_ms FROM idempotency_keys"
+            f" WHERE key = {p}{self._dialect.for_update}",
+            (key.key,),
+        ).fetchone()
+        made = None if created_ms < key.expired_before_ms else self._queue.get(db, made_id)
+        if made is None:  # expired, or its job deleted: the key starts afresh
+            db.execute(
+                "UPDATE idempotency_keys SET request_digest = "
+                f"{p}, job_id = {p}, created_ms = {p} WHERE key = {p}",
+                (key.request_digest, job_id, now_ms, key.key),
+            )
+            return None
+        if digest != key.request_digest:
+            raise KeyReused(key.key)
+        return made
+
+    def queue_pending(self) -> int:
+        p = self._dialect.placeholder
+        with self._read("counting pending jobs") as db:
+            (total,) = db.execute(
+                f"SELECT COALESCE(SUM(value), 0) FROM counts WHERE source = {p} AND family = {p}",
+                (API_SOURCE, CountKind.PENDING),
+            ).fetchone()
+        return int(total)
 
     def queue_get(self, job_id: str) -> QueueJob | None:
         with self._read("reading a job") as db:
@@ -326,9 +382,14 @@ class SqlStore(Generic[C]):
                 self._change(db, transition(job)) for job in self._queue.expired(db, now_ms, limit)
             ]
 
-    def queue_prune(self, finished_before_ms: float) -> int:
+    def queue_prune(self, finished_before_ms: float, keys_before_ms: float | None = None) -> int:
+        p = self._dialect.placeholder
         with self._write("pruning finished jobs") as db:
             db.execute(self._schedules.prune_fires, (finished_before_ms,))
+            if keys_before_ms is not None:
+                db.execute(
+                    f"DELETE FROM idempotency_keys WHERE created_ms < {p}", (keys_before_ms,)
+                )
             return self._queue.prune(db, finished_before_ms)
 
     def _change(self, db: C, change: QueueChange) -> QueueJob:

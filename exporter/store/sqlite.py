@@ -42,6 +42,7 @@ from exporter.store.tables import (
     JOBS_RUNNING_INDEX,
     ColumnTypes,
     first_steps,
+    idempotency_step,
     jobs_table,
     runs_step,
 )
@@ -62,6 +63,7 @@ MIGRATIONS: tuple[str, ...] = (
     {JOBS_RUNNING_INDEX}
     """,
     runs_step(TYPES),
+    idempotency_step(TYPES),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -73,6 +75,7 @@ STEP_TABLES: tuple[tuple[str, ...], ...] = (
     ("schedules", "schedule_fires"),
     (),
     (),
+    ("idempotency_keys",),
 )
 
 # SQLite's limit on the values one statement binds before 3.32 raised it to 32,766.

@@ -151,6 +151,20 @@ def first_steps(types: ColumnTypes) -> tuple[str, str, str]:
     return tracked, _QUEUE.format(**values), _SCHEDULES.format(**values)
 
 
+def idempotency_step(types: ColumnTypes) -> str:
+    """Schema step 6: the Idempotency-Keys of job creates, each with the job it made, so
+    that a create resent after a lost answer makes no second job (docs/contract.md §4)."""
+    return f"""
+    CREATE TABLE idempotency_keys (
+        key TEXT PRIMARY KEY,
+        request_digest TEXT NOT NULL,
+        job_id TEXT NOT NULL,
+        created_ms {types.real} NOT NULL
+    ){types.keyed};
+    CREATE INDEX idempotency_keys_created ON idempotency_keys (created_ms)
+    """
+
+
 def runs_step(types: ColumnTypes) -> str:
     """Schema step 5: scraped and pushed jobs count per run (docs/contract.md §2), wait
     for runs, say why they failed, and show when a push last reported them."""
