@@ -117,6 +117,16 @@ def _api_options(func):
             help="Bearer token every write under /api/ must send (none: open).",
         ),
         option(
+            "--worker-token",
+            default=None,
+            help="Bearer token that may only push, lease, heartbeat, complete and fail.",
+        ),
+        option(
+            "--viewer-token",
+            default=None,
+            help="Bearer token that may only read under /api/ (with --api-token-reads).",
+        ),
+        option(
             "--api-token-reads",
             is_flag=True,
             default=False,

@@ -111,6 +111,8 @@ class Settings:
     # The push and job API (docs/contract.md §4).
     api_token: str | None = None  # when set, every write under /api/ needs this bearer token
     api_token_reads: bool = False  # ... and every read under /api/ too
+    worker_token: str | None = None  # may push, lease, heartbeat, complete and fail only
+    viewer_token: str | None = None  # may read only (with api_token_reads)
     cors_origins: tuple[str, ...] = ()  # pages of these origins may read, and write with a token
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES  # largest request body under /api/ (413)
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES  # largest job payload or result
@@ -144,8 +146,15 @@ class Settings:
             raise ConfigError("max_push_sources must be at least 1")
         if self.retention_days <= 0:
             raise ConfigError("retention_days must be positive")
-        if self.api_token is not None and not self.api_token.strip():
-            raise ConfigError("api_token must not be empty when set")
+        tokens = [t for t in (self.api_token, self.worker_token, self.viewer_token) if t]
+        for name in ("api_token", "worker_token", "viewer_token"):
+            value = getattr(self, name)
+            if value is not None and not value.strip():
+                raise ConfigError(f"{name} must not be empty when set")
+        if len(set(tokens)) != len(tokens):
+            raise ConfigError("api_token, worker_token and viewer_token must differ")
+        if self.viewer_token is not None and not self.api_token_reads:
+            raise ConfigError("viewer_token only matters with api_token_reads (reads closed)")
         for origin in self.cors_origins:
             if origin_of(origin) != origin:
                 raise ConfigError(
@@ -180,6 +189,11 @@ class Settings:
         duplicates = {name for name in names if names.count(name) > 1}
         if duplicates:
             raise ConfigError(f"source names must be unique: {', '.join(sorted(duplicates))}")
+
+    @property
+    def tokens_set(self) -> bool:
+        """Whether any token is configured: then writes under /api/ need one."""
+        return any(t is not None for t in (self.api_token, self.worker_token, self.viewer_token))
 
     def lost_after_of(self, source: str) -> float | None:
         """The push source's own --push-lost-after-for, if it has one."""

@@ -22,11 +22,12 @@ from flask import Flask
 from waitress.server import BaseWSGIServer, create_server
 
 from exporter.api.auth import (
+    FORBIDDEN_ERRORS,
+    FORBIDDEN_MESSAGE,
     UNAUTHORIZED_ERRORS,
     UNAUTHORIZED_MESSAGE,
     WWW_AUTHENTICATE,
-    token_accepted,
-    token_required,
+    verdict,
 )
 from exporter.app import runtime_of
 from exporter.config import DEFAULT_THREADS, Settings
@@ -84,10 +85,11 @@ def token_gate(settings: Settings) -> edge.Gate:
     """exporter/api/auth.py's rule, applied by the server to a request's headers."""
 
     def gate(method: str, path: str, headers: Mapping[str, str]) -> edge.Refusal | None:
-        if not token_required(method, path, settings):
+        refused = verdict(method, path, headers.get("AUTHORIZATION", ""), settings)
+        if refused is None:
             return None
-        if token_accepted(headers.get("AUTHORIZATION", ""), settings):
-            return None
+        if refused == 403:
+            return edge.Refusal(403, "Forbidden", FORBIDDEN_MESSAGE, FORBIDDEN_ERRORS, [])
         return edge.Refusal(
             401,
             "Unauthorized",
@@ -114,7 +116,7 @@ def connection_limit() -> int:
 
 def warn_if_open(sock: socket.socket, settings: Settings) -> None:
     host = sock.getsockname()[0]
-    if settings.api_token is None and not edge.is_loopback(host):
+    if not settings.tokens_set and not edge.is_loopback(host):
         log.warning(
             "listening on %s beyond loopback with no --api-token: anyone who can reach it "
             "may push jobs and create, change or delete API jobs",

@@ -68,6 +68,13 @@ class EdgeParser(HTTPRequestParser):
     max_body_bytes = 0
 
     def received(self, data: bytes) -> int:
+        given = len(data)
+        if self.body_rcv is not None:
+            # Waitress checks a chunked body's size after storing what it was given: give it
+            # no more than the cap has room for, so not one read more is stored.
+            room = self.adj.max_request_body_size - self.body_bytes_received
+            if 0 < room < given:
+                data = data[:room]
         in_headers = not self.headers_finished
         consumed = super().received(data)
         if in_headers and self.headers_finished and not self.empty:
@@ -77,7 +84,7 @@ class EdgeParser(HTTPRequestParser):
         if isinstance(self.error, RequestEntityTooLarge):
             self.error = body_too_large(self.max_body_bytes)
         self.expect_continue = False
-        return len(data)  # the connection closes after the answer: the rest is not parsed
+        return given  # the connection closes after the answer: the rest is not parsed
 
     def _ask_gate(self) -> None:
         # A malformed request is answered as such; one too large may still need its 401.
