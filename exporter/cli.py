@@ -19,11 +19,13 @@ from exporter import __version__
 from exporter.config import (
     DEFAULT_BACKOFF_BASE,
     DEFAULT_BACKOFF_CAP,
+    DEFAULT_IDLE_TIMEOUT,
     DEFAULT_LEASE_SECONDS,
     DEFAULT_LISTEN,
     DEFAULT_LOG_LEVEL,
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_PAYLOAD_BYTES,
     DEFAULT_MAX_PENDING_JOBS,
     DEFAULT_MAX_PUSH_SOURCES,
@@ -101,6 +103,18 @@ def _common_options(func):
             type=click.IntRange(1, 256),
             default=DEFAULT_THREADS,
             help="HTTP worker threads.",
+        ),
+        option(
+            "--max-connections",
+            type=click.IntRange(min=1),
+            default=DEFAULT_MAX_CONNECTIONS,
+            help="Open HTTP connections at once (slow clients hold one each, not a thread).",
+        ),
+        option(
+            "--idle-timeout",
+            type=click.FloatRange(min=1),
+            default=DEFAULT_IDLE_TIMEOUT,
+            help="Seconds before an idle HTTP connection is closed.",
         ),
     ]
     for decorate in reversed(options):

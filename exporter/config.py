@@ -26,6 +26,11 @@ DEFAULT_MAX_SERIES = 20_000  # job series of the whole exporter, every source to
 DEFAULT_MAX_PUSH_SOURCES = 100  # distinct sources pushes may name (§8)
 DEFAULT_RETENTION_DAYS = 7.0
 DEFAULT_THREADS = 8
+# A connection holds a descriptor and a parser, never a thread, until its request is whole,
+# so slow clients are cheap; past the limit waitress stops accepting. Not higher, since each
+# pass of waitress's loop visits every connection (docs/reliability.md).
+DEFAULT_MAX_CONNECTIONS = 4096
+DEFAULT_IDLE_TIMEOUT = 30.0  # seconds an idle connection stays open
 DEFAULT_LOG_LEVEL = "info"
 SOURCE_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 # The RQ source (docs/contract.md §6): `rq+redis://HOST:PORT/DB?queues=a,b&max_jobs=N`.
@@ -107,6 +112,8 @@ class Settings:
     retention_days: float = DEFAULT_RETENTION_DAYS
     buckets: tuple[float, ...] = DEFAULT_BUCKETS
     threads: int = DEFAULT_THREADS
+    max_connections: int = DEFAULT_MAX_CONNECTIONS  # open HTTP connections at once
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT  # seconds before an idle connection closes
     mock_source: bool = False  # serve the built-in mock jobs endpoint at /demo/jobs
     # The push and job API (docs/contract.md §4).
     api_token: str | None = None  # when set, every write under /api/ needs this bearer token
@@ -165,6 +172,8 @@ class Settings:
             raise ConfigError("max_body_bytes must be at least 1024")
         if not 1 <= self.max_payload_bytes <= self.max_body_bytes:
             raise ConfigError("max_payload_bytes must be between 1 and max_body_bytes")
+        if self.max_connections < 1 or self.idle_timeout <= 0:
+            raise ConfigError("max_connections must be at least 1 and idle_timeout positive")
         if self.max_pending_jobs < 1:
             raise ConfigError("max_pending_jobs must be at least 1")
         if not 1 <= self.max_attempts <= MAX_ATTEMPTS_LIMIT:

@@ -53,11 +53,10 @@ REQUEST_LOOKAHEAD = 1
 # visits every connection (4,000 slow clients: /metrics p50 28 ms, max 230 ms; 9,000: over
 # a second). It is lowered to what the open files limit allows, less what the store,
 # scrapes and spool files hold, since an accept() failing for want of descriptors spins.
-CONNECTION_LIMIT = 4096
+# The limit is `max_connections` (DEFAULT_MAX_CONNECTIONS in config.py).
 RESERVED_FILES = 256
-# Idle connections (no request in progress, nothing sent) close after this long, checked
-# every CLEANUP_INTERVAL_S; waitress's default is 120 s, checked every 30 s.
-CHANNEL_TIMEOUT_S = 30
+# Idle connections (no request in progress, nothing sent) close after `idle_timeout`
+# (waitress's default is 120 s), checked this often (waitress: every 30 s).
 CLEANUP_INTERVAL_S = 5
 
 
@@ -101,10 +100,10 @@ def token_gate(settings: Settings) -> edge.Gate:
     return gate
 
 
-def connection_limit() -> int:
+def connection_limit(wanted: int) -> int:
     open_files = edge.raise_open_files_limit()
-    limit = min(CONNECTION_LIMIT, open_files - RESERVED_FILES)
-    if limit < CONNECTION_LIMIT:
+    limit = min(wanted, open_files - RESERVED_FILES)
+    if limit < wanted:
         log.warning(
             "the open files limit (%d) allows only %d connections at once; raise it "
             "(ulimit -n) for more",
@@ -140,9 +139,9 @@ def serve(
         recv_bytes=RECV_BYTES,
         inbuf_overflow=INBUF_OVERFLOW_BYTES,
         channel_request_lookahead=REQUEST_LOOKAHEAD,
-        connection_limit=connection_limit(),
+        connection_limit=connection_limit(settings.max_connections),
         asyncore_use_poll=True,
-        channel_timeout=CHANNEL_TIMEOUT_S,
+        channel_timeout=settings.idle_timeout,
         cleanup_interval=CLEANUP_INTERVAL_S,
         # waitress refuses a body of this size or more: one byte over the cap
         max_request_body_size=settings.max_body_bytes + 1,
