@@ -167,8 +167,8 @@ class PostgresDialect(Dialect[Connection]):
         """The pool's check of a connection it hands out: one that died while idle (a
         server restarted) is replaced instead of failing the operation. A server that
         ends a connection says so or closes it, which leaves something to read on an idle
-        socket: only then is a round trip spent on finding out (most are used again at
-        once, and a check per operation would cost a quarter of the throughput)."""
+        socket: only then is a round trip spent on finding out (most connections are used
+        again at once, and a query per check would add a round trip to every operation)."""
         watched = connection if isinstance(connection, WatchedConnection) else None
         try:
             if not select.select([connection.pgconn.socket], [], [], 0)[0]:
@@ -199,14 +199,14 @@ class PostgresDialect(Dialect[Connection]):
             raise PoolTimeout(f"{error} (last connect or check: {last[2]})") from error
         try:
             with connection.transaction():
+                if consistent:  # first: it must come before any query
+                    connection.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
                 if not self._started:  # migrating: as long as it takes (see start)
                     connection.execute(
                         "SET LOCAL statement_timeout = 0; SET LOCAL lock_timeout = 0"
                     )
                 elif down:
                     connection.execute(f"SET LOCAL lock_timeout = {PROBE_LOCK_TIMEOUT_MS}")
-                if consistent:
-                    connection.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
                 yield connection
         finally:
             self._pool.putconn(connection)
