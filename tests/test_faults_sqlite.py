@@ -520,7 +520,7 @@ START_UPS: dict[str, tuple[Callable[[Path], object], str, str]] = {
     "read-only disk": (read_only_disk, "ro/store.db", "it is on a read-only file system"),
     "unrelated": (unrelated, "store.db", r"is not a job-exporter store: it has tables \(jobs\)"),
     "half-migrated": (half_migrated, "store.db", r"is half-migrated: it has tables .*schedules"),
-    "failing step": (failing_step, "store.db", "schema step 4 of 5 failed .* jobs_slim"),
+    "failing step": (failing_step, "store.db", r"schema step 4 of \d+ failed .* jobs_slim"),
     "random bytes": (random_bytes, "store.db", "it is not an SQLite database or it is damaged"),
     "damaged pages": (damaged_pages, "store.db", "it is not an SQLite database or it is damaged"),
 }
