@@ -34,11 +34,13 @@ class SnapshotReader:
         self._fresh = False  # whether the last read worked
         self._thread: threading.Thread | None = None
         self._stopping = False
+        self._reading_since: float | None = None  # monotonic start of the read under way
 
     def read(self) -> tuple[Snapshot | None, bool]:
         """The counts as of now and True; or, when the store does not answer within the
         budget or fails, the last counts read (None before any) and False."""
-        deadline = time.monotonic() + self.budget_s
+        now = time.monotonic()
+        deadline = now + self.budget_s
         with self._changed:
             self._asked += 1
             ticket = self._asked
@@ -48,6 +50,11 @@ class SnapshotReader:
                 )
                 self._thread.start()
             self._changed.notify_all()
+            since = self._reading_since
+            if since is not None and now - since > self.budget_s:
+                # A read is hung already: waiting out another budget behind it would hold
+                # this thread for nothing (ten scrapes at once would hold every thread).
+                return self._snapshot, False
             while self._done < ticket:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -69,6 +76,7 @@ class SnapshotReader:
                 if self._stopping:
                     return
                 target = self._asked
+                self._reading_since = time.monotonic()
             try:
                 snapshot: Snapshot | None = self.store.snapshot()
             except StoreError:  # the store's health has counted and logged it
@@ -81,4 +89,5 @@ class SnapshotReader:
                     self._snapshot = snapshot
                 self._fresh = snapshot is not None
                 self._done = target
+                self._reading_since = None
                 self._changed.notify_all()
