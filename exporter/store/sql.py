@@ -11,8 +11,9 @@ deadlock. What a job's state means is decided by tracking/ and jobs/; this only 
 from __future__ import annotations
 
 import threading
-from collections.abc import Collection, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Collection, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from functools import partial
 from typing import Any, Generic
 
 from exporter.model.counts import CountDeltas, CountKind
@@ -108,24 +109,25 @@ class SqlStore(Generic[C]):
 
     # --- transactions --------------------------------------------------------------------
 
-    @contextmanager
-    def _write(self, what: str) -> Iterator[C]:
-        with self._guarded(what, write=True), self._dialect.write() as db:
-            yield db
+    def _write(self, what: str) -> AbstractContextManager[C]:
+        return self._guarded(what, True, self._dialect.write)
+
+    def _read(self, what: str, consistent: bool = False) -> AbstractContextManager[C]:
+        return self._guarded(what, False, partial(self._dialect.read, consistent))
 
     @contextmanager
-    def _read(self, what: str, consistent: bool = False) -> Iterator[C]:
-        with self._guarded(what, write=False), self._dialect.read(consistent) as db:
-            yield db
-
-    @contextmanager
-    def _guarded(self, what: str, write: bool) -> Iterator[None]:
-        """One operation, reported to `health`: driver errors become StoreError with a
-        fault; while the store is known to be down it is not tried (but for probes)."""
+    def _guarded(
+        self, what: str, write: bool, connect: Callable[[], AbstractContextManager[Any]]
+    ) -> Iterator[Any]:
+        """One operation on a connection `connect` opens, reported to `health`: driver
+        errors become StoreError with a fault; while the store is known to be down it is
+        not tried (but for probes). One context manager, not two: this is every write's
+        path."""
         health = self.health
         probe = health.admit(write)
         try:
-            yield
+            with connect() as db:
+                yield db
         except StaleIndex:
             health.ok(probe, write=write)  # another writer won: the store works
             raise
@@ -247,7 +249,7 @@ class SqlStore(Generic[C]):
                 self._dialect.add_counts(db, count_rows(source, deltas))
 
     def snapshot(self) -> Snapshot:
-        with self._snapshot_lock, self._guarded("reading counts", write=False):
+        with self._snapshot_lock, self._guarded("reading counts", False, nullcontext):
             self._cached = self._dialect.snapshot(self._cached)
             return self._cached
 

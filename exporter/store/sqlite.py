@@ -183,6 +183,7 @@ class StoreFile:
         self._lock = threading.Lock()
         self._size = opened.st_size
         self._header = b""  # the first HEADER_BYTES, once the file has them
+        self._seen: tuple[int, int] | None = None  # (size, mtime) when last found sound
 
     def check(self) -> None:
         """Raise StoreError, fault REPLACED or CORRUPT, when the file was changed under
@@ -206,6 +207,8 @@ class StoreFile:
                 "file now there, or put the old one back",
                 StoreFault.REPLACED,
             )
+        if (now.st_size, now.st_mtime_ns) == self._seen:
+            return  # untouched since it was last found sound (writes go to the log)
         damaged = (
             "writes are refused; restore it from a backup and restart, or move it aside "
             "(with its -wal and -shm files) and restart to begin a new, empty store"
@@ -222,9 +225,11 @@ class StoreFile:
                 return  # closed: the store's connections say so
             header = os.pread(self._fd, HEADER_BYTES, 0)
             if header == self._header:
+                self._seen = (now.st_size, now.st_mtime_ns)
                 return
             if not self._header and len(header) == HEADER_BYTES and header.startswith(MAGIC):
                 self._header = header  # the first checkpoint wrote the first page
+                self._seen = (now.st_size, now.st_mtime_ns)
                 return
         raise StoreError(
             f"{where} was overwritten while running: it no longer starts as an SQLite "
