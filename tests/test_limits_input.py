@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ from tests.helpers.data import START_MS, job
 from tests.helpers.metrics import Metrics
 from tests.helpers.processes import ExporterProcess, resident_mb
 from tests.helpers.served import Exporter
-from tests.helpers.sources import JobSource, Reply
+from tests.helpers.sources import JobSource, Reply, serve_handler
 from tests.helpers.waiting import poll
 
 UP = "job_exporter_source_up"
@@ -265,10 +265,7 @@ class Redirector:
                 pass
 
         self.target = target
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/jobs"
+        self.server, self.url = serve_handler(Handler)
 
     def close(self) -> None:
         self.server.shutdown()

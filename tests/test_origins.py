@@ -3,9 +3,8 @@ allowed ones (exporter/api/origins.py). Headless Chromium acts out the attack fo
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,7 @@ import pytest
 from playwright.sync_api import Browser
 
 from tests.helpers.served import LiveServer, live_server
+from tests.helpers.sources import serve_handler
 from tests.helpers.waiting import wait_until
 
 ELSEWHERE = "http://elsewhere.example"
@@ -104,8 +104,7 @@ class EvilSite:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+        self.server, _ = serve_handler(Handler)
         # "localhost" is another origin than the exporter's 127.0.0.1, as another site is.
         self.url = f"http://localhost:{self.server.server_address[1]}/"
 

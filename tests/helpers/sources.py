@@ -14,7 +14,7 @@ from typing import Any
 from tests.helpers.data import job
 
 
-def _serve(handler: type[BaseHTTPRequestHandler]) -> tuple[ThreadingHTTPServer, str]:
+def serve_handler(handler: type[BaseHTTPRequestHandler]) -> tuple[ThreadingHTTPServer, str]:
     """`handler` served on an ephemeral port in a daemon thread; the server and its jobs URL."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
@@ -78,7 +78,7 @@ class JobSource:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server, self.url = _serve(Handler)
+        self.server, self.url = serve_handler(Handler)
 
     def serve_jobs(self, jobs: list[dict[str, Any]]) -> None:
         self.reply = Reply(body=json.dumps(jobs).encode())
@@ -123,7 +123,7 @@ class ChaosSource:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server, self.url = _serve(Handler)
+        self.server, self.url = serve_handler(Handler)
 
     def close(self) -> None:
         self._stop.set()
