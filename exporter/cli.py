@@ -1,4 +1,4 @@
-"""`job-exporter serve` and `job-exporter demo` (docs/contract.md §5).
+"""`job-exporter serve` and `job-exporter demo` (docs/contract.md §5), and `healthcheck`.
 
 Every option reads `JOB_EXPORTER_<OPTION>` too, and `--config FILE` a YAML file with the same
 keys. Precedence: command line, then environment, then the file, then the defaults shown
@@ -56,6 +56,7 @@ from exporter.config import (
     parse_source,
     sources_from_yaml,
 )
+from exporter.runtime.healthcheck import healthcheck
 
 
 def option(flag: str, *names: str, **kwargs: Any):
@@ -368,6 +369,9 @@ def demo(ctx: click.Context, **options: Any) -> None:
         except ConfigError as error:
             raise click.UsageError(str(error)) from error
         _run(initial, settings_for)
+
+
+main.add_command(healthcheck)
 
 
 def _run(initial: Settings, settings_for) -> None:
