@@ -7,25 +7,47 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
+# The extras installed with the server: a PostgreSQL store (several replicas on one
+# database) and RQ sources. `--build-arg EXTRAS=` builds without them.
+ARG EXTRAS="postgresql rq"
+
 WORKDIR /app
 
-# Metadata first, so the dependency layer is rebuilt only when it changes.
-COPY pyproject.toml README.md LICENSE ./
-COPY client ./client
-COPY exporter ./exporter
-# The client is its own distribution (client/), which the server depends on.
-RUN pip install --no-compile ./client . \
-    && useradd --system --uid 10001 --no-create-home exporter
+# Never root: the exporter's own user and group (uid and gid 10001, which the Kubernetes
+# manifests name too), owning the store's volume.
+RUN groupadd --system --gid 10001 exporter \
+    && useradd --system --uid 10001 --gid 10001 --no-create-home exporter \
+    && mkdir /data \
+    && chown exporter:exporter /data
 
-# Never root: the store lives in a volume the exporter user owns.
-RUN mkdir /data && chown exporter /data
-USER 10001
+# The dependencies first, from the two pyproject.toml files alone (client/ holds only its
+# metadata: its code is exporter/'s), so an edit of the code reuses this layer and only a
+# change of the dependencies or of EXTRAS installs them again.
+COPY pyproject.toml ./
+COPY client ./client
+COPY scripts/image-requirements ./scripts/
+RUN python scripts/image-requirements $EXTRAS > /tmp/requirements.txt \
+    && pip install --no-compile -r /tmp/requirements.txt \
+    && rm /tmp/requirements.txt
+
+# Then the code, installed without touching the dependencies: the client's distribution
+# first (the server depends on it), each with no build isolation (the backend is installed
+# above), and pip check fails the build if the layer above missed a requirement.
+COPY README.md LICENSE ./
+COPY exporter ./exporter
+RUN pip install --no-compile --no-deps --no-build-isolation ./client . \
+    && pip check
+
+USER 10001:10001
 VOLUME ["/data"]
 
 EXPOSE 9188
 
+# Checks the address `serve` listens on, found as serve finds it (its --listen, then
+# JOB_EXPORTER_LISTEN, then --config's file, then the default): see `job-exporter healthcheck
+# --help`.
 HEALTHCHECK --interval=15s --timeout=3s --start-period=10s --retries=3 \
-    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:9188/healthz', timeout=2)"]
+    CMD ["job-exporter", "healthcheck"]
 
 ENTRYPOINT ["job-exporter"]
 CMD ["serve", "--listen", "0.0.0.0:9188", "--store", "sqlite:////data/job-exporter.db"]
