@@ -1,4 +1,5 @@
-"""Writes every generated artefact: rule files and dashboard JSON, byte for byte reproducible."""
+"""Writes every generated artefact: rule files, dashboard JSON and, from them, the Kubernetes
+manifests (dashboards/kubernetes.py); byte for byte reproducible."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 
-from dashboards import by_name, by_type, rules, summary
+from dashboards import by_name, by_type, kubernetes, rules, summary
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -40,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     check = "--check" in args
     stale = []
-    for relative, text in generated().items():
+    for relative, text in kubernetes.with_manifests(generated()).items():
         path = ROOT / relative
         if path.exists() and path.read_text(encoding="utf-8") == text:
             continue
