@@ -182,14 +182,32 @@ def test_the_dashboards_are_config_maps_for_the_grafana_sidecar(base: Objects) -
     assert found == boards
 
 
+def _datasource_refs(node: Any, inside_current: bool = False) -> Iterator[str]:
+    """The uid (or name) of every data source a dashboard's panels, targets, annotations
+    and variable queries use; a variable's saved `current` choice is not one."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "datasource" and not inside_current:
+                if isinstance(value, dict) and "uid" in value:
+                    yield str(value["uid"])
+                elif isinstance(value, str):
+                    yield value
+            if key != "__inputs":
+                yield from _datasource_refs(value, inside_current or key == "current")
+    elif isinstance(node, list):
+        for item in node:
+            yield from _datasource_refs(item, inside_current)
+
+
 def test_dashboards_need_no_import_inputs() -> None:
-    """The sidecar's file provisioning substitutes no `__inputs`: every `${...}` a dashboard
-    names is one of its own template variables."""
+    """The sidecar provisions files, and provisioning substitutes no `__inputs`: every data
+    source a dashboard uses is one of its own variables (or a fixed uid), never `${DS_...}`."""
     for name, board in queries.dashboards().items():
         variables = {v["name"] for v in board.get("templating", {}).get("list", [])}
-        referenced = set(re.findall(r"\$\{([A-Za-z0-9_]+)(?::[a-z]+)?\}", json.dumps(board)))
-        builtin = {n for n in referenced if n.startswith("__")}
-        assert referenced - builtin <= variables, f"{name}: {sorted(referenced - variables)}"
+        for ref in _datasource_refs(board):
+            used = re.fullmatch(r"\$\{([A-Za-z0-9_]+)\}|\$([A-Za-z0-9_]+)", ref)
+            if used:
+                assert (used.group(1) or used.group(2)) in variables, f"{name}: {ref}"
 
 
 # The operator's objects, against its CRDs.
