@@ -38,6 +38,13 @@ COPY exporter ./exporter
 RUN pip install --no-compile --no-deps --no-build-isolation ./client . \
     && pip check
 
+# The source revision job_exporter_build_info reports, e.g.
+# `docker build --build-arg REVISION="$(git rev-parse HEAD)" .`; declared after the layers
+# above, since it changes with every commit. Empty: `unknown`.
+ARG REVISION=""
+ENV JOB_EXPORTER_REVISION=$REVISION
+LABEL org.opencontainers.image.revision=$REVISION
+
 USER 10001:10001
 VOLUME ["/data"]
 

@@ -12,6 +12,7 @@ import json
 import os
 import shlex
 import shutil
+import string
 import subprocess
 import sys
 import tomllib
@@ -136,6 +137,19 @@ def test_image_requirements_are_the_projects_own() -> None:
     assert len(listed) == len(set(listed))
 
 
+def test_the_revision_comes_after_every_install() -> None:
+    """REVISION changes with every commit: declared after the last RUN, so a new commit
+    rebuilds no layer, and handed to the exporter's build_info as JOB_EXPORTER_REVISION."""
+    steps = instructions()
+    (declared,) = [
+        i for i, s in enumerate(steps) if s.keyword == "ARG" and "REVISION" in s.arguments
+    ]
+    assert declared > max(index for index, _ in run_steps(steps))
+    assert any(
+        s.keyword == "ENV" and s.arguments == "JOB_EXPORTER_REVISION=$REVISION" for s in steps
+    )
+
+
 def test_the_image_never_runs_as_root() -> None:
     """The last USER is the numeric uid (so Kubernetes' runAsNonRoot can check it) of the user
     created in the image, and it comes before the ENTRYPOINT."""
@@ -190,7 +204,7 @@ def test_the_pip_steps_install_a_working_exporter(tmp_path: Path) -> None:
         if step.keyword == "ENV":
             for pair in shlex.split(step.arguments):
                 name, _, value = pair.partition("=")
-                env[name] = value
+                env[name] = string.Template(value).safe_substitute(env)
         if step.keyword == "ARG":
             name, _, value = step.arguments.partition("=")
             env[name] = " ".join(shlex.split(value))
