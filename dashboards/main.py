@@ -22,18 +22,19 @@ DASHBOARDS = {
 }
 
 
-def generated() -> dict[Path, str]:
-    """Every generated file (path relative to the repository root) and its exact text."""
+def generated(cfg: Config = DEFAULT) -> dict[Path, str]:
+    """Every generated file (path relative to the repository root) and its exact text, from
+    `cfg` (the committed files come from DEFAULT; a user's own config makes their own)."""
     files: dict[Path, str] = {}
-    for filename, groups in rules.rule_files().items():
+    for filename, groups in rules.rule_files(cfg).items():
         files[Path("prometheus/rules") / filename] = rules.render(groups)
     encoder = JSONEncoder(sort_keys=True, indent=2)
     for filename, module in DASHBOARDS.items():
-        board = module.build().build()
+        board = module.build(cfg).build()
         # Grafana keys panel state (links, edits, view mode) by id: give each a stable one.
         for panel_id, panel in enumerate(board.panels or [], start=1):
             panel.id_val = panel_id
-        model = finish(json.loads(encoder.encode(board)), DEFAULT)
+        model = finish(json.loads(encoder.encode(board)), cfg)
         text = json.dumps(model, sort_keys=True, indent=2) + "\n"
         files[Path("grafana/dashboards") / filename] = text
     return files

@@ -304,3 +304,42 @@ def test_alert_links_are_absolute() -> None:
     for rule in (r for r in queries.rules() if "alert" in r):
         for key in ("runbook_url", "dashboard"):
             assert re.match(r"https?://[^/]+/", rule["annotations"][key]), rule["annotations"]
+
+
+def test_a_users_config_reaches_every_query_and_link() -> None:
+    """A config with another selector, cluster and namespace variables and its own URLs
+    changes every panel query, variable, rule and alert link generated from it."""
+    from dataclasses import replace
+
+    from dashboards import main
+
+    mine = replace(
+        DEFAULT,
+        selector='job="jobs", namespace="prod"',
+        cluster_variable=True,
+        namespace_variable=True,
+        grafana_url="https://grafana.example.org",
+        runbook_url="https://wiki.example.org/runbook",
+    )
+    files = {str(path): text for path, text in main.generated(mine).items()}
+    for name in UIDS:
+        board = json.loads(files[f"grafana/dashboards/{name}"])
+        names = [v["name"] for v in board["templating"]["list"]]
+        assert names[:4] == ["datasource", "cluster", "namespace", "job"]
+        for query in queries.panel_queries(board):
+            assert 'job="jobs", namespace="prod"' in query.expr, query.expr
+            assert 'cluster=~"$cluster", namespace=~"$namespace"' in query.expr, query.expr
+    alerts = [
+        rule
+        for path, text in files.items()
+        if path.endswith(".rules.yml")
+        for group in yaml.safe_load(text)["groups"]
+        for rule in group["rules"]
+        if "alert" in rule
+    ]
+    assert alerts
+    for rule in alerts:
+        notes = rule["annotations"]
+        assert notes["runbook_url"].startswith("https://wiki.example.org/runbook#")
+        assert notes["dashboard"].startswith("https://grafana.example.org/d/")
+        assert "var-cluster={{ $labels.cluster | urlquery }}" in notes["dashboard"]

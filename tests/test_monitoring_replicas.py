@@ -24,6 +24,7 @@ from dashboards import queries, rules
 from dashboards.config import DEFAULT, QUANTILES
 from tests.helpers.postgres import PostgresCluster
 from tests.helpers.processes import ExporterProcess, free_port, require_tool
+from tests.helpers.sources import JobSource
 from tests.test_monitoring_live import api, running, wait_for
 
 pytestmark = pytest.mark.slow
@@ -129,13 +130,36 @@ def cluster() -> Iterator[PostgresCluster]:
 
 
 @pytest.fixture(scope="module")
-def replicas(cluster: PostgresCluster) -> Iterator[list[str]]:
-    """Two `serve` replicas on one new PostgreSQL database; yields their base URLs."""
+def app_source() -> Iterator[JobSource]:
+    """A scraped source with no jobs (so the job API's workload is all the jobs there are):
+    its health and ownership are per replica."""
+    source = JobSource()
+    source.serve_jobs([])
+    yield source
+    source.close()
+
+
+@pytest.fixture(scope="module")
+def replicas(cluster: PostgresCluster, app_source: JobSource) -> Iterator[list[str]]:
+    """Two `serve` replicas on one new PostgreSQL database, both configured to scrape the
+    source `app`; yields their base URLs."""
     store = cluster.new_database()
     started = []
     try:
         for _ in range(2):
-            started.append(ExporterProcess("serve", "--listen", "127.0.0.1:0", "--store", store))
+            started.append(
+                ExporterProcess(
+                    "serve",
+                    "--listen",
+                    "127.0.0.1:0",
+                    "--store",
+                    store,
+                    "--source",
+                    f"app={app_source.url}",
+                    "--scrape-interval",
+                    "1",
+                )
+            )
         yield [replica.url for replica in started]
     finally:
         for replica in started:
@@ -300,3 +324,22 @@ def test_summary_rate_panels_show_the_true_rate(measured: str) -> None:
     pending = panel_series(measured, running_pending[1])["type=RATE"]
     print(f"panel running {running:g} pending {pending:g}")
     assert running <= 5 and pending <= NEW_PER_TICK + 1
+
+
+def test_source_health_counts_each_source_once(measured: str, replicas: list[str]) -> None:
+    """The Summary's health panels show one line per source whichever replicas serve it, and
+    the source alerts stay silent: the source is up, and owned by exactly one replica (once
+    the exporter serves `job_exporter_source_owned`)."""
+    (up, source_up) = summary_panel("Exporter and sources up")
+    assert set(panel_series(measured, up).values()) == {1}
+    assert len(panel_series(measured, up)) == 2
+    assert panel_series(measured, source_up) == {"source=app": 1}
+    served = "job_exporter_source_owned" in requests.get(f"{replicas[0]}/metrics", timeout=10).text
+    (owned,) = summary_panel("Replicas scraping each source")
+    if served:
+        assert panel_series(measured, owned) == {"source=app": 1}
+    else:
+        print("job_exporter_source_owned not served by this exporter yet")
+    alerts = {r["alert"]: r["expr"] for r in rules.exporter_alert_rules(CFG)}
+    for name in ("JobExporterSourceDown", "JobExporterSourceUnowned", "JobExporterScrapeErrors"):
+        assert api(measured, "query", query=alerts[name])["result"] == [], name
