@@ -179,7 +179,7 @@ def chosen(prometheus: str) -> dict[str, str]:
     )
     assert found, "the demo finished no job with a duration"
     labels = found[0]["metric"]
-    return {key: labels[key] for key in ("source", "type", "name")}
+    return {key: labels[key] for key in ("source", "type", "name", "job")}
 
 
 @pytest.fixture(scope="module")
@@ -189,16 +189,32 @@ def variables(chosen: dict[str, str]) -> dict[str, str]:
     return {**escaped, "datasource": DEFAULT.datasource_uid}
 
 
-ALL = {"source": ".*", "type": ".*", "name": ".*", "datasource": DEFAULT.datasource_uid}
+ALL = {
+    "source": ".*",
+    "type": ".*",
+    "name": ".*",
+    "job": ".*",
+    "datasource": DEFAULT.datasource_uid,
+}
+
+
+# Families a panel reads that scrape ownership among replicas adds to /metrics in this same
+# release: a panel reading only these may be empty while the exporter does not serve them.
+COMING = {"job_exporter_source_owned"}
 
 
 def empty_summary_panels(prometheus: str, values: dict[str, str]) -> list[str]:
-    """Summary queries that return no series yet."""
+    """Summary queries that return no series yet (but those reading only families the
+    exporter does not serve yet, from COMING)."""
     board = queries.dashboards()["summary.json"]
+    unserved = {
+        name for name in COMING if not run_query(prometheus, f"count({name})", instant=True)
+    }
     return [
         f"{q.panel} [{q.ref_id}]: {q.expr}"
         for q in queries.panel_queries(board)
-        if not run_query(prometheus, queries.expand(q.expr, values, RATE_INTERVAL), q.instant)
+        if not queries.metric_names(q.expr) <= unserved
+        and not run_query(prometheus, queries.expand(q.expr, values, RATE_INTERVAL), q.instant)
     ]
 
 
@@ -244,6 +260,7 @@ def test_by_name_runs_for_every_job_function(warmed: str) -> None:
     board = queries.dashboards()["by-name.json"]
     for source, job_type, name in sorted(functions):
         values = {
+            "job": ".*",
             "source": queries.grafana_regex_escape(source),
             "type": queries.grafana_regex_escape(job_type),
             "name": queries.grafana_regex_escape(name),
@@ -345,7 +362,7 @@ def test_every_named_series_exists_in_the_exporter(exporter: str) -> None:
         exprs += list(queries.variable_queries(board).values())
     named = set().union(*(queries.metric_names(expr) for expr in exprs))
     assert named, "no series found in the artefacts"
-    unknown = sorted(n for n in named if ":" not in n and n not in served)
+    unknown = sorted(n for n in named if ":" not in n and n not in served | COMING)
     assert not unknown, f"not served by the exporter: {unknown}"
     unrecorded = sorted(n for n in named if ":" in n and n not in records)
     assert not unrecorded, f"read but never recorded: {unrecorded}"
