@@ -198,23 +198,13 @@ ALL = {
 }
 
 
-# Families a panel reads that scrape ownership among replicas adds to /metrics in this same
-# release: a panel reading only these may be empty while the exporter does not serve them.
-COMING = {"job_exporter_source_owned"}
-
-
 def empty_summary_panels(prometheus: str, values: dict[str, str]) -> list[str]:
-    """Summary queries that return no series yet (but those reading only families the
-    exporter does not serve yet, from COMING)."""
+    """Summary queries that return no series yet."""
     board = queries.dashboards()["summary.json"]
-    unserved = {
-        name for name in COMING if not run_query(prometheus, f"count({name})", instant=True)
-    }
     return [
         f"{q.panel} [{q.ref_id}]: {q.expr}"
         for q in queries.panel_queries(board)
-        if not queries.metric_names(q.expr) <= unserved
-        and not run_query(prometheus, queries.expand(q.expr, values, RATE_INTERVAL), q.instant)
+        if not run_query(prometheus, queries.expand(q.expr, values, RATE_INTERVAL), q.instant)
     ]
 
 
@@ -362,7 +352,7 @@ def test_every_named_series_exists_in_the_exporter(exporter: str) -> None:
         exprs += list(queries.variable_queries(board).values())
     named = set().union(*(queries.metric_names(expr) for expr in exprs))
     assert named, "no series found in the artefacts"
-    unknown = sorted(n for n in named if ":" not in n and n not in served | COMING)
+    unknown = sorted(n for n in named if ":" not in n and n not in served)
     assert not unknown, f"not served by the exporter: {unknown}"
     unrecorded = sorted(n for n in named if ":" in n and n not in records)
     assert not unrecorded, f"read but never recorded: {unrecorded}"
