@@ -24,6 +24,7 @@ from exporter.jobs.schedules import Scheduler
 from exporter.metrics.collector import JobCollector
 from exporter.metrics.page import MetricsPage
 from exporter.model.counts import Buckets
+from exporter.model.exemplars import ExemplarBoard
 from exporter.runtime.allocator import give_back
 from exporter.runtime.sweeps import Sweeper
 from exporter.runtime.timers import Timers
@@ -62,6 +63,8 @@ class Runtime:
             for source in settings.sources
         ]
         self.health = HealthBoard([target.name for target in targets])
+        # The latest job per histogram bucket, fed by scrapes, pushes and the job API.
+        self.exemplars = ExemplarBoard()
         store = self.store
         budget = SeriesBudget(settings.max_series, seed=lambda: store.snapshot().series.keys())
         self.ingestor = Ingestor(
@@ -72,6 +75,7 @@ class Runtime:
                 retention_ms=settings.retention_ms,
             ),
             max_push_sources=settings.max_push_sources,
+            exemplars=self.exemplars,
         )
         limits = FetchLimits.within(
             settings.scrape_timeout,
@@ -86,6 +90,7 @@ class Runtime:
             self.ingestor.rules.buckets,
             __version__,
             push_refused=self.ingestor.refused_pushes,
+            exemplars=self.exemplars,
         )
         self.registry.register(self.collector)
         self.metrics_page = MetricsPage(self.collector.current)
@@ -101,6 +106,7 @@ class Runtime:
             ),
             guard=self.ingestor.rules.guard,
             rng=rng,
+            exemplars=self.exemplars,
         )
         # Recurring jobs (the API's schedules).
         self.schedules = Scheduler(
