@@ -143,7 +143,9 @@ def observe_all(
     """Add several observations of one series at once: one sum change for all of them.
 
     With `exemplars` and `job_ids` (one per observation, in the order observed), each
-    bucket's last observation whose id fits an exemplar becomes its exemplar."""
+    bucket's last observation whose id fits an exemplar becomes its exemplar. Only the
+    place of each bucket's last observation is kept on the way, so a 100,000-job scrape
+    builds one exemplar per bucket, not one per job."""
     labels, bounds = buckets.labels, buckets.bounds
     total = 0.0
     if exemplars is None or job_ids is None:
@@ -152,11 +154,22 @@ def observe_all(
             deltas[(*series, bucket_family, labels[bisect_left(bounds, seconds)])] += 1
             total += seconds
     else:
-        for seconds, job_id in zip(observations, job_ids, strict=True):
+        last = [-1] * len(bounds)  # per bucket, the place of its last observation
+        for place, seconds in enumerate(observations):
             seconds = max(0.0, seconds)
-            key = (*series, bucket_family, labels[bisect_left(bounds, seconds)])
-            deltas[key] += 1
+            position = bisect_left(bounds, seconds)
+            deltas[(*series, bucket_family, labels[position])] += 1
             total += seconds
-            if fits(job_id):
-                exemplars[key] = exemplar_of(job_id, seconds, at_ms)
+            last[position] = place
+        for position, place in enumerate(last):
+            # The last id that fits; one that does not is rare, and only then are the
+            # bucket's earlier observations looked through.
+            while place >= 0 and not (
+                fits(job_ids[place])
+                and bisect_left(bounds, max(0.0, observations[place])) == position
+            ):
+                place -= 1
+            if place >= 0:
+                key = (*series, bucket_family, labels[position])
+                exemplars[key] = exemplar_of(job_ids[place], max(0.0, observations[place]), at_ms)
     deltas[(*series, sum_family, "")] += total  # type: ignore[assignment]  # sums are floats
