@@ -112,36 +112,50 @@ def test_the_text_format_has_no_exemplars(exporter: Exporter, job_source: JobSou
     assert "#" not in "".join(line for line in plain.text.splitlines() if "_bucket{" in line)
 
 
-def test_ids_are_escaped_and_one_too_long_gives_no_exemplar(
+def test_an_id_that_prometheus_would_not_give_back_gives_no_exemplar(
     exporter: Exporter, job_source: JobSource
 ):
+    """Over 128 characters with the label name, or with a character OpenMetrics escapes
+    (Prometheus keeps exemplar label values escaped): no exemplar rather than a wrong one.
+    The limit counts characters, not bytes."""
     at = seconds(exporter.clock.now_ms())
-    hostile = 'say "hi" \\ bye\nnow'
-    longest = "x" * MAX_ID_CHARS  # with the label name, exactly the 128 characters allowed
-    too_long = "y" * (MAX_ID_CHARS + 1)
+    longest = "ü" * MAX_ID_CHARS  # with the label name, exactly the 128 characters allowed
+    plain = "plain-id"
     scrape(
         exporter,
         job_source,
         [
-            job(hostile, finished=True, finishTimestamp=START_MS + 200),
+            job(plain, finished=True, finishTimestamp=START_MS + 200),
             job(longest, finished=True, finishTimestamp=START_MS + 2000),
-            job(too_long, finished=True, finishTimestamp=START_MS + 20_000),
+            job("y" * (MAX_ID_CHARS + 1), finished=True, finishTimestamp=START_MS + 20_000),
+            job('say "hi"', finished=True, finishTimestamp=START_MS + 40_000),
+            job("back\\slash", finished=True, finishTimestamp=START_MS + 100_000),
+            job("line\nfeed", finished=True, finishTimestamp=START_MS + 400_000),
         ],
     )
     app = ("app", "TASK", "send_email")
     found = read_exemplars(exporter.url)
     assert found == {
-        (DURATION, *app, "0.5"): (hostile, 0.2, at),
+        (DURATION, *app, "0.5"): (plain, 0.2, at),
         (DURATION, *app, "2.5"): (longest, 2.0, at),
     }
-    # A too-long id later in a bucket that has an exemplar leaves that one in place.
+    # Such an id later in a bucket that has an exemplar leaves that one in place, and one
+    # listed after it in the same scrape is the bucket's exemplar.
     exporter.clock.advance(1)
-    scrape(
-        exporter,
-        job_source,
-        [job("y" * 200, start_ms=START_MS + 500, finished=True, finishTimestamp=START_MS + 700)],
-    )
+    later = [
+        job(f"{n}", start_ms=START_MS + 500, finished=True, finishTimestamp=START_MS + 700)
+        for n in ("y" * 200, 'q"uote')
+    ]
+    scrape(exporter, job_source, later)
     assert read_exemplars(exporter.url) == found
+    exporter.clock.advance(1)
+    kept = job("kept", start_ms=START_MS + 500, finished=True, finishTimestamp=START_MS + 900)
+    after = [
+        job(f"{n}", start_ms=START_MS + 500, finished=True, finishTimestamp=START_MS + 800)
+        for n in ("z" * 200, 'n"ew')
+    ]
+    scrape(exporter, job_source, [*later, kept, *after])
+    assert read_exemplars(exporter.url)[(DURATION, *app, "0.5")] == ("kept", 0.4, at + 2)
 
 
 def test_a_write_that_fails_records_no_exemplar(exporter: Exporter, job_source: JobSource):

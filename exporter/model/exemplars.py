@@ -21,6 +21,11 @@ EXEMPLAR_LABEL = "job_id"  # the label dashboards link on: a contract with their
 # than cut: a truncated id would name another job, or none.
 MAX_LABEL_CHARS = 128
 MAX_ID_CHARS = MAX_LABEL_CHARS - len(EXEMPLAR_LABEL)
+# Prometheus stores an exemplar's label values as written, escapes included: its
+# OpenMetrics parser unescapes the series' labels only (2.42 does, and its later source
+# reads the same). An id with a backslash, a double quote or a line feed would come back
+# from Prometheus as another string, so such ids are left out too.
+_ESCAPED = ("\\", '"', "\n")
 
 SeriesKey = tuple[str, str, str]  # source, type, name
 BucketKey = tuple[str, str]  # (bucket family, bucket label): CountKind.*_BUCKET, "0.5"
@@ -42,8 +47,9 @@ ExemplarDeltas = dict[tuple[str, str, str, str], Exemplar]  # a CountKey each
 
 
 def fits(job_id: str) -> bool:
-    """Whether `job_id` can be an exemplar's label value (see MAX_ID_CHARS)."""
-    return len(job_id) <= MAX_ID_CHARS
+    """Whether `job_id` can be an exemplar's label value and come back from Prometheus as
+    itself (see MAX_ID_CHARS and _ESCAPED)."""
+    return len(job_id) <= MAX_ID_CHARS and not any(char in job_id for char in _ESCAPED)
 
 
 def exemplar_of(job_id: str, seconds: float, at_ms: float) -> Exemplar:
