@@ -260,7 +260,9 @@ class JobQueue:
         self.policy = policy or QueuePolicy()
         self.guard = guard or LabelGuard()
         # Runs' durations and waits, the latest per bucket (docs/monitoring.md, "Exemplars").
-        self.exemplars = ExemplarBoard() if exemplars is None else exemplars
+        if exemplars is None:
+            exemplars = ExemplarBoard(self.policy.buckets.labels)
+        self.exemplars = exemplars
         self._rng = rng or random.Random()
         self._rng_lock = threading.Lock()  # random.Random is not documented thread-safe
         self._labels: SourceIndex | None = None

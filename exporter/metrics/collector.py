@@ -69,16 +69,22 @@ class JobCollector:
         self.version = version
         self.reader = SnapshotReader(store)
         self.push_refused = push_refused or dict  # pushes refused, by reason (in memory)
-        self.exemplars = ExemplarBoard() if exemplars is None else exemplars
+        self.exemplars = ExemplarBoard(buckets.labels) if exemplars is None else exemplars
 
     def current(self) -> tuple[Hashable, Callable[[], MetricsView]]:
         """A key that changes whenever the output would, and how to build that output;
-        within the reader's budget even when the store hangs."""
+        within the reader's budget even when the store hangs.
+
+        Exemplars are read before the counts: each is recorded once its write committed,
+        so counts read after it include its observation. A page of stale counts (the store
+        did not answer) shows none, as those counts may not hold them."""
+        exemplars_version, exemplars = self.exemplars.current()
         snapshot, fresh = self.reader.read()
         store = self.store.health
         up = fresh and store.up
         refused = self.push_refused()
-        exemplars_version, exemplars = self.exemplars.current()
+        if not fresh:
+            exemplars_version, exemplars = -1, {}
         key = (
             exemplars_version,
             None if snapshot is None else snapshot.version,
@@ -215,7 +221,7 @@ def _add_histogram(
     """One series' histogram, each bucket with its exemplar if it has one (OpenMetrics
     shows them; the text format leaves them out)."""
     buckets: list[Any] = list(zip(view.bucket_labels, values.cumulative, strict=True))
-    exemplars = view.bucket_exemplars(series, bucket_family, values)
+    exemplars = view.bucket_exemplars(series, bucket_family)
     if exemplars is not None:
         for position, exemplar in enumerate(exemplars):
             if exemplar is not None:

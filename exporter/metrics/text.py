@@ -118,7 +118,7 @@ def render_into(
             if values is not None:
                 exemplars = None
                 if with_exemplars:
-                    exemplars = view.bucket_exemplars(one, bucket_family, values)
+                    exemplars = view.bucket_exemplars(one, bucket_family)
                 _histogram(add, name, text, les, values, exemplars)
                 flush_often()
 
@@ -143,15 +143,16 @@ def _histogram(
             add(f"{bucket}{le}{number(count)}\n")
     else:
         for le, count, exemplar in zip(les, values.cumulative, exemplars, strict=True):
-            add(f"{bucket}{le}{number(count)}{_exemplar(exemplar)}\n")
+            if exemplar is None:
+                add(f"{bucket}{le}{number(count)}\n")
+            else:
+                add(f"{bucket}{le}{number(count)}{_exemplar(exemplar)}\n")
     add(f"{name}_count{{{text}}} {number(values.count)}\n")
     add(f"{name}_sum{{{text}}} {number(values.sum)}\n")
 
 
-def _exemplar(exemplar: Exemplar | None) -> str:
-    """An OpenMetrics bucket's exemplar: ` # {job_id="ID"} VALUE TIMESTAMP`, or nothing."""
-    if exemplar is None:
-        return ""
+def _exemplar(exemplar: Exemplar) -> str:
+    """An OpenMetrics bucket's exemplar: ` # {job_id="ID"} VALUE TIMESTAMP`."""
     job_id = escape_label(exemplar.job_id)
     return f' # {{{EXEMPLAR_LABEL}="{job_id}"}} {number(exemplar.value)} {number(exemplar.at_s)}'
 

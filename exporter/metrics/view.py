@@ -20,7 +20,7 @@ from exporter.model.counts import (
     RetryTrigger,
     ScrapeErrorReason,
 )
-from exporter.model.exemplars import BucketKey, Exemplar, SeriesKey
+from exporter.model.exemplars import Exemplar, SeriesExemplars, SeriesKey
 from exporter.model.schedules import Schedule
 from exporter.store import Snapshot
 
@@ -246,24 +246,15 @@ class MetricsView:
     # This process's exemplars per series (the board's, not to be changed): read per
     # series only by OpenMetrics, through `bucket_exemplars`, so the text format pays
     # nothing for them.
-    exemplars: Mapping[SeriesKey, Mapping[BucketKey, Exemplar]] = field(default_factory=dict)
+    exemplars: Mapping[SeriesKey, SeriesExemplars] = field(default_factory=dict)
 
     def bucket_exemplars(
-        self, series: JobSeries, family: str, values: HistogramValues
+        self, series: JobSeries, family: str
     ) -> tuple[Exemplar | None, ...] | None:
         """The exemplar of each bucket of one of `series`' histograms (`family` is its
-        CountKind.*_BUCKET), or None when it has none. A bucket that holds no observation
-        in the counts shown (a stale snapshot while the store is down) shows none."""
+        CountKind.*_BUCKET), in bucket order; None when it has none."""
         recorded = self.exemplars.get(series.labels)
-        if not recorded:
-            return None
-        found: list[Exemplar | None] = []
-        below = 0.0
-        for label, cumulative in zip(self.bucket_labels, values.cumulative, strict=True):
-            exemplar = recorded.get((family, label))
-            found.append(exemplar if exemplar is not None and cumulative > below else None)
-            below = cumulative
-        return tuple(found) if any(found) else None
+        return None if recorded is None else recorded.get(family)
 
 
 def build_view(
@@ -275,7 +266,7 @@ def build_view(
     store_up: bool = True,
     clock_step_s: float = 0,
     push_refused: Mapping[str, float] | None = None,
-    exemplars: Mapping[SeriesKey, Mapping[BucketKey, Exemplar]] | None = None,
+    exemplars: Mapping[SeriesKey, SeriesExemplars] | None = None,
 ) -> MetricsView:
     """The view of a snapshot (None when the store was never read: health alone)."""
     series: tuple[JobSeries, ...] = ()

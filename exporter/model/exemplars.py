@@ -28,7 +28,6 @@ MAX_ID_CHARS = MAX_LABEL_CHARS - len(EXEMPLAR_LABEL)
 _ESCAPED = ("\\", '"', "\n")
 
 SeriesKey = tuple[str, str, str]  # source, type, name
-BucketKey = tuple[str, str]  # (bucket family, bucket label): CountKind.*_BUCKET, "0.5"
 
 
 class Exemplar(NamedTuple):
@@ -56,19 +55,28 @@ def exemplar_of(job_id: str, seconds: float, at_ms: float) -> Exemplar:
     return Exemplar(job_id, seconds, round(at_ms) / 1000)
 
 
+# A series' exemplars: per bucket family (CountKind.*_BUCKET), one per bucket bound in
+# order (+Inf last), None where the bucket has none.
+SeriesExemplars = Mapping[str, tuple[Exemplar | None, ...]]
+
+
 class ExemplarBoard:
     """Thread-safe exemplars of this process, per series; `version` changes with any.
 
     Writers record what a write observed only once that write is committed, so an
     exemplar never names a job whose counts were not stored; the /metrics cache keys on
     `version` as well as the store's, so a new exemplar shows from the next scrape on.
-    Each series' entry is replaced, never changed, so a reader's `current()` is a shallow
-    copy taken once per change, not once per scrape."""
 
-    def __init__(self) -> None:
+    Kept as /metrics reads them, one tuple per histogram in bucket order, so a page of
+    2,000 series pays two lookups per series for them. Each series' entry is replaced,
+    never changed, so a reader's `current()` is a shallow copy taken once per change, not
+    once per scrape."""
+
+    def __init__(self, bucket_labels: tuple[str, ...]) -> None:
+        self._places = {label: place for place, label in enumerate(bucket_labels)}
         self._lock = threading.Lock()
-        self._series: dict[SeriesKey, Mapping[BucketKey, Exemplar]] = {}
-        self._copy: Mapping[SeriesKey, Mapping[BucketKey, Exemplar]] = {}
+        self._series: dict[SeriesKey, SeriesExemplars] = {}
+        self._copy: Mapping[SeriesKey, SeriesExemplars] = {}
         self._copied = 0
         self.version = 0
 
@@ -78,20 +86,29 @@ class ExemplarBoard:
         write that committed late does not take a bucket back in time)."""
         if not deltas:
             return
-        by_series: dict[SeriesKey, dict[BucketKey, Exemplar]] = {}
-        for (job_type, name, family, label), exemplar in deltas.items():
-            by_series.setdefault((source, job_type, name), {})[(family, label)] = exemplar
+        width = len(self._places)
         with self._lock:
-            for key, fresh in by_series.items():
-                merged = dict(self._series.get(key, {}))
-                for bucket, exemplar in fresh.items():
-                    before = merged.get(bucket)
-                    if before is None or before.at_s <= exemplar.at_s:
-                        merged[bucket] = exemplar
-                self._series[key] = merged
+            changed: dict[SeriesKey, dict[str, list[Exemplar | None]]] = {}
+            for (job_type, name, family, label), exemplar in deltas.items():
+                place = self._places.get(label)
+                if place is None:
+                    continue  # not a bucket of this layout
+                key = (source, job_type, name)
+                histograms = changed.get(key)
+                if histograms is None:
+                    before = self._series.get(key, {})
+                    histograms = changed[key] = {f: list(row) for f, row in before.items()}
+                row = histograms.get(family)
+                if row is None:
+                    row = histograms[family] = [None] * width
+                earlier = row[place]
+                if earlier is None or earlier.at_s <= exemplar.at_s:
+                    row[place] = exemplar
+            for key, histograms in changed.items():
+                self._series[key] = {family: tuple(row) for family, row in histograms.items()}
             self.version += 1
 
-    def current(self) -> tuple[int, Mapping[SeriesKey, Mapping[BucketKey, Exemplar]]]:
+    def current(self) -> tuple[int, Mapping[SeriesKey, SeriesExemplars]]:
         """The version and every series' exemplars as of it (not to be changed)."""
         with self._lock:
             if self._copied != self.version:

@@ -63,15 +63,16 @@ class Runtime:
             for source in settings.sources
         ]
         self.health = HealthBoard([target.name for target in targets])
+        buckets = Buckets(settings.buckets)
         # The latest job per histogram bucket, fed by scrapes, pushes and the job API.
-        self.exemplars = ExemplarBoard()
+        self.exemplars = ExemplarBoard(buckets.labels)
         store = self.store
         budget = SeriesBudget(settings.max_series, seed=lambda: store.snapshot().series.keys())
         self.ingestor = Ingestor(
             self.store,
             TrackingRules(
                 guard=LabelGuard(settings.max_series_per_source, budget),
-                buckets=Buckets(settings.buckets),
+                buckets=buckets,
                 retention_ms=settings.retention_ms,
             ),
             max_push_sources=settings.max_push_sources,

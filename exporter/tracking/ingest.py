@@ -65,7 +65,9 @@ class Ingestor:
         self.store = store
         self.rules = rules or TrackingRules()
         # The latest job per bucket, in memory (docs/monitoring.md, "Exemplars").
-        self.exemplars = ExemplarBoard() if exemplars is None else exemplars
+        if exemplars is None:
+            exemplars = ExemplarBoard(self.rules.buckets.labels)
+        self.exemplars = exemplars
         self.max_push_sources = max_push_sources
         self._sources: dict[str, SourceState] = {}
         self._sources_guard = threading.Lock()
