@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from exporter.health import SourceHealth
 from exporter.model.counts import (
@@ -20,6 +20,7 @@ from exporter.model.counts import (
     RetryTrigger,
     ScrapeErrorReason,
 )
+from exporter.model.exemplars import Exemplar, SeriesExemplars, SeriesKey
 from exporter.model.schedules import Schedule
 from exporter.store import Snapshot
 
@@ -249,6 +250,18 @@ class MetricsView:
     store_up: float = 1
     clock_step_s: float = 0
     push_refused: tuple[float, ...] = (0.0,) * len(PushRefusal.ALL)  # in PushRefusal.ALL order
+    # This process's exemplars per series (the board's, not to be changed): read per
+    # series only by OpenMetrics, through `bucket_exemplars`, so the text format pays
+    # nothing for them.
+    exemplars: Mapping[SeriesKey, SeriesExemplars] = field(default_factory=dict)
+
+    def bucket_exemplars(
+        self, series: JobSeries, family: str
+    ) -> tuple[Exemplar | None, ...] | None:
+        """The exemplar of each bucket of one of `series`' histograms (`family` is its
+        CountKind.*_BUCKET), in bucket order; None when it has none."""
+        recorded = self.exemplars.get(series.labels)
+        return None if recorded is None else recorded.get(family)
 
 
 def build_view(
@@ -260,6 +273,7 @@ def build_view(
     store_up: bool = True,
     clock_step_s: float = 0,
     push_refused: Mapping[str, float] | None = None,
+    exemplars: Mapping[SeriesKey, SeriesExemplars] | None = None,
 ) -> MetricsView:
     """The view of a snapshot (None when the store was never read: health alone)."""
     series: tuple[JobSeries, ...] = ()
@@ -286,6 +300,7 @@ def build_view(
         store_up=1 if store_up else 0,
         clock_step_s=clock_step_s,
         push_refused=tuple(float((push_refused or {}).get(r, 0)) for r in PushRefusal.ALL),
+        exemplars=exemplars or {},
     )
 
 

@@ -25,6 +25,7 @@ from exporter.jobs.schedules import Scheduler
 from exporter.metrics.collector import JobCollector
 from exporter.metrics.page import MetricsPage
 from exporter.model.counts import Buckets
+from exporter.model.exemplars import ExemplarBoard
 from exporter.runtime.allocator import give_back
 from exporter.runtime.sweeps import Sweeper
 from exporter.runtime.timers import Timers
@@ -61,16 +62,20 @@ class Runtime:
         self.store = store or open_store(settings.store)
         targets = _targets(settings)
         self.health = HealthBoard([target.name for target in targets])
+        buckets = Buckets(settings.buckets)
+        # The latest job per histogram bucket, fed by scrapes, pushes and the job API.
+        self.exemplars = ExemplarBoard(buckets.labels)
         store = self.store
         budget = SeriesBudget(settings.max_series, seed=lambda: store.snapshot().series.keys())
         self.ingestor = Ingestor(
             self.store,
             TrackingRules(
                 guard=LabelGuard(settings.max_series_per_source, budget),
-                buckets=Buckets(settings.buckets),
+                buckets=buckets,
                 retention_ms=settings.retention_ms,
             ),
             max_push_sources=settings.max_push_sources,
+            exemplars=self.exemplars,
         )
         limits = FetchLimits.within(
             settings.scrape_timeout,
@@ -88,6 +93,7 @@ class Runtime:
             self.ingestor.rules.buckets,
             __version__,
             push_refused=self.ingestor.refused_pushes,
+            exemplars=self.exemplars,
         )
         self.registry.register(self.collector)
         self.metrics_page = MetricsPage(self.collector.current)
@@ -103,6 +109,7 @@ class Runtime:
             ),
             guard=self.ingestor.rules.guard,
             rng=rng,
+            exemplars=self.exemplars,
         )
         # Recurring jobs (the API's schedules).
         self.schedules = Scheduler(
