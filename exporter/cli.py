@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 import sys
 import tempfile
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +60,8 @@ from exporter.config import (
 )
 from exporter.runtime.healthcheck import healthcheck
 
+log = logging.getLogger(__name__)
+
 
 def option(flag: str, *names: str, **kwargs: Any):
     """A click option that also reads JOB_EXPORTER_<OPTION> (docs/contract.md §5)."""
@@ -71,6 +75,7 @@ def _load_config(ctx: click.Context, param: click.Parameter, path: str | None) -
         return path
     try:
         values = load_yaml(path)
+        ctx.meta["config_file"] = (path, dict(values))  # for a SIGHUP's reload
         ctx.meta["config_sources"] = sources_from_yaml(values.pop("source", None))
         if "push_lost_after_for" in values:
             values["push_lost_after_for"] = lost_after_for_from_yaml(values["push_lost_after_for"])
@@ -328,11 +333,12 @@ def serve(ctx: click.Context, **options: Any) -> None:
     _configure_logging(options["log_level"])
     sources = [*ctx.meta.get("config_sources", [])]
     try:
-        sources = _merge_sources(sources, options.pop("sources"))
+        given = options.pop("sources")
+        sources = _merge_sources(sources, given)
         settings = Settings(sources=tuple(sources), **_settings_options(options))
     except ConfigError as error:
         raise click.UsageError(str(error)) from error
-    _run(settings, lambda url: settings)
+    _run(settings, lambda url: settings, _reloader(ctx.meta.get("config_file"), given))
 
 
 @main.command()
@@ -374,7 +380,37 @@ def demo(ctx: click.Context, **options: Any) -> None:
 main.add_command(healthcheck)
 
 
-def _run(initial: Settings, settings_for) -> None:
+def _reloader(
+    config_file: tuple[str, dict[str, Any]] | None, given: tuple[str, ...]
+) -> Callable[[Settings], Settings] | None:
+    """What SIGHUP does to `serve`: read the --config file again and take its sources (with
+    those of the command line and environment, which still win); other keys that changed
+    are named as needing a restart. None without a file: SIGHUP is then ignored, said so."""
+    if config_file is None:
+        return None
+    path, first = config_file
+
+    def reload(settings: Settings) -> Settings:
+        values = load_yaml(path)
+        sources = _merge_sources(sources_from_yaml(values.pop("source", None)), given)
+        before = {key: value for key, value in first.items() if key != "source"}
+        changed = sorted(key for key in {*values, *before} if values.get(key) != before.get(key))
+        if changed:
+            log.warning(
+                "%s: %s changed; a reload takes only the sources, restart to apply the rest",
+                path,
+                ", ".join(key.replace("_", "-") for key in changed),
+            )
+        return replace(settings, sources=tuple(sources))
+
+    return reload
+
+
+def _run(
+    initial: Settings,
+    settings_for: Callable[[str], Settings],
+    reload: Callable[[Settings], Settings] | None = None,
+) -> None:
     """Bind first, then build the app with settings that may need the bound address."""
     from exporter.app import create_app
     from exporter.runtime.allocator import tune_allocator
@@ -389,7 +425,7 @@ def _run(initial: Settings, settings_for) -> None:
         raise click.ClickException(f"cannot listen on {initial.listen}: {error}") from error
     settings = settings_for(local_url(sock))
     try:
-        serve(sock, lambda: create_app(settings), threads=settings.threads)
+        serve(sock, lambda: create_app(settings), threads=settings.threads, reload=reload)
     except (StoreError, ValueError) as error:
         raise click.ClickException(str(error)) from error
 

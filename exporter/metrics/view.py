@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from exporter.health import SourceHealth
 from exporter.model.counts import (
@@ -20,6 +20,7 @@ from exporter.model.counts import (
     RetryTrigger,
     ScrapeErrorReason,
 )
+from exporter.model.exemplars import Exemplar, SeriesExemplars, SeriesKey
 from exporter.model.schedules import Schedule
 from exporter.store import Snapshot
 
@@ -80,6 +81,12 @@ class Families:
         "job_exporter_source_up",
         "gauge",
         "1 when the last scrape of the source succeeded.",
+        ("source",),
+    )
+    SOURCE_OWNED = Family(
+        "job_exporter_source_owned",
+        "gauge",
+        "1 on the replica that scrapes the source (holds its lease), 0 on those standing by.",
         ("source",),
     )
     SCRAPE_DURATION = Family(
@@ -207,6 +214,7 @@ class JobSeries:
 class SourceRow:
     source: str
     up: float | None
+    owned: float | None  # None for pushed sources
     scrape_duration_s: float | None
     last_success_s: float | None
     errors: tuple[float, ...] | None  # in ScrapeErrorReason.ALL order; None for pushes
@@ -242,6 +250,18 @@ class MetricsView:
     store_up: float = 1
     clock_step_s: float = 0
     push_refused: tuple[float, ...] = (0.0,) * len(PushRefusal.ALL)  # in PushRefusal.ALL order
+    # This process's exemplars per series (the board's, not to be changed): read per
+    # series only by OpenMetrics, through `bucket_exemplars`, so the text format pays
+    # nothing for them.
+    exemplars: Mapping[SeriesKey, SeriesExemplars] = field(default_factory=dict)
+
+    def bucket_exemplars(
+        self, series: JobSeries, family: str
+    ) -> tuple[Exemplar | None, ...] | None:
+        """The exemplar of each bucket of one of `series`' histograms (`family` is its
+        CountKind.*_BUCKET), in bucket order; None when it has none."""
+        recorded = self.exemplars.get(series.labels)
+        return None if recorded is None else recorded.get(family)
 
 
 def build_view(
@@ -253,6 +273,7 @@ def build_view(
     store_up: bool = True,
     clock_step_s: float = 0,
     push_refused: Mapping[str, float] | None = None,
+    exemplars: Mapping[SeriesKey, SeriesExemplars] | None = None,
 ) -> MetricsView:
     """The view of a snapshot (None when the store was never read: health alone)."""
     series: tuple[JobSeries, ...] = ()
@@ -279,6 +300,7 @@ def build_view(
         store_up=1 if store_up else 0,
         clock_step_s=clock_step_s,
         push_refused=tuple(float((push_refused or {}).get(r, 0)) for r in PushRefusal.ALL),
+        exemplars=exemplars or {},
     )
 
 
@@ -369,9 +391,12 @@ def _source_row(
         for (family, label), value in counts.items()
         if family == CountKind.INVALID_JOBS
     ]
+    # A replica standing by has no scrape of its own to describe (the board forgot it).
+    standing_by = state is not None and state.owned is False
     return SourceRow(
         source=source,
-        up=None if state is None else float(bool(state.up)),
+        up=None if state is None or standing_by else float(bool(state.up)),
+        owned=None if state is None or state.owned is None else float(state.owned),
         scrape_duration_s=state.last_duration_s if state else None,
         last_success_s=state.last_success_ms / 1000 if state and state.last_success_ms else None,
         errors=errors,
