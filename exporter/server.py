@@ -123,6 +123,15 @@ def warn_if_open(sock: socket.socket, settings: Settings) -> None:
         )
 
 
+def close_connections(server: BaseWSGIServer) -> None:
+    """Close the listening socket and every connection left once waitress has stopped, so
+    a client's request on a kept-alive connection fails at once instead of waiting for its
+    timeout; a response still being written is cut short (its request had waitress's 5 s)."""
+    for channel in list(server.active_channels.values()):
+        channel.handle_close()
+    server.close()
+
+
 def serve(
     sock: socket.socket, build_app: Callable[[], Flask], threads: int = DEFAULT_THREADS
 ) -> None:
@@ -171,6 +180,6 @@ def serve(
         server.run()
     finally:
         stopping = True  # a further signal during cleanup must not cut it short
-        server.close()
+        close_connections(server)
         runtime.stop()
         log.info("job-exporter stopped")

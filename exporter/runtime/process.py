@@ -195,8 +195,11 @@ class Runtime:
         if self.demo_crew is not None:
             self.demo_crew.stop()
         if self._timers is not None:
-            self._timers.stop()
+            stopped = self._timers.stop()
             self._timers = None
+            if not stopped:  # a scrape or sweep still uses the store: the exit frees it
+                log.warning("the store is left open for the work still running")
+                return
         self.collector.reader.close()
         self.scraper.close()
         self.store.close()

@@ -18,9 +18,10 @@ from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
 
-# How long stopping waits for work in progress (a scrape has its own timeout; a store that
-# hangs must not hold the exit for ever: the threads are daemons).
-STOP_WAIT_S = 30.0
+# How long stopping waits for work in progress: a scrape or sweep takes milliseconds, and
+# one waiting on a source that hangs (up to its timeout) or a store that does must not hold
+# the exit past the 2 s the process is given after SIGTERM (the threads are daemons).
+STOP_WAIT_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -52,17 +53,19 @@ class Timers:
             thread.start()
             self._threads.append(thread)
 
-    def stop(self) -> None:
-        """No new runs; runs in progress finish (up to STOP_WAIT_S in all)."""
+    def stop(self, wait_s: float = STOP_WAIT_S) -> bool:
+        """No new runs; runs in progress finish (up to `wait_s` in all). False when one is
+        still running: what it uses must then be left open."""
         self._stopping.set()
-        deadline = self._monotonic() + STOP_WAIT_S
+        deadline = self._monotonic() + wait_s
+        stopped = True
         for thread in self._threads:
             thread.join(max(0.0, deadline - self._monotonic()))
             if thread.is_alive():
-                log.warning(
-                    "%s still running after %.0f s; not waiting for it", thread.name, STOP_WAIT_S
-                )
+                log.warning("%s still running after %g s; not waiting for it", thread.name, wait_s)
+                stopped = False
         self._threads.clear()
+        return stopped
 
     def _loop(self, work: _Work) -> None:
         now = self._monotonic()
