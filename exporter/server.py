@@ -17,8 +17,10 @@ import logging
 import signal
 import socket
 from collections.abc import Callable, Mapping
+from typing import cast
 
 from flask import Flask
+from waitress.channel import HTTPChannel
 from waitress.server import BaseWSGIServer, create_server
 
 from exporter.api.auth import (
@@ -127,7 +129,8 @@ def close_connections(server: BaseWSGIServer) -> None:
     """Close the listening socket and every connection left once waitress has stopped, so
     a client's request on a kept-alive connection fails at once instead of waiting for its
     timeout; a response still being written is cut short (its request had waitress's 5 s)."""
-    for channel in list(server.active_channels.values()):
+    channels = cast(dict[int, HTTPChannel], server.active_channels)  # the stubs say one
+    for channel in list(channels.values()):
         channel.handle_close()
     server.close()
 

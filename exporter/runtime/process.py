@@ -23,6 +23,7 @@ from exporter.jobs.queue import Backoff, JobQueue, QueuePolicy
 from exporter.jobs.schedules import Scheduler
 from exporter.metrics.collector import JobCollector
 from exporter.metrics.page import MetricsPage
+from exporter.metrics.process import ProcessMetrics
 from exporter.model.counts import Buckets
 from exporter.runtime.allocator import give_back
 from exporter.runtime.sweeps import Sweeper
@@ -88,7 +89,8 @@ class Runtime:
             push_refused=self.ingestor.refused_pushes,
         )
         self.registry.register(self.collector)
-        self.metrics_page = MetricsPage(self.collector.current)
+        self.process_metrics = ProcessMetrics()  # process_* and python_*, fresh each time
+        self.metrics_page = MetricsPage(self.collector.current, self.process_metrics.render)
         self.queue = JobQueue(
             self.store,
             self.clock,
