@@ -139,8 +139,8 @@ class Families:
     BUILD_INFO = Family(
         "job_exporter_build_info",
         "gauge",
-        "Always 1; the version label says which release runs.",
-        ("version",),
+        "Always 1; its labels say which release, source revision and Python run.",
+        ("version", "revision", "python_version"),
     )
     SCHEDULE_FIRES = Family(
         "job_exporter_schedule_fires",
@@ -242,6 +242,8 @@ class MetricsView:
     store_up: float = 1
     clock_step_s: float = 0
     push_refused: tuple[float, ...] = (0.0,) * len(PushRefusal.ALL)  # in PushRefusal.ALL order
+    revision: str = "unknown"  # build_info's other labels (exporter/build.py)
+    python_version: str = ""
 
 
 def build_view(
@@ -253,6 +255,8 @@ def build_view(
     store_up: bool = True,
     clock_step_s: float = 0,
     push_refused: Mapping[str, float] | None = None,
+    revision: str = "unknown",
+    python_version: str = "",
 ) -> MetricsView:
     """The view of a snapshot (None when the store was never read: health alone)."""
     series: tuple[JobSeries, ...] = ()
@@ -279,6 +283,8 @@ def build_view(
         store_up=1 if store_up else 0,
         clock_step_s=clock_step_s,
         push_refused=tuple(float((push_refused or {}).get(r, 0)) for r in PushRefusal.ALL),
+        revision=revision,
+        python_version=python_version,
     )
 
 

@@ -14,7 +14,7 @@ from functools import partial
 from flask import current_app
 from prometheus_client import CollectorRegistry
 
-from exporter import __version__
+from exporter.build import build_info
 from exporter.clock import Clock, ClockWatch, SystemClock
 from exporter.config import Settings
 from exporter.health import HealthBoard
@@ -85,7 +85,7 @@ class Runtime:
             self.store,
             self.health,
             self.ingestor.rules.buckets,
-            __version__,
+            build_info(),
             push_refused=self.ingestor.refused_pushes,
         )
         self.registry.register(self.collector)
