@@ -19,6 +19,7 @@ from exporter import __version__
 from exporter.config import (
     DEFAULT_BACKOFF_BASE,
     DEFAULT_BACKOFF_CAP,
+    DEFAULT_DURATION_BUCKETS,
     DEFAULT_IDLE_TIMEOUT,
     DEFAULT_LEASE_SECONDS,
     DEFAULT_LISTEN,
@@ -51,6 +52,7 @@ from exporter.config import (
     load_yaml,
     lost_after_for_from_yaml,
     make_source,
+    parse_buckets,
     parse_listen,
     parse_lost_after_for,
     parse_source,
@@ -109,6 +111,13 @@ def _common_options(func):
             type=click.IntRange(min=1),
             default=DEFAULT_MAX_CONNECTIONS,
             help="Open HTTP connections at once (slow clients hold one each, not a thread).",
+        ),
+        option(
+            "--duration-buckets",
+            type=_Buckets(),
+            default=",".join(f"{bound:g}" for bound in DEFAULT_DURATION_BUCKETS),
+            help="Upper bounds, in seconds, of the duration and queue wait histograms "
+            "(+Inf is added); at most 30, increasing. A change keeps every stored count.",
         ),
         option(
             "--idle-timeout",
@@ -237,6 +246,18 @@ def _api_options(func):
 
 
 _NOT_SETTINGS = frozenset({"log_level"})  # read by the command itself
+
+
+class _Buckets(click.ParamType):
+    """`0.005,0.01,...` (a YAML list too) to increasing bounds, for --duration-buckets."""
+
+    name = "SECONDS,..."
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        try:
+            return parse_buckets(value)
+        except ConfigError as error:
+            self.fail(str(error), param, ctx)
 
 
 class _LostAfterFor(click.ParamType):

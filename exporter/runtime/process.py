@@ -69,7 +69,7 @@ class Runtime:
             self.store,
             TrackingRules(
                 guard=LabelGuard(settings.max_series_per_source, budget),
-                buckets=Buckets(settings.buckets),
+                buckets=Buckets(settings.duration_buckets),
                 retention_ms=settings.retention_ms,
             ),
             max_push_sources=settings.max_push_sources,
