@@ -7,15 +7,13 @@ in `--help` (all of them from config.py). Each option is the Settings field of i
 
 from __future__ import annotations
 
-import logging
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import click
 
-from exporter import __version__
+from exporter import __version__, logs
 from exporter.config import (
     DEFAULT_BACKOFF_BASE,
     DEFAULT_BACKOFF_CAP,
@@ -23,6 +21,7 @@ from exporter.config import (
     DEFAULT_IDLE_TIMEOUT,
     DEFAULT_LEASE_SECONDS,
     DEFAULT_LISTEN,
+    DEFAULT_LOG_FORMAT,
     DEFAULT_LOG_LEVEL,
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_MAX_BODY_BYTES,
@@ -44,6 +43,7 @@ from exporter.config import (
     DEMO_LISTEN,
     DEMO_SCRAPE_INTERVAL,
     DEMO_WORKERS,
+    LOG_FORMATS,
     MAX_ATTEMPTS_LIMIT,
     MIN_SCRAPE_INTERVAL,
     ConfigError,
@@ -99,6 +99,13 @@ def _common_options(func):
             "--log-level",
             type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
             default=DEFAULT_LOG_LEVEL,
+        ),
+        option(
+            "--log-format",
+            type=click.Choice(LOG_FORMATS, case_sensitive=False),
+            default=DEFAULT_LOG_FORMAT,
+            help="text lines, or one JSON object per line (time, level, logger, message, "
+            "exception).",
         ),
         option(
             "--threads",
@@ -245,7 +252,7 @@ def _api_options(func):
     return func
 
 
-_NOT_SETTINGS = frozenset({"log_level"})  # read by the command itself
+_NOT_SETTINGS = frozenset({"log_level", "log_format"})  # read by the command itself
 
 
 class _Buckets(click.ParamType):
@@ -345,7 +352,7 @@ def main() -> None:
 @click.pass_context
 def serve(ctx: click.Context, **options: Any) -> None:
     """Scrape the sources and serve /metrics."""
-    _configure_logging(options["log_level"])
+    logs.configure(options["log_level"], options["log_format"].lower())
     sources = [*ctx.meta.get("config_sources", [])]
     try:
         sources = _merge_sources(sources, options.pop("sources"))
@@ -370,7 +377,7 @@ def serve(ctx: click.Context, **options: Any) -> None:
 def demo(ctx: click.Context, **options: Any) -> None:
     """Everything on one machine: embedded store, built-in mock source, its scrapes, and
     demo workers running job-API jobs."""
-    _configure_logging(options["log_level"])
+    logs.configure(options["log_level"], options["log_format"].lower())
     with tempfile.TemporaryDirectory(prefix="job-exporter-demo-") as folder:
         options["store"] = options["store"] or f"sqlite:///{Path(folder, 'demo.db').as_posix()}"
         given = _settings_options(options)
@@ -419,16 +426,6 @@ def _merge_sources(from_file: list[SourceSettings], given: tuple[str, ...]) -> l
         interval = merged[source.name].interval if source.name in merged else None
         merged[source.name] = SourceSettings(source.name, source.url, interval)
     return list(merged.values())
-
-
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
-    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
 
 
 if __name__ == "__main__":  # pragma: no cover
