@@ -61,8 +61,9 @@ from exporter.config import (
 
 
 def option(flag: str, *names: str, **kwargs: Any):
-    """A click option that also reads JOB_EXPORTER_<OPTION> (docs/contract.md §5)."""
-    variable = "JOB_EXPORTER_" + flag.lstrip("-").upper().replace("-", "_")
+    """A click option that also reads JOB_EXPORTER_<OPTION> (docs/contract.md §5); a
+    `--name/--no-name` flag reads JOB_EXPORTER_NAME (true or false)."""
+    variable = "JOB_EXPORTER_" + flag.split("/")[0].lstrip("-").upper().replace("-", "_")
     return click.option(flag, *names, envvar=variable, show_envvar=True, **kwargs)
 
 
@@ -343,6 +344,18 @@ def main() -> None:
     "http_status scrape error).",
 )
 @_api_options
+@option(
+    "--job-api/--no-job-api",
+    default=True,
+    help="Serve the job API (jobs, leases, schedules) and run its sweeps; off, its paths "
+    "answer 404. Push, /metrics, /healthz and /readyz stay.",
+)
+@option(
+    "--page/--no-page",
+    default=True,
+    help="Serve the built-in page, its files and its chart data (/api/v1/stats); off, "
+    "they answer 404 and no history is sampled.",
+)
 @option(
     "--retention-days",
     type=click.FloatRange(min=0.001),

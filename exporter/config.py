@@ -124,6 +124,9 @@ class Settings:
     max_connections: int = DEFAULT_MAX_CONNECTIONS  # open HTTP connections at once
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT  # seconds before an idle connection closes
     mock_source: bool = False  # serve the built-in mock jobs endpoint at /demo/jobs
+    # Off for a pure exporter: push, /metrics, /healthz and /readyz stay.
+    job_api: bool = True  # jobs, leases and schedules, with their sweeps
+    page: bool = True  # the built-in page, its files and chart data, with its history sampler
     # The push and job API (docs/contract.md §4).
     api_token: str | None = None  # when set, every write under /api/ needs this bearer token
     api_token_reads: bool = False  # ... and every read under /api/ too

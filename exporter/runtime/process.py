@@ -130,8 +130,9 @@ class Runtime:
 
     def start(self, url: str | None = None) -> None:
         """Scrape every source on its own interval, first right away; sample the dashboard's
-        history; sweep expired leases (every `lease_sweep_interval`), overdue pushed jobs and
-        old API jobs; fire due schedules (every `schedule_sweep_interval`, first right away);
+        history (unless the page is off); sweep expired leases (every
+        `lease_sweep_interval`), overdue pushed jobs and old API jobs; fire due schedules
+        (every `schedule_sweep_interval`, first right away), unless the job API is off;
         watch the wall clock for steps; start the demo crew when asked, its workers reaching
         this process at `url` over HTTP. Sweeps are safe with several replicas: each one's
         writes check the state they change, in the same transaction."""
@@ -143,12 +144,17 @@ class Runtime:
                 partial(self._scrape, target.name),
                 first_now=True,
             )
-        timers.every("history sample", self.history.limits.step_s, self.history.sample, True)
-        timers.every("lease sweep", self.settings.lease_sweep_interval, self.sweeper.leases)
-        # Fires missed while stopped follow their policy at once.
-        timers.every(
-            "schedule sweep", self.settings.schedule_sweep_interval, self.sweeper.schedules, True
-        )
+        if self.settings.page:  # the page's chart data
+            timers.every("history sample", self.history.limits.step_s, self.history.sample, True)
+        if self.settings.job_api:
+            timers.every("lease sweep", self.settings.lease_sweep_interval, self.sweeper.leases)
+            # Fires missed while stopped follow their policy at once.
+            timers.every(
+                "schedule sweep",
+                self.settings.schedule_sweep_interval,
+                self.sweeper.schedules,
+                True,
+            )
         timers.every(
             "lost-after sweep of pushed jobs",
             min(
@@ -158,9 +164,12 @@ class Runtime:
             ),
             self.sweeper.pushed,
         )
-        timers.every(
-            "retention sweep of API jobs", PUSH_SWEEP_MAX_INTERVAL_S, self.sweeper.finished_api_jobs
-        )
+        if self.settings.job_api:
+            timers.every(
+                "retention sweep of API jobs",
+                PUSH_SWEEP_MAX_INTERVAL_S,
+                self.sweeper.finished_api_jobs,
+            )
         timers.every("clock watch", CLOCK_WATCH_S, self._watch_clock)
         timers.every("store probe", STORE_PROBE_S, self._probe_store)
         timers.start()
