@@ -7,7 +7,10 @@ in `--help` (all of them from config.py). Each option is the Settings field of i
 
 from __future__ import annotations
 
+import logging
 import tempfile
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +62,8 @@ from exporter.config import (
     sources_from_yaml,
 )
 
+log = logging.getLogger(__name__)
+
 
 def option(flag: str, *names: str, **kwargs: Any):
     """A click option that also reads JOB_EXPORTER_<OPTION> (docs/contract.md §5); a
@@ -73,6 +78,7 @@ def _load_config(ctx: click.Context, param: click.Parameter, path: str | None) -
         return path
     try:
         values = load_yaml(path)
+        ctx.meta["config_file"] = (path, dict(values))  # for a SIGHUP's reload
         ctx.meta["config_sources"] = sources_from_yaml(values.pop("source", None))
         if "push_lost_after_for" in values:
             values["push_lost_after_for"] = lost_after_for_from_yaml(values["push_lost_after_for"])
@@ -368,11 +374,12 @@ def serve(ctx: click.Context, **options: Any) -> None:
     logs.configure(options["log_level"], options["log_format"].lower())
     sources = [*ctx.meta.get("config_sources", [])]
     try:
-        sources = _merge_sources(sources, options.pop("sources"))
+        given = options.pop("sources")
+        sources = _merge_sources(sources, given)
         settings = Settings(sources=tuple(sources), **_settings_options(options))
     except ConfigError as error:
         raise click.UsageError(str(error)) from error
-    _run(settings, lambda url: settings)
+    _run(settings, lambda url: settings, _reloader(ctx.meta.get("config_file"), given))
 
 
 @main.command()
@@ -411,7 +418,37 @@ def demo(ctx: click.Context, **options: Any) -> None:
         _run(initial, settings_for)
 
 
-def _run(initial: Settings, settings_for) -> None:
+def _reloader(
+    config_file: tuple[str, dict[str, Any]] | None, given: tuple[str, ...]
+) -> Callable[[Settings], Settings] | None:
+    """What SIGHUP does to `serve`: read the --config file again and take its sources (with
+    those of the command line and environment, which still win); other keys that changed
+    are named as needing a restart. None without a file: SIGHUP is then ignored, said so."""
+    if config_file is None:
+        return None
+    path, first = config_file
+
+    def reload(settings: Settings) -> Settings:
+        values = load_yaml(path)
+        sources = _merge_sources(sources_from_yaml(values.pop("source", None)), given)
+        before = {key: value for key, value in first.items() if key != "source"}
+        changed = sorted(key for key in {*values, *before} if values.get(key) != before.get(key))
+        if changed:
+            log.warning(
+                "%s: %s changed; a reload takes only the sources, restart to apply the rest",
+                path,
+                ", ".join(key.replace("_", "-") for key in changed),
+            )
+        return replace(settings, sources=tuple(sources))
+
+    return reload
+
+
+def _run(
+    initial: Settings,
+    settings_for: Callable[[str], Settings],
+    reload: Callable[[Settings], Settings] | None = None,
+) -> None:
     """Bind first, then build the app with settings that may need the bound address."""
     from exporter.app import create_app
     from exporter.runtime.allocator import tune_allocator
@@ -426,7 +463,7 @@ def _run(initial: Settings, settings_for) -> None:
         raise click.ClickException(f"cannot listen on {initial.listen}: {error}") from error
     settings = settings_for(local_url(sock))
     try:
-        serve(sock, lambda: create_app(settings), threads=settings.threads)
+        serve(sock, lambda: create_app(settings), threads=settings.threads, reload=reload)
     except (StoreError, ValueError) as error:
         raise click.ClickException(str(error)) from error
 

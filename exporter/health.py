@@ -16,6 +16,9 @@ class SourceHealth:
     reason: str | None = None  # the fault of the last failed scrape
     last_duration_s: float | None = None
     last_success_ms: float | None = None
+    # Whether this replica scrapes the source (holds its lease); None until first asked.
+    # A replica that stands by serves none of the gauges above for it.
+    owned: bool | None = None
 
 
 class HealthBoard:
@@ -38,6 +41,25 @@ class HealthBoard:
     def record_failure(self, source: str, reason: str, duration_s: float) -> bool:
         """Record a failed scrape; True when this is a change of state or of reason."""
         return self._record(source, False, reason, duration_s, None)
+
+    def record_owned(self, source: str, owned: bool) -> None:
+        """This replica took the source's lease (owned) or stands by; a replica that loses
+        a source forgets its last scrape, which another replica's gauges now describe."""
+        with self._lock:
+            before = self._sources.get(source, SourceHealth())
+            after = replace(before, owned=True) if owned else SourceHealth(owned=False)
+            self._sources[source] = after
+            self.version += 1
+
+    def add(self, source: str) -> None:
+        with self._lock:
+            self._sources.setdefault(source, SourceHealth())
+            self.version += 1
+
+    def remove(self, source: str) -> None:
+        with self._lock:
+            self._sources.pop(source, None)
+            self.version += 1
 
     def record_clock_step(self, step_s: float) -> None:
         with self._lock:

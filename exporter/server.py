@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import signal
 import socket
+import threading
 from collections.abc import Callable, Mapping
 from typing import cast
 
@@ -32,8 +33,9 @@ from exporter.api.auth import (
     verdict,
 )
 from exporter.app import runtime_of
-from exporter.config import DEFAULT_THREADS, Settings
+from exporter.config import DEFAULT_THREADS, ConfigError, Settings
 from exporter.runtime import edge
+from exporter.runtime.process import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -136,9 +138,14 @@ def close_connections(server: BaseWSGIServer) -> None:
 
 
 def serve(
-    sock: socket.socket, build_app: Callable[[], Flask], threads: int = DEFAULT_THREADS
+    sock: socket.socket,
+    build_app: Callable[[], Flask],
+    threads: int = DEFAULT_THREADS,
+    reload: Callable[[Settings], Settings] | None = None,
 ) -> None:
-    """Run until a signal; every part is stopped even when building or serving fails."""
+    """Run until SIGTERM or SIGINT; every part is stopped even when building or serving
+    fails. SIGHUP reloads the sources with `reload`, on a thread of its own (it stops and
+    starts scrapes, which may wait on a scrape in progress), or is ignored, said so."""
     app = build_app()
     runtime = runtime_of(app)
     settings = runtime.settings
@@ -175,8 +182,16 @@ def serve(
             stopping = True
             raise SystemExit(0)
 
+    def hang_up(_signum: int, _frame: object) -> None:
+        if reload is None:
+            log.warning("received SIGHUP: ignored, there is no --config file to reload")
+            return
+        log.info("received SIGHUP, reloading the sources of the --config file")
+        threading.Thread(target=_reload, args=(runtime, reload), name="reload").start()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, stop)
+    signal.signal(signal.SIGHUP, hang_up)
     try:
         runtime.start(local_url(sock))
         log.info("job-exporter listening on %s", local_url(sock))
@@ -186,3 +201,15 @@ def serve(
         close_connections(server)
         runtime.stop()
         log.info("job-exporter stopped")
+
+
+_reloading = threading.Lock()
+
+
+def _reload(runtime: Runtime, reload: Callable[[Settings], Settings]) -> None:
+    """One reload at a time; a file that does not read keeps every source as it was."""
+    with _reloading:
+        try:
+            runtime.reload_sources(reload(runtime.settings))
+        except (ConfigError, OSError) as error:
+            log.error("reload failed, the sources stay as they were: %s", error)

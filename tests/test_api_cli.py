@@ -17,7 +17,7 @@ VARIABLES = ("API_TOKEN", "API_TOKEN_READS", "MAX_ATTEMPTS", "BACKOFF_BASE", "BA
 def captured(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     seen: dict[str, Any] = {}
 
-    def fake_run(initial: Settings, settings_for) -> None:
+    def fake_run(initial: Settings, settings_for, reload=None) -> None:
         seen["settings"] = settings_for("http://127.0.0.1:1")
 
     monkeypatch.setattr(cli, "_run", fake_run)

@@ -18,8 +18,9 @@ def captured(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """Run `serve` up to the point where it would listen, and keep the settings it built."""
     seen: dict[str, Any] = {}
 
-    def fake_run(initial: Settings, settings_for) -> None:
+    def fake_run(initial: Settings, settings_for, reload=None) -> None:
         seen["settings"] = settings_for("http://127.0.0.1:1")
+        seen["reload"] = reload
 
     monkeypatch.setattr(cli, "_run", fake_run)
     for name in ("LISTEN", "STORE", "SOURCE", "SCRAPE_INTERVAL", "CONFIG"):

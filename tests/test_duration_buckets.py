@@ -23,7 +23,7 @@ QUEUE_WAIT = "background_jobs_queue_wait_seconds_bucket"
 @pytest.fixture
 def captured(monkeypatch: pytest.MonkeyPatch) -> dict:
     seen: dict = {}
-    monkeypatch.setattr(cli, "_run", lambda initial, settings_for: seen.update(s=initial))
+    monkeypatch.setattr(cli, "_run", lambda initial, *_: seen.update(s=initial))
     monkeypatch.delenv("JOB_EXPORTER_DURATION_BUCKETS", raising=False)
     return seen
 

@@ -140,7 +140,7 @@ def test_a_part_turned_off_runs_no_timers(tmp_path: Path, mode: str):
 @pytest.fixture
 def captured(monkeypatch: pytest.MonkeyPatch) -> dict:
     seen: dict = {}
-    monkeypatch.setattr(cli, "_run", lambda initial, settings_for: seen.update(s=initial))
+    monkeypatch.setattr(cli, "_run", lambda initial, *_: seen.update(s=initial))
     for name in ("JOB_API", "PAGE"):
         monkeypatch.delenv(f"JOB_EXPORTER_{name}", raising=False)
     return seen

@@ -50,7 +50,7 @@ def test_a_record_is_one_line_of_json_with_its_exception():
 
 def test_text_stays_the_default_and_other_formats_are_refused(monkeypatch):
     seen: dict = {}
-    monkeypatch.setattr(cli, "_run", lambda initial, settings_for: seen.update(s=initial))
+    monkeypatch.setattr(cli, "_run", lambda initial, *_: seen.update(s=initial))
     configured: list = []
     monkeypatch.setattr(cli.logs, "configure", lambda *args: configured.append(args))
     assert CliRunner().invoke(cli.main, ["serve"]).exit_code == 0

@@ -110,6 +110,8 @@ class JobCollector:
         for row in view.sources:
             if row.up is not None:
                 families[Families.SOURCE_UP].add_metric([row.source], row.up)
+            if row.owned is not None:
+                families[Families.SOURCE_OWNED].add_metric([row.source], row.owned)
             if row.scrape_duration_s is not None:
                 families[Families.SCRAPE_DURATION].add_metric([row.source], row.scrape_duration_s)
             if row.last_success_s is not None:
@@ -156,6 +158,7 @@ _ORDER = (
     Families.DURATION,
     Families.QUEUE_WAIT,
     Families.SOURCE_UP,
+    Families.SOURCE_OWNED,
     Families.SCRAPE_DURATION,
     Families.LAST_SUCCESS,
     Families.SCRAPE_ERRORS,

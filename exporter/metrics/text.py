@@ -139,6 +139,7 @@ def _health(view: MetricsView, header: Callable[[Family], str], add: Callable[[s
     rows = [(f'source="{escape_label(row.source)}"', row) for row in view.sources]
     for family, getter in (
         (Families.SOURCE_UP, lambda row: row.up),
+        (Families.SOURCE_OWNED, lambda row: row.owned),
         (Families.SCRAPE_DURATION, lambda row: row.scrape_duration_s),
         (Families.LAST_SUCCESS, lambda row: row.last_success_s),
     ):

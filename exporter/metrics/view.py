@@ -82,6 +82,12 @@ class Families:
         "1 when the last scrape of the source succeeded.",
         ("source",),
     )
+    SOURCE_OWNED = Family(
+        "job_exporter_source_owned",
+        "gauge",
+        "1 on the replica that scrapes the source (holds its lease), 0 on those standing by.",
+        ("source",),
+    )
     SCRAPE_DURATION = Family(
         "job_exporter_source_scrape_duration_seconds",
         "gauge",
@@ -207,6 +213,7 @@ class JobSeries:
 class SourceRow:
     source: str
     up: float | None
+    owned: float | None  # None for pushed sources
     scrape_duration_s: float | None
     last_success_s: float | None
     errors: tuple[float, ...] | None  # in ScrapeErrorReason.ALL order; None for pushes
@@ -375,9 +382,12 @@ def _source_row(
         for (family, label), value in counts.items()
         if family == CountKind.INVALID_JOBS
     ]
+    # A replica standing by has no scrape of its own to describe (the board forgot it).
+    standing_by = state is not None and state.owned is False
     return SourceRow(
         source=source,
-        up=None if state is None else float(bool(state.up)),
+        up=None if state is None or standing_by else float(bool(state.up)),
+        owned=None if state is None or state.owned is None else float(state.owned),
         scrape_duration_s=state.last_duration_s if state else None,
         last_success_s=state.last_success_ms / 1000 if state and state.last_success_ms else None,
         errors=errors,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import random
 from contextlib import suppress
+from dataclasses import replace
 from functools import partial
 
 from flask import current_app
@@ -29,6 +30,7 @@ from exporter.runtime.allocator import give_back
 from exporter.runtime.sweeps import Sweeper
 from exporter.runtime.timers import Timers
 from exporter.sources.fetch import FetchLimits
+from exporter.sources.owners import SourceLeases
 from exporter.sources.scrape import Scraper, ScrapeTarget
 from exporter.stats.history import HistorySampler
 from exporter.store import Store, StoreError, open_store
@@ -58,10 +60,7 @@ class Runtime:
         self.settings = settings
         self.clock = clock or SystemClock()
         self.store = store or open_store(settings.store)
-        targets = [
-            ScrapeTarget(source.name, source.url, settings.interval_of(source))
-            for source in settings.sources
-        ]
+        targets = _targets(settings)
         self.health = HealthBoard([target.name for target in targets])
         store = self.store
         budget = SeriesBudget(settings.max_series, seed=lambda: store.snapshot().series.keys())
@@ -79,7 +78,10 @@ class Runtime:
             settings.max_response_bytes,
             redirects_elsewhere=settings.scrape_redirects_elsewhere,
         )
-        self.scraper = Scraper(self.ingestor, targets, self.clock, self.health, limits=limits)
+        self.leases = SourceLeases(self.store, self.clock)
+        self.scraper = Scraper(
+            self.ingestor, targets, self.clock, self.health, limits=limits, leases=self.leases
+        )
         self.registry = CollectorRegistry(auto_describe=False)
         self.collector = JobCollector(
             self.store,
@@ -138,12 +140,7 @@ class Runtime:
         writes check the state they change, in the same transaction."""
         timers = Timers()
         for target in self.scraper.targets.values():
-            timers.every(
-                f"scrape of source {target.name}",
-                target.interval_s,
-                partial(self._scrape, target.name),
-                first_now=True,
-            )
+            self._scrape_every(timers, target)
         if self.settings.page:  # the page's chart data
             timers.every("history sample", self.history.limits.step_s, self.history.sample, True)
         if self.settings.job_api:
@@ -181,6 +178,54 @@ class Runtime:
             )
             self.demo_crew.start()
 
+    def _scrape_every(self, timers: Timers, target: ScrapeTarget) -> None:
+        timers.every(
+            _scrape_name(target.name),
+            target.interval_s,
+            partial(self._scrape, target.name),
+            first_now=True,
+        )
+
+    def reload_sources(self, settings: Settings) -> None:
+        """Scrape the sources of `settings` from now on (a SIGHUP's reload): new ones from
+        now, removed ones no more (their counts stay, and their running jobs are swept as
+        unreported pushed jobs are, as after a restart without them), changed ones (URL or
+        interval) anew. Only the sources change; the caller says which other options would
+        need a restart."""
+        timers = self._timers
+        if timers is None:
+            raise RuntimeError("reload before start")
+        wanted = {target.name: target for target in _targets(settings)}
+        current = dict(self.scraper.targets)
+        gone = sorted(name for name in current if wanted.get(name) != current[name])
+        new = sorted(name for name in wanted if current.get(name) != wanted[name])
+        for name in gone:
+            timers.cancel(_scrape_name(name))
+            self.scraper.remove(name)
+            self.leases.forget(name)
+            self.ingestor.forget(name)
+            self.health.remove(name)
+        # Before any new source is scraped: the sweep of unreported pushed jobs must not take
+        # a scraped source's jobs for pushed ones.
+        self.sweeper.scraped = frozenset(wanted)
+        for name in new:
+            self.health.add(name)
+            self.scraper.add(wanted[name])
+            self._scrape_every(timers, wanted[name])
+        self.settings = replace(self.settings, sources=settings.sources)
+        changed = sorted(set(gone) & set(new))
+        added = sorted(set(new) - set(gone))
+        removed = sorted(set(gone) - set(new))
+        if not (added or removed or changed):
+            log.info("reloaded sources: none changed")
+            return
+        log.info(
+            "reloaded sources: added %s; removed %s; changed %s",
+            ", ".join(added) or "none",
+            ", ".join(removed) or "none",
+            ", ".join(changed) or "none",
+        )
+
     def _probe_store(self) -> None:
         """While the store is down, try an empty write each second, so that the store is
         known to be back (and said so, and /readyz ready) without waiting for a client."""
@@ -208,9 +253,11 @@ class Runtime:
         if self._timers is not None:
             stopped = self._timers.stop()
             self._timers = None
-            if not stopped:  # a scrape or sweep still uses the store: the exit frees it
+            if not stopped:  # a scrape or sweep still uses the store (and may still store
+                # a scrape): the exit frees it, and its source's lease runs out on its own
                 log.warning("the store is left open for the work still running")
                 return
+        self.leases.release()
         self.collector.reader.close()
         self.scraper.close()
         self.store.close()
@@ -218,3 +265,14 @@ class Runtime:
 
 def current_runtime() -> Runtime:
     return current_app.extensions[EXTENSION]
+
+
+def _targets(settings: Settings) -> list[ScrapeTarget]:
+    return [
+        ScrapeTarget(source.name, source.url, settings.interval_of(source))
+        for source in settings.sources
+    ]
+
+
+def _scrape_name(source: str) -> str:
+    return f"scrape of source {source}"

@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 log = logging.getLogger(__name__)
 
@@ -22,56 +22,88 @@ log = logging.getLogger(__name__)
 # one waiting on a source that hangs (up to its timeout) or a store that does must not hold
 # the exit past the 2 s the process is given after SIGTERM (the threads are daemons).
 STOP_WAIT_S = 1.0
+# How long cancelling one piece of work (a reload dropping a source) waits for its run in
+# progress; the process keeps running, so a scrape gets up to its timeout.
+CANCEL_WAIT_S = 30.0
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Work:
     name: str
     interval_s: float
     run: Callable[[], object]
     first_now: bool
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    thread: threading.Thread | None = None  # once started
 
 
 class Timers:
     def __init__(self, monotonic: Callable[[], float] = time.monotonic) -> None:
         self._monotonic = monotonic
-        self._work: list[_Work] = []
-        self._threads: list[threading.Thread] = []
-        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._work: dict[str, _Work] = {}
+        self._started = False
 
     def every(
         self, name: str, interval_s: float, run: Callable[[], object], first_now: bool = False
     ) -> None:
-        """Run `run` every `interval_s` seconds once started; at once first if `first_now`."""
+        """Run `run` every `interval_s` seconds once started (at once if started already);
+        at once first if `first_now`. Names are unique: they are what `cancel` takes."""
         if interval_s <= 0:
             raise ValueError(f"{name}: interval must be positive, not {interval_s}")
-        self._work.append(_Work(name, interval_s, run, first_now))
+        work = _Work(name, interval_s, run, first_now)
+        with self._lock:
+            if name in self._work:
+                raise ValueError(f"{name}: already running")
+            self._work[name] = work
+            if self._started:
+                self._launch(work)
 
     def start(self) -> None:
-        for work in self._work:
-            thread = threading.Thread(target=self._loop, args=(work,), name=work.name, daemon=True)
-            thread.start()
-            self._threads.append(thread)
+        with self._lock:
+            self._started = True
+            for work in self._work.values():
+                self._launch(work)
+
+    def cancel(self, name: str) -> None:
+        """No more runs of `name`; a run in progress finishes first (up to CANCEL_WAIT_S)."""
+        with self._lock:
+            work = self._work.pop(name)
+        self._join([work], CANCEL_WAIT_S)
 
     def stop(self, wait_s: float = STOP_WAIT_S) -> bool:
         """No new runs; runs in progress finish (up to `wait_s` in all). False when one is
         still running: what it uses must then be left open."""
-        self._stopping.set()
+        with self._lock:
+            work, self._work = list(self._work.values()), {}
+            self._started = False
+        return self._join(work, wait_s)
+
+    def _launch(self, work: _Work) -> None:
+        thread = threading.Thread(target=self._loop, args=(work,), name=work.name, daemon=True)
+        work.thread = thread
+        thread.start()
+
+    def _join(self, works: list[_Work], wait_s: float) -> bool:
+        """Whether every run in progress finished within `wait_s`."""
+        for work in works:
+            work.cancelled.set()
         deadline = self._monotonic() + wait_s
-        stopped = True
-        for thread in self._threads:
-            thread.join(max(0.0, deadline - self._monotonic()))
-            if thread.is_alive():
-                log.warning("%s still running after %g s; not waiting for it", thread.name, wait_s)
-                stopped = False
-        self._threads.clear()
-        return stopped
+        finished = True
+        for work in works:
+            if work.thread is None:
+                continue
+            work.thread.join(max(0.0, deadline - self._monotonic()))
+            if work.thread.is_alive():
+                log.warning("%s still running after %g s; not waiting for it", work.name, wait_s)
+                finished = False
+        return finished
 
     def _loop(self, work: _Work) -> None:
         now = self._monotonic()
         next_at = now if work.first_now else now + work.interval_s
         overrunning = False
-        while not self._stopping.wait(max(0.0, next_at - self._monotonic())):
+        while not work.cancelled.wait(max(0.0, next_at - self._monotonic())):
             started = self._monotonic()
             try:
                 work.run()

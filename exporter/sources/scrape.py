@@ -22,6 +22,7 @@ from exporter.config import DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_SCRAPE_TIMEOUT, 
 from exporter.health import HealthBoard
 from exporter.model.counts import CountKind, ScrapeErrorReason
 from exporter.sources.fetch import FetchError, FetchLimits, fetch
+from exporter.sources.owners import SourceLeases
 from exporter.store import StoreError
 from exporter.tracking.decode import InvalidDocument
 from exporter.tracking.ingest import Ingestor
@@ -56,6 +57,7 @@ class Scraper:
         health: HealthBoard,
         *,
         limits: FetchLimits | None = None,
+        leases: SourceLeases | None = None,
     ) -> None:
         self.ingestor = ingestor
         self.targets = {target.name: target for target in targets}
@@ -64,15 +66,30 @@ class Scraper:
         self.limits = limits or FetchLimits.within(
             DEFAULT_SCRAPE_TIMEOUT, DEFAULT_MAX_RESPONSE_BYTES
         )
+        self.leases = leases  # None: this process scrapes every source (no replicas)
         self._session = requests.Session()
-        self._closers: list[Callable[[], None]] = [self._session.close]
-        self._fetchers = {target.name: self._fetcher_for(target) for target in targets}
+        # Per target: its fetch, and what closes it (an RQ source's Redis connections).
+        self._fetchers: dict[str, tuple[Callable[[], bytes | bytearray], Callable[[], None]]] = {
+            target.name: self._fetcher_for(target) for target in targets
+        }
         self._locks = {name: threading.Lock() for name in self.targets}
 
     def scrape(self, name: str) -> ScrapeResult:
-        """Scrape one target now; never raises for upstream faults."""
-        fetch_body = self._fetchers[name]
+        """Scrape one target now, if this replica holds its lease; never raises for
+        upstream faults."""
+        fetch_body, _ = self._fetchers[name]
         with self._locks[name]:
+            if self.leases is not None:
+                held, changed = self.leases.hold(name, self.targets[name].interval_s)
+                if held is None:  # the store is down: nothing a scrape found could be kept
+                    return ScrapeResult(False, "store")
+                if changed:
+                    self.health.record_owned(name, held)
+                    # What this process knew of the source may be from before another
+                    # replica scraped it: read it afresh.
+                    self.ingestor.forget(name)
+                if not held:
+                    return ScrapeResult(False, "standby")
             started = time.monotonic()
             try:
                 body = fetch_body()
@@ -116,20 +133,36 @@ class Scraper:
                 )
             return ScrapeResult(True, None, valid, invalid)
 
-    def close(self) -> None:
-        for close in self._closers:
-            close()
+    def add(self, target: ScrapeTarget) -> None:
+        """A source added while running (a reload): scraped from its first scheduled scrape."""
+        self._fetchers[target.name] = self._fetcher_for(target)
+        self._locks[target.name] = threading.Lock()
+        self.targets[target.name] = target
 
-    def _fetcher_for(self, target: ScrapeTarget) -> Callable[[], bytes | bytearray]:
+    def remove(self, name: str) -> None:
+        """A source no longer configured; its timer is stopped first, so no scrape runs."""
+        with self._locks[name]:
+            del self.targets[name]
+            _, close = self._fetchers.pop(name)
+        del self._locks[name]
+        close()
+
+    def close(self) -> None:
+        for _, close in self._fetchers.values():
+            close()
+        self._session.close()
+
+    def _fetcher_for(
+        self, target: ScrapeTarget
+    ) -> tuple[Callable[[], bytes | bytearray], Callable[[], None]]:
         """An HTTP GET of the target's endpoint, or for an `rq+redis://` URL a read of RQ's
         own registries that yields the same kind of body (docs/contract.md §6)."""
         if is_rq_url(target.url):
             from exporter.sources.rq import RQReader  # redis-py, only for an RQ source
 
             reader = RQReader(target.url, self.limits)
-            self._closers.append(reader.close)
-            return reader.read
-        return partial(fetch, self._session, target.url, self.limits)
+            return reader.read, reader.close
+        return partial(fetch, self._session, target.url, self.limits), _nothing
 
     def _failed(self, name: str, reason: str, detail: str, started: float) -> ScrapeResult:
         """Count the fault; a failed scrape changes no job counts."""
@@ -143,3 +176,7 @@ class Scraper:
         except StoreError as error:
             log.debug("source %s: could not count a scrape error: %s", name, error)
         return ScrapeResult(False, reason)
+
+
+def _nothing() -> None:
+    """What closes an HTTP source: the session they share is closed with the scraper."""

@@ -105,6 +105,16 @@ class Store(Protocol):
         """Add to stored counts outside any job change (health counters)."""
         ...
 
+    def claim_source(self, source: str, owner: str, now_ms: float, until_ms: float) -> bool:
+        """Take or renew the lease on scraping `source` until `until_ms`: True when `owner`
+        holds it now (it was free, expired at `now_ms`, or already `owner`'s)."""
+        ...
+
+    def release_sources(self, owner: str, sources: Collection[str]) -> None:
+        """Give up `owner`'s leases on `sources`, so that another replica takes them over at
+        its next scrape rather than when they expire."""
+        ...
+
     def snapshot(self) -> Snapshot:
         """All counts as of now; cheap when nothing changed since the last call."""
         ...

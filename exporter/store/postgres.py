@@ -44,6 +44,7 @@ from exporter.store.tables import (
     ColumnTypes,
     first_steps,
     idempotency_step,
+    owners_step,
     runs_step,
 )
 
@@ -62,6 +63,7 @@ MIGRATIONS: tuple[str, ...] = (
     JOBS_SLIMMED,
     runs_step(TYPES),
     idempotency_step(TYPES),
+    owners_step(TYPES),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 COPY_FROM = 500  # inserts beyond this many rows go through COPY

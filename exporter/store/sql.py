@@ -99,6 +99,14 @@ class SqlStore(Generic[C]):
         )
         self._touch = f"UPDATE jobs SET reported_ms = {p} WHERE source = {p} AND id = {p}"
         self._prunable = f"{self._finished_ids} AND finished_at_ms < {p}"
+        # A lease on a source: taken when free or expired, renewed by its owner, atomically.
+        self._claim = (
+            f"INSERT INTO source_owners VALUES ({p}, {p}, {p}) ON CONFLICT (source) DO UPDATE"
+            " SET owner = excluded.owner, expires_ms = excluded.expires_ms"
+            " WHERE source_owners.owner = excluded.owner"
+            f" OR source_owners.expires_ms <= {p}"
+        )
+        self._release = f"DELETE FROM source_owners WHERE owner = {p} AND source = {p}"
         self._tracked = f"SELECT {JOB_COLUMNS} FROM jobs"
         self._tracked_of = f"{self._tracked} WHERE source = {p}"
         self._snapshot_lock = threading.Lock()
@@ -247,6 +255,15 @@ class SqlStore(Generic[C]):
         if deltas:
             with self._write(f"adding counts for {source!r}") as db:
                 self._dialect.add_counts(db, count_rows(source, deltas))
+
+    def claim_source(self, source: str, owner: str, now_ms: float, until_ms: float) -> bool:
+        with self._write(f"claiming source {source!r}") as db:
+            return db.execute(self._claim, (source, owner, until_ms, now_ms)).rowcount == 1
+
+    def release_sources(self, owner: str, sources: Collection[str]) -> None:
+        if sources:
+            with self._write("releasing sources") as db:
+                self._dialect.execute_many(db, self._release, [(owner, s) for s in sources])
 
     def snapshot(self) -> Snapshot:
         with self._snapshot_lock, self._guarded("reading counts", False, nullcontext):

@@ -44,6 +44,7 @@ from exporter.store.tables import (
     first_steps,
     idempotency_step,
     jobs_table,
+    owners_step,
     runs_step,
 )
 
@@ -64,6 +65,7 @@ MIGRATIONS: tuple[str, ...] = (
     """,
     runs_step(TYPES),
     idempotency_step(TYPES),
+    owners_step(TYPES),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -76,6 +78,7 @@ STEP_TABLES: tuple[tuple[str, ...], ...] = (
     (),
     (),
     ("idempotency_keys",),
+    ("source_owners",),
 )
 
 # SQLite's limit on the values one statement binds before 3.32 raised it to 32,766.

@@ -165,6 +165,19 @@ def idempotency_step(types: ColumnTypes) -> str:
     """
 
 
+def owners_step(types: ColumnTypes) -> str:
+    """Schema step 7: which replica scrapes each scraped source, until when (a lease it
+    renews on every scrape), so that replicas on one database scrape each source once and
+    one takes over a source whose owner died (docs/contract.md §7)."""
+    return f"""
+    CREATE TABLE source_owners (
+        source TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        expires_ms {types.real} NOT NULL
+    ){types.keyed}
+    """
+
+
 def runs_step(types: ColumnTypes) -> str:
     """Schema step 5: scraped and pushed jobs count per run (docs/contract.md §2), wait
     for runs, say why they failed, and show when a push last reported them."""

@@ -207,6 +207,16 @@ class Ingestor:
             )
             return plan
 
+    def forget(self, source: str) -> None:
+        """Drop what this process keeps of `source` (its index and last listing), so that
+        the next write plans against the store's state: another replica may have written
+        the source since."""
+        state = self._state_of(source)
+        with state.lock:
+            state.index = None
+            state.memo = None
+            state.compact_due = None
+
     def lost_after_asked(self, source: str) -> float | None:
         """The lost-after time (ms) the source's latest push asked for, if any."""
         return self._state_of(source).lost_after_ms

@@ -40,6 +40,7 @@ class JobSource:
     def __init__(self) -> None:
         self.reply = Reply()
         self.requests = 0
+        self.request_times: list[float] = []  # time.monotonic() of each request's arrival
         source = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -47,6 +48,7 @@ class JobSource:
 
             def do_GET(self) -> None:
                 source.requests += 1
+                source.request_times.append(time.monotonic())
                 reply = source.reply
                 if reply.hang is not None:
                     reply.hang.wait(timeout=10)
