@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from exporter import __version__, logs
+from exporter import __version__
 from exporter.config import (
     DEFAULT_BACKOFF_BASE,
     DEFAULT_BACKOFF_CAP,
@@ -61,6 +61,7 @@ from exporter.config import (
     parse_source,
     sources_from_yaml,
 )
+from exporter.runtime import logs
 
 log = logging.getLogger(__name__)
 

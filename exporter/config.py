@@ -33,7 +33,7 @@ DEFAULT_THREADS = 8
 DEFAULT_MAX_CONNECTIONS = 4096
 DEFAULT_IDLE_TIMEOUT = 30.0  # seconds an idle connection stays open
 DEFAULT_LOG_LEVEL = "info"
-LOG_FORMATS = ("text", "json")  # text lines, or one JSON object per line (exporter/logs.py)
+LOG_FORMATS = ("text", "json")  # text lines, or one JSON object per line (exporter/runtime/logs.py)
 DEFAULT_LOG_FORMAT = "text"
 # Upper bounds of the duration and queue wait histograms, in seconds (+Inf is added): from
 # 0.1 s to 4 h, for jobs of seconds to hours. Each bound is a series per job series and

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from exporter import __version__, build
-from exporter.build import UNKNOWN, build_info, revision
+from exporter import __version__
+from exporter.metrics import build
+from exporter.metrics.build import UNKNOWN, build_info, revision
 from tests.helpers.served import Exporter
 
 

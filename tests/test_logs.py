@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from exporter import cli
-from exporter.logs import handler
+from exporter.runtime.logs import handler
 from tests.helpers.processes import ExporterProcess, first_match
 from tests.helpers.waiting import wait_until
 

@@ -19,8 +19,8 @@ from prometheus_client.metrics_core import (
     Metric,
 )
 
-from exporter.build import BuildInfo
 from exporter.health import HealthBoard
+from exporter.metrics.build import BuildInfo
 from exporter.metrics.reader import SnapshotReader
 from exporter.metrics.view import Families, Family, HistogramValues, MetricsView, build_view
 from exporter.model.counts import Buckets, Outcome, PushRefusal, RetryTrigger, ScrapeErrorReason

@@ -249,7 +249,7 @@ class MetricsView:
     store_up: float = 1
     clock_step_s: float = 0
     push_refused: tuple[float, ...] = (0.0,) * len(PushRefusal.ALL)  # in PushRefusal.ALL order
-    revision: str = "unknown"  # build_info's other labels (exporter/build.py)
+    revision: str = "unknown"  # build_info's other labels (exporter/metrics/build.py)
     python_version: str = ""
 
 

@@ -15,13 +15,13 @@ from functools import partial
 from flask import current_app
 from prometheus_client import CollectorRegistry
 
-from exporter.build import build_info
 from exporter.clock import Clock, ClockWatch, SystemClock
 from exporter.config import Settings
 from exporter.health import HealthBoard
 from exporter.jobs.demo_crew import DemoCrew, ensure_demo_schedule
 from exporter.jobs.queue import Backoff, JobQueue, QueuePolicy
 from exporter.jobs.schedules import Scheduler
+from exporter.metrics.build import build_info
 from exporter.metrics.collector import JobCollector
 from exporter.metrics.page import MetricsPage
 from exporter.metrics.process import ProcessMetrics

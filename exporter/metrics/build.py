@@ -23,7 +23,7 @@ REVISION_VARIABLE = "JOB_EXPORTER_REVISION"
 UNKNOWN = "unknown"
 MAX_REVISION_CHARS = 64  # a label value, whatever the variable holds
 GIT_TIMEOUT_S = 5.0
-CHECKOUT = Path(__file__).resolve().parent.parent  # the folder holding the package
+CHECKOUT = Path(__file__).resolve().parents[2]  # the folder holding the package
 
 
 @dataclass(frozen=True)
