@@ -9,51 +9,59 @@ from __future__ import annotations
 
 from grafana_foundation_sdk.builders import dashboard
 
-from dashboards import rules
+from dashboards import promql
 from dashboards.common import (
     NAME,
+    RATE,
     SOURCE,
     TYPE,
     base,
-    datasource_variable,
     distribution,
     instant,
-    label_variable,
     quantile_queries,
     query,
-    sel,
+    scope,
     single,
     thresholds,
     ts,
+    with_variables,
 )
 from dashboards.config import DEFAULT, Config
 
 
 def build(cfg: Config = DEFAULT) -> dashboard.Dashboard:
-    """The By name dashboard."""
-    stn = sel(SOURCE, TYPE, NAME)
-    finished = rules.finished("source_type_name_outcome", cfg)
+    """The By name dashboard: raw queries only, each shared series taken once."""
+    s = scope(cfg, SOURCE, TYPE, NAME)
+    stn = promql.STN
+    finished = promql.rate_once(promql.FINISHED, (*stn, "outcome"), RATE, cfg, *s)
     label = "{{source}} {{type}} {{name}}"
-    duration = rules.quantile(rules.DURATION, "source_type_name", cfg=cfg)
-    queue_wait = rules.quantile(rules.QUEUE_WAIT, "source_type_name", cfg=cfg)
+    running = promql.gauge_once(promql.RUNNING, stn, cfg, *s)
+    pending = promql.gauge_once(promql.PENDING, stn, cfg, *s)
+
+    def heat(metric: str) -> str:
+        buckets = promql.rate_once(f"{metric}_bucket", (*stn, "le"), RATE, cfg, *s, fn="increase")
+        return promql.sum_by(("le",), buckets)
+
     return (
-        base(
-            "Jobs: By name",
-            cfg.by_name_uid,
-            "One job function in detail: pick its source, type and name.",
+        with_variables(
+            base(
+                "Jobs: By name",
+                cfg.by_name_uid,
+                "One job function in detail: pick its source, type and name.",
+                cfg,
+            ),
             cfg,
+            "source",
+            "type",
+            "name",
         )
-        .with_variable(datasource_variable())
-        .with_variable(label_variable("source", "Source", ""))
-        .with_variable(label_variable("type", "Type", SOURCE))
-        .with_variable(label_variable("name", "Name", sel(SOURCE, TYPE)))
         .with_row(dashboard.Row("Now"))
         .with_panel(
             single(
                 "Running",
                 "Runs in progress now.",
                 "short",
-                instant(f"sum(background_jobs_running{{{stn}}}) or vector(0)"),
+                instant(f"sum({running}) or vector(0)"),
                 span=6,
             )
         )
@@ -62,7 +70,7 @@ def build(cfg: Config = DEFAULT) -> dashboard.Dashboard:
                 "Pending",
                 "Runs waiting to start (job API).",
                 "short",
-                instant(f"sum(background_jobs_pending{{{stn}}}) or vector(0)"),
+                instant(f"sum({pending}) or vector(0)"),
                 thresholds((None, "green"), (cfg.backlog_min_pending, "orange")),
                 span=6,
             )
@@ -72,10 +80,7 @@ def build(cfg: Config = DEFAULT) -> dashboard.Dashboard:
                 f"Failure ratio ({cfg.rate_window})",
                 "Failed over finished runs.",
                 "percentunit",
-                instant(
-                    f'(sum({finished}{{{stn}, outcome="failed"}}) or vector(0))'
-                    f" / sum({finished}{{{stn}}})"
-                ),
+                instant(promql.failure_ratio(None, cfg.rate_window, cfg, *s)),
                 thresholds((None, "green"), (cfg.failure_ratio_threshold, "red")),
                 span=6,
             )
@@ -85,10 +90,7 @@ def build(cfg: Config = DEFAULT) -> dashboard.Dashboard:
                 "Oldest running job",
                 "How long the oldest run still in progress has been running.",
                 "s",
-                instant(
-                    f"max(time() - background_jobs_oldest_start_timestamp_seconds{{{stn}}})"
-                    " or vector(0)"
-                ),
+                instant(f"max(time() - {promql.series(promql.OLDEST, cfg, *s)}) or vector(0)"),
                 thresholds((None, "green"), (cfg.stuck_min_seconds, "orange")),
                 span=6,
             )
@@ -100,9 +102,12 @@ def build(cfg: Config = DEFAULT) -> dashboard.Dashboard:
                 "Runs started, and runs finished by outcome.",
                 "ops",
                 [
-                    query(f"{rules.started('source_type_name', cfg)}{{{stn}}}", f"started {label}"),
                     query(
-                        f"{finished}{{{stn}}}",
+                        promql.sum_by(stn, promql.rate_once(promql.STARTED, stn, RATE, cfg, *s)),
+                        f"started {label}",
+                    ),
+                    query(
+                        promql.sum_by((*stn, "outcome"), finished),
                         "{{outcome}} {{source}} {{type}} {{name}}",
                         ref_id="B",
                     ),
@@ -114,7 +119,7 @@ def build(cfg: Config = DEFAULT) -> dashboard.Dashboard:
                 "Failure ratio",
                 "Failed over finished runs; the line is the alert threshold.",
                 "percentunit",
-                [query(f"{rules.failure_ratio('source_type_name', cfg)}{{{stn}}}", label)],
+                [query(promql.failure_ratio(stn, RATE, cfg, *s), label)],
                 threshold=cfg.failure_ratio_threshold,
             )
         )
@@ -124,8 +129,8 @@ def build(cfg: Config = DEFAULT) -> dashboard.Dashboard:
                 "Runs in progress and runs waiting.",
                 "short",
                 [
-                    query(f"background_jobs_running{{{stn}}}", f"running {label}"),
-                    query(f"background_jobs_pending{{{stn}}}", f"pending {label}", ref_id="B"),
+                    query(promql.sum_by(stn, running), f"running {label}"),
+                    query(promql.sum_by(stn, pending), f"pending {label}", ref_id="B"),
                 ],
             )
         )
@@ -136,7 +141,10 @@ def build(cfg: Config = DEFAULT) -> dashboard.Dashboard:
                 "ops",
                 [
                     query(
-                        f"{rules.retries('source_type_name_trigger', cfg)}{{{stn}}}",
+                        promql.sum_by(
+                            (*stn, "trigger"),
+                            promql.rate_once(promql.RETRIES, (*stn, "trigger"), RATE, cfg, *s),
+                        ),
                         "{{trigger}} " + label,
                     )
                 ],
@@ -146,20 +154,21 @@ def build(cfg: Config = DEFAULT) -> dashboard.Dashboard:
         .with_panel(
             ts(
                 "Duration percentiles",
-                "How long finished runs took.",
+                "How long finished runs took; exemplars link a recent run of a bucket.",
                 "s",
                 quantile_queries(
-                    lambda q: f'{duration}{{{stn}, quantile="{q}"}}',
+                    lambda q: promql.quantile(q, promql.DURATION, stn, RATE, cfg, *s),
                     lambda p: p + " {{name}}",
+                    exemplars=True,
                 ),
             )
         )
         .with_panel(
             distribution(
                 "Duration distribution",
-                "Finished runs per duration bucket over time.",
-                "sum by (le) (increase(background_jobs_duration_seconds_bucket"
-                f"{{{stn}}}[$__rate_interval]))",
+                "Finished runs per duration bucket over time; exemplars link a recent run of "
+                "a bucket.",
+                heat(promql.DURATION),
             )
         )
         .with_panel(
@@ -169,7 +178,8 @@ def build(cfg: Config = DEFAULT) -> dashboard.Dashboard:
                 "s",
                 [
                     query(
-                        f"time() - background_jobs_oldest_start_timestamp_seconds{{{stn}}}",
+                        f"time() - max by ({promql.by(*stn)}) "
+                        f"({promql.series(promql.OLDEST, cfg, *s)})",
                         label,
                     )
                 ],
@@ -184,8 +194,9 @@ def build(cfg: Config = DEFAULT) -> dashboard.Dashboard:
                 "threshold.",
                 "s",
                 quantile_queries(
-                    lambda q: f'{queue_wait}{{{stn}, quantile="{q}"}}',
+                    lambda q: promql.quantile(q, promql.QUEUE_WAIT, stn, RATE, cfg, *s),
                     lambda p: p + " {{name}}",
+                    exemplars=True,
                 ),
                 threshold=cfg.queue_wait_p95_seconds,
             )
@@ -194,8 +205,7 @@ def build(cfg: Config = DEFAULT) -> dashboard.Dashboard:
             distribution(
                 "Queue wait distribution",
                 "Runs started per queue-wait bucket over time.",
-                "sum by (le) (increase(background_jobs_queue_wait_seconds_bucket"
-                f"{{{stn}}}[$__rate_interval]))",
+                heat(promql.QUEUE_WAIT),
             )
         )
     )

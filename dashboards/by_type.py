@@ -8,48 +8,55 @@ from __future__ import annotations
 
 from grafana_foundation_sdk.builders import dashboard
 
-from dashboards import rules
+from dashboards import promql, rules
 from dashboards.common import (
+    RATE,
     SOURCE,
     TYPE,
     base,
-    datasource_variable,
     instant,
-    label_variable,
     name_link,
     quantile_queries,
     query,
+    scope,
     sel,
     single,
     thresholds,
     ts,
+    with_variables,
 )
 from dashboards.config import DEFAULT, Config
 
 
 def build(cfg: Config = DEFAULT) -> dashboard.Dashboard:
-    """The By type dashboard."""
-    st = sel(SOURCE, TYPE)
-    finished = rules.finished("source_type_outcome", cfg)
-    stuck = rules.stuck_age_expr(cfg, st)
-    duration = rules.quantile(rules.DURATION, "source_type", cfg=cfg)
+    """The By type dashboard: raw queries only, each shared series taken once."""
+    s = scope(cfg, SOURCE, TYPE)
+    stn = promql.STN
+    st = ("source", "type")
+    finished = promql.rate_once(promql.FINISHED, (*stn, "outcome"), RATE, cfg, *s)
+    lost = promql.rate_once(promql.FINISHED, stn, RATE, cfg, *s, 'outcome="lost"')
+    stuck = rules.stuck_age_expr(cfg, sel(*s), recorded=False)
+    running = promql.gauge_once(promql.RUNNING, stn, cfg, *s)
+    pending = promql.gauge_once(promql.PENDING, stn, cfg, *s)
     return (
-        base(
-            "Jobs: By type",
-            cfg.by_type_uid,
-            "Background jobs of the selected sources, split by job type.",
+        with_variables(
+            base(
+                "Jobs: By type",
+                cfg.by_type_uid,
+                "Background jobs of the selected sources, split by job type.",
+                cfg,
+            ),
             cfg,
+            "source",
+            "type",
         )
-        .with_variable(datasource_variable())
-        .with_variable(label_variable("source", "Source", ""))
-        .with_variable(label_variable("type", "Type", SOURCE))
         .with_row(dashboard.Row("Now"))
         .with_panel(
             single(
                 "Running",
                 "Jobs of the selected types running now.",
                 "short",
-                instant(f"sum(background_jobs_running{{{st}}}) or vector(0)"),
+                instant(f"sum({running}) or vector(0)"),
             )
         )
         .with_panel(
@@ -57,7 +64,7 @@ def build(cfg: Config = DEFAULT) -> dashboard.Dashboard:
                 "Pending",
                 "Jobs of the selected types waiting to run.",
                 "short",
-                instant(f"sum(background_jobs_pending{{{st}}}) or vector(0)"),
+                instant(f"sum({pending}) or vector(0)"),
                 thresholds((None, "green"), (cfg.backlog_min_pending, "orange")),
             )
         )
@@ -76,7 +83,7 @@ def build(cfg: Config = DEFAULT) -> dashboard.Dashboard:
                 "Running by type",
                 "Jobs running now.",
                 "short",
-                [query(f"sum by (type) (background_jobs_running{{{st}}})", "{{type}}")],
+                [query(promql.sum_by(("type",), running), "{{type}}")],
             )
         )
         .with_panel(
@@ -84,7 +91,7 @@ def build(cfg: Config = DEFAULT) -> dashboard.Dashboard:
                 "Pending by type",
                 "Jobs waiting to run; the line is where the backlog alert starts watching.",
                 "short",
-                [query(f"sum by (type) (background_jobs_pending{{{st}}})", "{{type}}")],
+                [query(promql.sum_by(("type",), pending), "{{type}}")],
                 threshold=cfg.backlog_min_pending,
             )
         )
@@ -93,7 +100,14 @@ def build(cfg: Config = DEFAULT) -> dashboard.Dashboard:
                 "Started per second by type",
                 "Jobs started.",
                 "ops",
-                [query(f"sum by (type) ({rules.started('source_type', cfg)}{{{st}}})", "{{type}}")],
+                [
+                    query(
+                        promql.sum_by(
+                            ("type",), promql.rate_once(promql.STARTED, stn, RATE, cfg, *s)
+                        ),
+                        "{{type}}",
+                    )
+                ],
             )
         )
         .with_panel(
@@ -101,7 +115,7 @@ def build(cfg: Config = DEFAULT) -> dashboard.Dashboard:
                 "Finished per second by type and outcome",
                 "Jobs finished: completed, failed or lost.",
                 "ops",
-                [query(f"sum by (type, outcome) ({finished}{{{st}}})", "{{type}} {{outcome}}")],
+                [query(promql.sum_by(("type", "outcome"), finished), "{{type}} {{outcome}}")],
             )
         )
         .with_panel(
@@ -109,12 +123,7 @@ def build(cfg: Config = DEFAULT) -> dashboard.Dashboard:
                 "Failure ratio by type",
                 "Failed over finished runs; the line is the alert threshold.",
                 "percentunit",
-                [
-                    query(
-                        f"{rules.failure_ratio('source_type', cfg)}{{{st}}}",
-                        "{{source}} {{type}}",
-                    )
-                ],
+                [query(promql.failure_ratio(st, RATE, cfg, *s), "{{source}} {{type}}")],
                 threshold=cfg.failure_ratio_threshold,
             )
         )
@@ -125,8 +134,8 @@ def build(cfg: Config = DEFAULT) -> dashboard.Dashboard:
                 "ops",
                 [
                     query(
-                        f'sum by (type) ({finished}{{{st}, outcome="lost"}})'
-                        f" or 0 * sum by (type) ({finished}{{{st}}})",
+                        f"{promql.sum_by(('type',), lost)}"
+                        f" or 0 * {promql.sum_by(('type',), finished)}",
                         "{{type}}",
                     )
                 ],
@@ -139,8 +148,9 @@ def build(cfg: Config = DEFAULT) -> dashboard.Dashboard:
                 "How long finished runs of each type took.",
                 "s",
                 quantile_queries(
-                    lambda q: f'{duration}{{{st}, quantile="{q}"}}',
+                    lambda q: promql.quantile(q, promql.DURATION, st, RATE, cfg, *s),
                     lambda p: "{{source}} {{type}} " + p,
+                    exemplars=True,
                 ),
             )
         )
@@ -151,8 +161,7 @@ def build(cfg: Config = DEFAULT) -> dashboard.Dashboard:
                 "s",
                 [
                     query(
-                        "max by (type) (time() - "
-                        f"background_jobs_oldest_start_timestamp_seconds{{{st}}})",
+                        f"max by (type) (time() - {promql.series(promql.OLDEST, cfg, *s)})",
                         "{{type}}",
                     )
                 ],
@@ -167,8 +176,9 @@ def build(cfg: Config = DEFAULT) -> dashboard.Dashboard:
                 "ops",
                 [
                     query(
-                        "topk(10, sum by (source, type, name) ("
-                        f"{rules.started('source_type_name', cfg)}{{{st}}}))",
+                        "topk(10, "
+                        + promql.sum_by(stn, promql.rate_once(promql.STARTED, stn, RATE, cfg, *s))
+                        + ")",
                         "{{type}} {{name}}",
                     )
                 ],
@@ -181,7 +191,7 @@ def build(cfg: Config = DEFAULT) -> dashboard.Dashboard:
                 "percentunit",
                 [
                     query(
-                        f"topk(10, {rules.failure_ratio('source_type_name', cfg)}{{{st}}})",
+                        f"topk(10, {promql.failure_ratio(stn, RATE, cfg, *s)})",
                         "{{type}} {{name}}",
                     )
                 ],

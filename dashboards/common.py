@@ -22,9 +22,14 @@ from grafana_foundation_sdk.models.dashboard import (
     VariableSort,
 )
 
+from dashboards import promql
 from dashboards.config import DEFAULT, QUANTILES, Config
 
 DATASOURCE = DataSourceRef(type_val="prometheus", uid="${datasource}")
+
+# Every panel queries raw series over Grafana's own rate window (at least four scrape
+# intervals), so the dashboards work on a Prometheus that loaded none of our rules.
+RATE = "$__rate_interval"
 
 # Matchers each dashboard's variables feed into queries.
 SOURCE = 'source=~"$source"'
@@ -35,6 +40,17 @@ NAME = 'name=~"$name"'
 def sel(*matchers: str) -> str:
     """A label selector body from matchers, e.g. `source=~"$source", type=~"$type"`."""
     return ", ".join(matchers)
+
+
+def deployment(cfg: Config = DEFAULT) -> tuple[str, ...]:
+    """Matchers of the deployment variables the config enables, e.g. `job=~"$job"`."""
+    return tuple(f'{label}=~"${name}"' for name, label in cfg.dashboard_variables())
+
+
+def scope(cfg: Config = DEFAULT, *matchers: str) -> tuple[str, ...]:
+    """The deployment matchers followed by `matchers`: what a panel puts on a series (the
+    config's selector is added by `promql.series`)."""
+    return (*deployment(cfg), *matchers)
 
 
 def query(expr: str, legend: str = "", ref_id: str = "A") -> prometheus.Dataquery:
@@ -50,7 +66,8 @@ def instant(expr: str, legend: str = "", ref_id: str = "A") -> prometheus.Dataqu
 
 
 def heatmap_query(expr: str) -> prometheus.Dataquery:
-    """Bucket increases, which Grafana draws as a heatmap by `le`."""
+    """Bucket increases, which Grafana draws as a heatmap by `le`; with exemplars, the id of
+    a recent job of a bucket (OpenMetrics), which links to that job."""
     return (
         prometheus.Dataquery()
         .expr(expr)
@@ -58,15 +75,21 @@ def heatmap_query(expr: str) -> prometheus.Dataquery:
         .range()
         .format(prom.PromQueryFormat.HEATMAP)
         .legend_format("{{le}}")
+        .exemplar(True)
     )
 
 
 def quantile_queries(
-    expr_for: Callable[[float], str], legend_for: Callable[[str], str]
+    expr_for: Callable[[float], str],
+    legend_for: Callable[[str], str],
+    exemplars: bool = False,
 ) -> list[prometheus.Dataquery]:
-    """One query per shared quantile, e.g. legend `p95` for 0.95."""
+    """One query per shared quantile, e.g. legend `p95` for 0.95; `exemplars` asks for the
+    buckets' exemplars too (duration and queue wait)."""
     return [
-        query(expr_for(q), legend_for(f"p{q * 100:g}"), ref_id=chr(ord("A") + i))
+        query(expr_for(q), legend_for(f"p{q * 100:g}"), ref_id=chr(ord("A") + i)).exemplar(
+            exemplars
+        )
         for i, q in enumerate(QUANTILES)
     ]
 
@@ -173,31 +196,60 @@ def datasource_variable() -> dashboard.DatasourceVariable:
 
 
 def label_variable(
-    name: str, label: str, selector: str, include_all: bool = True
+    name: str,
+    label: str,
+    *matchers: str,
+    cfg: Config = DEFAULT,
+    metric: str = "background_jobs_started_total",
+    label_name: str | None = None,
 ) -> dashboard.QueryVariable:
-    """A variable listing one label's values among the series the selector matches."""
-    series = "background_jobs_started_total" + (f"{{{selector}}}" if selector else "")
+    """A variable (with All) listing one label's values among the series the config's
+    selector and `matchers` select."""
+    series = promql.series(metric, cfg, *matchers)
     variable = (
         dashboard.QueryVariable(name)
         .label(label)
         .datasource(DATASOURCE)
-        .query(f"label_values({series}, {name})")
+        .query(f"label_values({series}, {label_name or name})")
         .refresh(VariableRefresh.ON_TIME_RANGE_CHANGED)
         .sort(VariableSort.ALPHABETICAL_ASC)
         .multi(True)
+        .include_all(True)
+        .all_value(".*")
     )
-    if include_all:
-        variable = variable.include_all(True).all_value(".*")
     return variable
 
 
+def deployment_variables(cfg: Config = DEFAULT) -> list[dashboard.QueryVariable]:
+    """The cluster, namespace and job variables the config enables, each listing the values
+    among the exporter's series that the ones before it allow."""
+    made = []
+    before: list[str] = []
+    for name, label in cfg.dashboard_variables():
+        made.append(
+            label_variable(
+                name,
+                name.capitalize(),
+                *before,
+                cfg=cfg,
+                metric="job_exporter_build_info",
+                label_name=label,
+            )
+        )
+        before.append(f'{label}=~"${name}"')
+    return made
+
+
 def name_link(cfg: Config = DEFAULT) -> dashboard.DashboardLink:
-    """Data link from a series labelled source, type and name to its By name dashboard."""
+    """Data link from a series labelled source, type and name to its By name dashboard; the
+    values percent-encoded (names such as `a&b #1` break a raw URL), the deployment variables
+    carried along as Grafana writes them (`${job:queryparam}`: `var-job=...`)."""
+    carried = "".join(f"&${{{name}:queryparam}}" for name, _ in cfg.dashboard_variables())
     return dashboard.DashboardLink("Open ${__field.labels.name} in Jobs: By name").url(
-        f"/d/{cfg.by_name_uid}?${{__url_time_range}}"
-        "&var-source=${__field.labels.source}"
-        "&var-type=${__field.labels.type}"
-        "&var-name=${__field.labels.name}"
+        f"/d/{cfg.by_name_uid}?${{__url_time_range}}{carried}"
+        "&var-source=${__field.labels.source:percentencode}"
+        "&var-type=${__field.labels.type:percentencode}"
+        "&var-name=${__field.labels.name:percentencode}"
     )
 
 
@@ -230,4 +282,23 @@ def base(title: str, uid: str, description: str, cfg: Config = DEFAULT) -> dashb
             .include_vars(True)
             .keep_time(True)
         )
+    return board
+
+
+_JOB_VARIABLES = {"source": ("Source", SOURCE), "type": ("Type", TYPE), "name": ("Name", NAME)}
+
+
+def with_variables(
+    board: dashboard.Dashboard, cfg: Config = DEFAULT, *names: str
+) -> dashboard.Dashboard:
+    """The data source, the deployment variables the config enables, then the job variables
+    `names` (of source, type, name), each listing what the ones before it allow."""
+    board = board.with_variable(datasource_variable())
+    for variable in deployment_variables(cfg):
+        board = board.with_variable(variable)
+    before = list(deployment(cfg))
+    for name in names:
+        label, matcher = _JOB_VARIABLES[name]
+        board = board.with_variable(label_variable(name, label, *before, cfg=cfg))
+        before.append(matcher)
     return board

@@ -14,10 +14,33 @@ from dataclasses import dataclass
 class Config:
     """Everything a deployment may want to change, with the defaults the project ships."""
 
-    # Prometheus job that scrapes the exporter (prometheus/prometheus.yml uses this name).
+    # Prometheus job that scrapes the exporter (prometheus/prometheus.yml uses this name); the
+    # default `selector` matches it.
     exporter_job: str = "job-exporter"
 
-    # Window of the recorded rates and quantiles the dashboards and alerts read.
+    # Label matchers every rule, alert and panel puts on the exporter's series (and on `up`),
+    # so nothing else in your Prometheus is read. kube-prometheus names the job after the
+    # Service (`job="job-exporter"` for deploy/kubernetes); add e.g. `namespace="jobs"`.
+    selector: str = 'job="job-exporter"'
+
+    # Labels that tell one deployment of the exporter from another. Replicas of one deployment
+    # (on one PostgreSQL) serve the same totals for every series read from the store, and differ
+    # only in labels such as `instance` or `pod`: rules and panels take `max` across the
+    # replicas of a series by these labels and its own, before any `sum`. A label your series
+    # lack is harmless here (it groups as empty).
+    cluster_label: str = "cluster"
+    namespace_label: str = "namespace"
+    job_label: str = "job"
+
+    # Dashboard template variables for those labels (each filters the next: cluster,
+    # namespace, job, then source): turn cluster and namespace on where the series carry them
+    # (kube-prometheus adds `namespace`; a multi-cluster setup adds `cluster`).
+    cluster_variable: bool = False
+    namespace_variable: bool = False
+    job_variable: bool = True
+
+    # Window of the recorded rates and quantiles the alerts read (the dashboards query raw
+    # series with Grafana's `$__rate_interval`, so they work without the recording rules).
     rate_window: str = "5m"
 
     # Failure ratio: failed / all finished over `failure_window`, above the ratio, while at
@@ -56,6 +79,9 @@ class Config:
 
     # Exporter health.
     source_down_for: str = "5m"
+    # A scraped source that no replica owns (`job_exporter_source_owned`, 1 on the replica
+    # that scrapes it) for this long: takeover takes at most three scrape intervals.
+    source_unowned_for: str = "5m"
     exporter_down_for: str = "5m"
     scrape_errors_window: str = "15m"
     scrape_errors_threshold: int = 3
@@ -69,9 +95,15 @@ class Config:
     clock_step_threshold_seconds: int = 5
     clock_step_for: str = "2m"
 
-    # Where alerts point people.
+    # Where alerts point people: absolute, so a link opens from a pager or a chat message.
+    # `grafana_url` is the compose demo's Grafana; set it to yours. `runbook_url` is a
+    # placeholder meant to be overridden: where your copy of docs/runbook.md is served (a wiki,
+    # your repository's web view); each alert links its own section (`#alertname`).
     grafana_url: str = "http://localhost:3000"
-    runbook_url: str = "docs/runbook.md"
+    runbook_url: str = "https://job-exporter.example.com/docs/runbook.md"
+    # Where Grafana's exemplar links open a job (grafana/provisioning's datasource): the
+    # exporter's own address as the browser reaches it (the compose demo publishes 9188).
+    exporter_url: str = "http://localhost:9188"
 
     # Fixed dashboard uids, so links and alert annotations survive re-imports.
     summary_uid: str = "job-exporter-summary"
@@ -82,8 +114,22 @@ class Config:
 
     @property
     def exporter_selector(self) -> str:
-        """Label matcher for the exporter's own scrape series (`up`)."""
-        return f'job="{self.exporter_job}"'
+        """Label matchers for the exporter's own series and its scrape series (`up`)."""
+        return self.selector
+
+    @property
+    def group_labels(self) -> tuple[str, ...]:
+        """The labels a series keeps when the replicas of one deployment are merged."""
+        return (self.cluster_label, self.namespace_label, self.job_label)
+
+    def dashboard_variables(self) -> tuple[tuple[str, str], ...]:
+        """(variable name, label) of the deployment variables the dashboards show, in order."""
+        chosen = (
+            (self.cluster_variable, "cluster", self.cluster_label),
+            (self.namespace_variable, "namespace", self.namespace_label),
+            (self.job_variable, "job", self.job_label),
+        )
+        return tuple((name, label) for enabled, name, label in chosen if enabled)
 
     def dashboard_url(self, uid: str) -> str:
         """Absolute link to a dashboard, for alert annotations."""

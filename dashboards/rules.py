@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 
+from dashboards import promql
 from dashboards.config import DEFAULT, QUANTILES, Config
 
 STN = "source, type, name"
@@ -84,37 +85,52 @@ def _quantiles(bucket_record: str, record: str) -> list[Rule]:
     ]
 
 
+def levels(cfg: Config = DEFAULT) -> tuple[str, str]:
+    """The `by` lists of the two levels: (group labels, source, type, name) and without name.
+
+    Every record keeps the group labels (cluster, namespace, job), so deployments stay apart.
+    """
+    group = promql.by(*cfg.group_labels)
+    return f"{group}, {STN}", f"{group}, {ST}"
+
+
 def recording_rules(cfg: Config = DEFAULT) -> list[Rule]:
-    """The records the dashboards and the alerts read."""
+    """The records the alerts read, each with the replicas counted once.
+
+    The finest level takes `max` across the replicas (they serve the same totals, so the max
+    of their rates is the true rate); the coarser ones sum the finest.
+    """
     w = cfg.rate_window
+    gstn, gst = levels(cfg)
+    stn = promql.STN
     rules: list[Rule] = [
         {
             "record": started("source_type_name", cfg),
-            "expr": f"sum by ({STN}) (rate(background_jobs_started_total[{w}]))\n",
+            "expr": promql.rate_once(promql.STARTED, stn, w, cfg) + "\n",
         },
         {
             "record": started("source_type", cfg),
-            "expr": f"sum by ({ST}) ({started('source_type_name', cfg)})\n",
+            "expr": f"sum by ({gst}) ({started('source_type_name', cfg)})\n",
         },
         {
             "record": finished("source_type_name_outcome", cfg),
-            "expr": f"sum by ({STN}, outcome) (rate(background_jobs_finished_total[{w}]))\n",
+            "expr": promql.rate_once(promql.FINISHED, (*stn, "outcome"), w, cfg) + "\n",
         },
         {
             "record": finished("source_type_outcome", cfg),
-            "expr": f"sum by ({ST}, outcome) ({finished('source_type_name_outcome', cfg)})\n",
+            "expr": f"sum by ({gst}, outcome) ({finished('source_type_name_outcome', cfg)})\n",
         },
         {
             "record": failure_ratio("source_type_name", cfg),
-            "expr": "(\n" + _ratio(finished("source_type_name_outcome", cfg), STN),
+            "expr": "(\n" + _ratio(finished("source_type_name_outcome", cfg), gstn),
         },
         {
             "record": failure_ratio("source_type", cfg),
-            "expr": "(\n" + _ratio(finished("source_type_outcome", cfg), ST),
+            "expr": "(\n" + _ratio(finished("source_type_outcome", cfg), gst),
         },
         {
             "record": buckets(DURATION, "source_type_name_le", cfg),
-            "expr": f"sum by ({STN}, le) (rate({DURATION}_bucket[{w}]))\n",
+            "expr": promql.rate_once(f"{DURATION}_bucket", (*stn, "le"), w, cfg) + "\n",
         },
         *_quantiles(
             buckets(DURATION, "source_type_name_le", cfg),
@@ -122,7 +138,7 @@ def recording_rules(cfg: Config = DEFAULT) -> list[Rule]:
         ),
         {
             "record": buckets(DURATION, "source_type_le", cfg),
-            "expr": f"sum by ({ST}, le) ({buckets(DURATION, 'source_type_name_le', cfg)})\n",
+            "expr": f"sum by ({gst}, le) ({buckets(DURATION, 'source_type_name_le', cfg)})\n",
         },
         *_quantiles(
             buckets(DURATION, "source_type_le", cfg),
@@ -131,15 +147,12 @@ def recording_rules(cfg: Config = DEFAULT) -> list[Rule]:
         {
             # The "usual" duration the stuck alert compares running jobs with.
             "record": quantile(DURATION, "source_type_name", cfg.stuck_baseline_window, cfg),
-            "expr": (
-                f"histogram_quantile(0.95, sum by ({STN}, le) "
-                f"(rate({DURATION}_bucket[{cfg.stuck_baseline_window}]))) >= 0\n"
-            ),
+            "expr": promql.stuck_baseline(cfg) + "\n",
             "labels": {"quantile": "0.95"},
         },
         {
             "record": buckets(QUEUE_WAIT, "source_type_name_le", cfg),
-            "expr": f"sum by ({STN}, le) (rate({QUEUE_WAIT}_bucket[{w}]))\n",
+            "expr": promql.rate_once(f"{QUEUE_WAIT}_bucket", (*stn, "le"), w, cfg) + "\n",
         },
         *_quantiles(
             buckets(QUEUE_WAIT, "source_type_name_le", cfg),
@@ -147,49 +160,58 @@ def recording_rules(cfg: Config = DEFAULT) -> list[Rule]:
         ),
         {
             "record": retries("source_type_name_trigger", cfg),
-            "expr": f"sum by ({STN}, trigger) (rate(background_jobs_retries_total[{w}]))\n",
+            "expr": promql.rate_once(promql.RETRIES, (*stn, "trigger"), w, cfg) + "\n",
         },
     ]
     return rules
 
 
-def stuck_age_expr(cfg: Config = DEFAULT, selector: str = "") -> str:
+def stuck_age_expr(cfg: Config = DEFAULT, selector: str = "", recorded: bool = True) -> str:
     """Age of the oldest running job of each series, kept only where it counts as stuck.
 
-    Shared by the alert and the dashboards' stuck counts (which pass a `selector` such as
-    `source=~"$source"`), so both agree on what stuck means.
+    Shared by the alert (which reads the recorded baseline) and the dashboards' stuck counts
+    (`recorded=False`: the baseline computed from the raw buckets, so they need no rules;
+    they pass a `selector` such as `source=~"$source"`), so both agree on what stuck means.
     """
-    baseline = quantile(DURATION, "source_type_name", cfg.stuck_baseline_window, cfg)
-    oldest = "background_jobs_oldest_start_timestamp_seconds" + (
-        f"{{{selector}}}" if selector else ""
-    )
-    baseline_selector = f'{{{selector + ", " if selector else ""}quantile="0.95"}}'
+    gstn, _ = levels(cfg)
+    if recorded:
+        record = quantile(DURATION, "source_type_name", cfg.stuck_baseline_window, cfg)
+        # Records hold only the selected series already: no selector on them.
+        picked = ", ".join(part for part in (selector, 'quantile="0.95"') if part)
+        baseline = f"max by ({gstn}) ({record}{{{picked}}})"
+    else:
+        baseline = f"({promql.stuck_baseline(cfg, selector)})"
+    oldest = promql.series(promql.OLDEST, cfg, selector)
     return (
-        f"(time() - max by ({STN}) ({oldest}))\n"
-        f"> on ({STN})\n"
+        f"(time() - max by ({gstn}) ({oldest}))\n"
+        f"> on ({gstn})\n"
         f"(\n"
-        f"  clamp_min({cfg.stuck_factor:g} * max by ({STN}) "
-        f"({baseline}{baseline_selector}), {cfg.stuck_min_seconds})\n"
+        f"  clamp_min({cfg.stuck_factor:g} * {baseline}, {cfg.stuck_min_seconds})\n"
         f"    or\n"
-        f"  0 * max by ({STN}) ({oldest})"
+        f"  0 * max by ({gstn}) ({oldest})"
         f" + {cfg.stuck_fallback_seconds}\n"
         f")\n"
     )
 
 
+def _vars(cfg: Config, *names: str) -> str:
+    """`var-NAME={{ $labels.LABEL | urlquery }}` for the deployment variables the dashboards
+    have and then `names`, joined by `&` (URL-escaped: job names such as
+    `POST /webhooks/stripe` hold spaces and slashes)."""
+    pairs = [*cfg.dashboard_variables(), *((name, name) for name in names)]
+    return "&".join(f"var-{var}={{{{ $labels.{label} | urlquery }}}}" for var, label in pairs)
+
+
 def _name_link(cfg: Config) -> str:
-    """Dashboard link for an alert labelled with source, type and name (URL-escaped: job
-    names such as `POST /webhooks/stripe` hold spaces and slashes)."""
-    return (
-        f"{cfg.dashboard_url(cfg.by_name_uid)}?var-source={{{{ $labels.source | urlquery }}}}"
-        f"&var-type={{{{ $labels.type | urlquery }}}}&var-name={{{{ $labels.name | urlquery }}}}"
-    )
+    """Dashboard link for an alert labelled with source, type and name."""
+    return f"{cfg.dashboard_url(cfg.by_name_uid)}?{_vars(cfg, 'source', 'type', 'name')}"
 
 
 def _summary_link(cfg: Config, with_source: bool) -> str:
-    """Summary dashboard link, filtered to the alert's source when it has one."""
-    url = cfg.dashboard_url(cfg.summary_uid)
-    return url + ("?var-source={{ $labels.source | urlquery }}" if with_source else "")
+    """Summary dashboard link, filtered to the alert's deployment, and to its source when it
+    has one."""
+    query = _vars(cfg, *(("source",) if with_source else ()))
+    return cfg.dashboard_url(cfg.summary_uid) + (f"?{query}" if query else "")
 
 
 def _alert(
@@ -217,19 +239,32 @@ def _alert(
 
 
 def job_alert_rules(cfg: Config = DEFAULT) -> list[Rule]:
-    """Alerts about the jobs themselves."""
+    """Alerts about the jobs themselves; every series the replicas share is taken once."""
     job = "{{ $labels.type }} job {{ $labels.name }} on source {{ $labels.source }}"
+    gstn, _ = levels(cfg)
+    stn = promql.STN
     window = cfg.failure_window
-    finished_in = f"increase(background_jobs_finished_total[{window}])"
-    failed_in = f'increase(background_jobs_finished_total{{outcome="failed"}}[{window}])'
-    lost = 'background_jobs_finished_total{outcome="lost"}'
+    finished_in = promql.sum_by(
+        (*cfg.group_labels, *stn),
+        promql.rate_once(promql.FINISHED, (*stn, "outcome"), window, cfg, fn="increase"),
+    )
+    failed_in = promql.rate_once(
+        promql.FINISHED, stn, window, cfg, 'outcome="failed"', fn="increase"
+    )
+    lost_in = promql.rate_once(
+        promql.FINISHED, stn, cfg.lost_window, cfg, 'outcome="lost"', fn="increase"
+    )
+    lost = promql.series(promql.FINISHED, cfg, 'outcome="lost"')
+    up = promql.series("up", cfg)
+    pending = promql.gauge_once(promql.PENDING, stn, cfg)
+    growth = promql.rate_once(promql.PENDING, stn, cfg.backlog_window, cfg, fn="deriv")
     return [
         _alert(
             cfg,
             "BackgroundJobsFailureRatioHigh",
-            f"(\n  sum by ({STN}) ({failed_in})\n/\n  sum by ({STN}) ({finished_in})\n)"
+            f"(\n  {failed_in}\n/\n  {finished_in}\n)"
             f" > {cfg.failure_ratio_threshold:g}\n"
-            f"and\nsum by ({STN}) ({finished_in}) >= {cfg.failure_min_finished}\n",
+            f"and\n{finished_in} >= {cfg.failure_min_finished}\n",
             cfg.failure_for,
             "warning",
             f"Many runs of {job} fail",
@@ -253,14 +288,13 @@ def job_alert_rules(cfg: Config = DEFAULT) -> list[Rule]:
         _alert(
             cfg,
             "BackgroundJobsLost",
-            f"sum by ({STN}) (increase({lost}[{cfg.lost_window}])) > {cfg.lost_threshold}\n"
+            f"{lost_in} > {cfg.lost_threshold}\n"
             f"or\n"
             f"# a series born with its first lost job has no increase yet; it is new only if the\n"
             f"# exporter was already scraped then (not after a restart of Prometheus)\n"
-            f"sum by ({STN}) (\n"
+            f"max by ({gstn}) (\n"
             f"  {lost} unless {lost} offset {cfg.lost_window}\n"
-            f"  and on (job, instance)"
-            f" up{{{cfg.exporter_selector}}} offset {cfg.lost_window} == 1\n"
+            f"  and on (job, instance) {up} offset {cfg.lost_window} == 1\n"
             f") > {cfg.lost_threshold}\n",
             None,
             "warning",
@@ -284,9 +318,7 @@ def job_alert_rules(cfg: Config = DEFAULT) -> list[Rule]:
         _alert(
             cfg,
             "BackgroundJobsBacklogGrowing",
-            f"sum by ({STN}) (background_jobs_pending) > {cfg.backlog_min_pending}\n"
-            f"and\n"
-            f"sum by ({STN}) (deriv(background_jobs_pending[{cfg.backlog_window}])) > 0\n",
+            f"{pending} > {cfg.backlog_min_pending}\nand\n{growth} > 0\n",
             cfg.backlog_for,
             "warning",
             f"The backlog of {job} keeps growing",
@@ -298,36 +330,60 @@ def job_alert_rules(cfg: Config = DEFAULT) -> list[Rule]:
 
 
 def exporter_alert_rules(cfg: Config = DEFAULT) -> list[Rule]:
-    """Alerts about the exporter and the sources it scrapes."""
+    """Alerts about the exporter and the sources it scrapes.
+
+    Whether a replica is scraped, reaches its store and keeps its clock is per replica (one
+    alert each); a source's health is per source, whichever replica scrapes it.
+    """
+    group = promql.by(*cfg.group_labels)
     return [
         _alert(
             cfg,
             "JobExporterDown",
-            f"up{{{cfg.exporter_selector}}} == 0\n",
+            f"{promql.series('up', cfg)} == 0\n",
             cfg.exporter_down_for,
             "critical",
             "job-exporter {{ $labels.instance }} is down",
             f"Prometheus could not scrape job-exporter at {{{{ $labels.instance }}}} for "
-            f"{cfg.exporter_down_for}: no job metrics are collected.",
+            f"{cfg.exporter_down_for}: no job metrics are collected from it.",
             _summary_link(cfg, with_source=False),
         ),
         _alert(
             cfg,
             "JobExporterSourceDown",
-            "job_exporter_source_up == 0\n",
+            # Only the replica that owns a source serves its up; max keeps one per source.
+            f"max by ({group}, source) ({promql.series('job_exporter_source_up', cfg)}) == 0\n",
             cfg.source_down_for,
             "critical",
             "job-exporter cannot scrape source {{ $labels.source }}",
-            f"The last scrapes of source {{{{ $labels.source }}}} by {{{{ $labels.instance }}}} "
-            f"failed for {cfg.source_down_for}: its job counts are frozen.",
+            f"The last scrapes of source {{{{ $labels.source }}}} failed for "
+            f"{cfg.source_down_for}: its job counts are frozen.",
+            _summary_link(cfg, with_source=True),
+        ),
+        _alert(
+            cfg,
+            "JobExporterSourceUnowned",
+            f"max by ({group}, source) ({promql.series('job_exporter_source_owned', cfg)}) == 0\n",
+            cfg.source_unowned_for,
+            "critical",
+            "No job-exporter replica scrapes source {{ $labels.source }}",
+            f"Every replica serving source {{{{ $labels.source }}}} has stood by for "
+            f"{cfg.source_unowned_for} (job_exporter_source_owned is 0 on all of them): nobody "
+            f"scrapes it, so its job counts are frozen. A takeover takes at most three scrape "
+            f"intervals.",
             _summary_link(cfg, with_source=True),
         ),
         _alert(
             cfg,
             "JobExporterScrapeErrors",
-            f"sum by (source, reason) "
-            f"(increase(job_exporter_source_scrape_errors_total[{cfg.scrape_errors_window}]))"
-            f" > {cfg.scrape_errors_threshold}\n",
+            promql.rate_once(
+                "job_exporter_source_scrape_errors_total",
+                ("source", "reason"),
+                cfg.scrape_errors_window,
+                cfg,
+                fn="increase",
+            )
+            + f" > {cfg.scrape_errors_threshold}\n",
             cfg.scrape_errors_for,
             "warning",
             "Scrapes of source {{ $labels.source }} keep failing ({{ $labels.reason }})",
@@ -339,7 +395,7 @@ def exporter_alert_rules(cfg: Config = DEFAULT) -> list[Rule]:
         _alert(
             cfg,
             "JobExporterStoreDown",
-            "job_exporter_store_up == 0\n",
+            f"{promql.series('job_exporter_store_up', cfg)} == 0\n",
             cfg.store_down_for,
             "critical",
             "job-exporter {{ $labels.instance }} cannot use its store",
@@ -352,7 +408,8 @@ def exporter_alert_rules(cfg: Config = DEFAULT) -> list[Rule]:
         _alert(
             cfg,
             "JobExporterClockStepped",
-            f"abs(job_exporter_clock_step_seconds) > {cfg.clock_step_threshold_seconds}\n",
+            f"abs({promql.series('job_exporter_clock_step_seconds', cfg)})"
+            f" > {cfg.clock_step_threshold_seconds}\n",
             cfg.clock_step_for,
             "warning",
             "The wall clock of job-exporter {{ $labels.instance }} stepped",
@@ -380,18 +437,22 @@ def schedule_overdue_expr(cfg: Config = DEFAULT) -> str:
     first: one alert per schedule, however many replicas serve it.
     """
     grace = cfg.schedule_grace_seconds
-    by = f"by ({SCHEDULE})"
+    group = promql.by(*cfg.group_labels)
+    by = f"by ({group}, {SCHEDULE})"
+    unanswered = promql.series("job_exporter_schedule_unanswered_fire_timestamp_seconds", cfg)
+    next_fire = promql.series("job_exporter_schedule_next_fire_timestamp_seconds", cfg)
+    paused = promql.series("job_exporter_schedule_paused", cfg)
     return (
         f"(\n"
         f"  # a fire no completed job has answered within the grace\n"
-        f"  time() - max {by} (job_exporter_schedule_unanswered_fire_timestamp_seconds)\n"
+        f"  time() - max {by} ({unanswered})\n"
         f"    > {grace}\n"
         f"or\n"
         f"  # a due fire that has not happened within the grace (no replica sweeps)\n"
-        f"  time() - min {by} (job_exporter_schedule_next_fire_timestamp_seconds)\n"
+        f"  time() - min {by} ({next_fire})\n"
         f"    > {grace}\n"
         f")\n"
-        f"unless on (schedule) max {by} (job_exporter_schedule_paused) == 1\n"
+        f"unless on ({group}, schedule) max {by} ({paused}) == 1\n"
     )
 
 

@@ -10,48 +10,54 @@ from __future__ import annotations
 from grafana_foundation_sdk.builders import dashboard
 from grafana_foundation_sdk.models import common
 
-from dashboards import rules
+from dashboards import promql, rules
 from dashboards.common import (
+    RATE,
     SOURCE,
     base,
-    datasource_variable,
     instant,
-    label_variable,
     quantile_queries,
     query,
+    scope,
+    sel,
     single,
     thresholds,
     ts,
+    with_variables,
 )
 from dashboards.config import DEFAULT, Config
 
 
 def build(cfg: Config = DEFAULT) -> dashboard.Dashboard:
-    """The Summary dashboard."""
-    finished = rules.finished("source_type_outcome", cfg)
-    finished_rate = f"{finished}{{{SOURCE}}}"
-    failed_rate = f'{finished}{{{SOURCE}, outcome="failed"}}'
-    lost_rate = f'{finished}{{{SOURCE}, outcome="lost"}}'
-    stuck = rules.stuck_age_expr(cfg, SOURCE)
-    buckets = rules.buckets(rules.DURATION, "source_type_le", cfg)
+    """The Summary dashboard: raw queries only, each shared series taken once."""
+    s = scope(cfg, SOURCE)
+    deploy = scope(cfg)
+    stn = promql.STN
+    outcome = (*stn, "outcome")
+    finished = promql.rate_once(promql.FINISHED, outcome, RATE, cfg, *s)
+    lost = promql.rate_once(promql.FINISHED, stn, RATE, cfg, *s, 'outcome="lost"')
+    stuck = rules.stuck_age_expr(cfg, sel(*s), recorded=False)
+    source_up = promql.series("job_exporter_source_up", cfg, *s)
     # Series that may not exist until something goes wrong read 0 per source rather than nothing.
-    zero_by_source = f"0 * sum by (source) (job_exporter_source_up{{{SOURCE}}})"
+    zero_by_source = f"0 * max by (source) ({source_up})"
     return (
-        base(
-            "Jobs: Summary",
-            cfg.summary_uid,
-            "All background jobs of the selected sources, and the exporter's own health.",
+        with_variables(
+            base(
+                "Jobs: Summary",
+                cfg.summary_uid,
+                "All background jobs of the selected sources, and the exporter's own health.",
+                cfg,
+            ),
             cfg,
+            "source",
         )
-        .with_variable(datasource_variable())
-        .with_variable(label_variable("source", "Source", ""))
         .with_row(dashboard.Row("Now"))
         .with_panel(
             single(
                 "Running",
                 "Jobs running now.",
                 "short",
-                instant(f"sum(background_jobs_running{{{SOURCE}}}) or vector(0)"),
+                instant(f"sum({promql.gauge_once(promql.RUNNING, stn, cfg, *s)}) or vector(0)"),
             )
         )
         .with_panel(
@@ -60,7 +66,7 @@ def build(cfg: Config = DEFAULT) -> dashboard.Dashboard:
                 "Jobs waiting to run, for a first run or a retry "
                 "(job API, and sources that report pending).",
                 "short",
-                instant(f"sum(background_jobs_pending{{{SOURCE}}}) or vector(0)"),
+                instant(f"sum({promql.gauge_once(promql.PENDING, stn, cfg, *s)}) or vector(0)"),
                 thresholds((None, "green"), (cfg.backlog_min_pending, "orange")),
             )
         )
@@ -69,7 +75,7 @@ def build(cfg: Config = DEFAULT) -> dashboard.Dashboard:
                 f"Failure ratio ({cfg.rate_window})",
                 "Failed runs over all finished runs.",
                 "percentunit",
-                instant(f"(sum({failed_rate}) or vector(0)) / sum({finished_rate})"),
+                instant(promql.failure_ratio(None, cfg.rate_window, cfg, *s)),
                 thresholds((None, "green"), (cfg.failure_ratio_threshold, "red")),
             )
         )
@@ -79,8 +85,11 @@ def build(cfg: Config = DEFAULT) -> dashboard.Dashboard:
                 "Runs that vanished from their source or whose lease expired, last hour.",
                 "short",
                 instant(
-                    "sum(increase(background_jobs_finished_total"
-                    f'{{{SOURCE}, outcome="lost"}}[1h])) or vector(0)'
+                    "sum("
+                    + promql.rate_once(
+                        promql.FINISHED, stn, "1h", cfg, *s, 'outcome="lost"', fn="increase"
+                    )
+                    + ") or vector(0)"
                 ),
                 thresholds((None, "green"), (1, "orange")),
             )
@@ -100,10 +109,7 @@ def build(cfg: Config = DEFAULT) -> dashboard.Dashboard:
                 "Oldest running job",
                 "How long the oldest job still running has been running.",
                 "s",
-                instant(
-                    "max(time() - background_jobs_oldest_start_timestamp_seconds"
-                    f"{{{SOURCE}}}) or vector(0)"
-                ),
+                instant(f"max(time() - {promql.series(promql.OLDEST, cfg, *s)}) or vector(0)"),
                 thresholds((None, "green"), (cfg.stuck_min_seconds, "orange")),
             )
         )
@@ -115,11 +121,11 @@ def build(cfg: Config = DEFAULT) -> dashboard.Dashboard:
                 "short",
                 [
                     query(
-                        f"sum by (type) (background_jobs_running{{{SOURCE}}})",
+                        promql.sum_by(("type",), promql.gauge_once(promql.RUNNING, stn, cfg, *s)),
                         "running {{type}}",
                     ),
                     query(
-                        f"sum by (type) (background_jobs_pending{{{SOURCE}}})",
+                        promql.sum_by(("type",), promql.gauge_once(promql.PENDING, stn, cfg, *s)),
                         "pending {{type}}",
                         ref_id="B",
                     ),
@@ -133,7 +139,9 @@ def build(cfg: Config = DEFAULT) -> dashboard.Dashboard:
                 "ops",
                 [
                     query(
-                        f"sum by (type) ({rules.started('source_type', cfg)}{{{SOURCE}}})",
+                        promql.sum_by(
+                            ("type",), promql.rate_once(promql.STARTED, stn, RATE, cfg, *s)
+                        ),
                         "{{type}}",
                     )
                 ],
@@ -144,7 +152,7 @@ def build(cfg: Config = DEFAULT) -> dashboard.Dashboard:
                 "Finished per second by outcome",
                 "Jobs finished: completed, failed or lost.",
                 "ops",
-                [query(f"sum by (outcome) ({finished_rate})", "{{outcome}}")],
+                [query(promql.sum_by(("outcome",), finished), "{{outcome}}")],
             )
         )
         .with_panel(
@@ -154,7 +162,7 @@ def build(cfg: Config = DEFAULT) -> dashboard.Dashboard:
                 "percentunit",
                 [
                     query(
-                        f"{rules.failure_ratio('source_type', cfg)}{{{SOURCE}}}",
+                        promql.failure_ratio(("source", "type"), RATE, cfg, *s),
                         "{{source}} {{type}}",
                     )
                 ],
@@ -168,8 +176,9 @@ def build(cfg: Config = DEFAULT) -> dashboard.Dashboard:
                 "How long finished runs took, all types together.",
                 "s",
                 quantile_queries(
-                    lambda q: f"histogram_quantile({q}, sum by (le) ({buckets}{{{SOURCE}}}))",
+                    lambda q: promql.quantile(q, promql.DURATION, (), RATE, cfg, *s),
                     lambda p: p,
+                    exemplars=True,
                 ),
             )
         )
@@ -180,10 +189,9 @@ def build(cfg: Config = DEFAULT) -> dashboard.Dashboard:
                 "s",
                 [
                     query(
-                        rules.quantile(rules.DURATION, "source_type", cfg=cfg)
-                        + f'{{{SOURCE}, quantile="0.95"}}',
+                        promql.quantile(0.95, promql.DURATION, ("source", "type"), RATE, cfg, *s),
                         "{{source}} {{type}}",
-                    )
+                    ).exemplar(True)
                 ],
             )
         )
@@ -195,7 +203,8 @@ def build(cfg: Config = DEFAULT) -> dashboard.Dashboard:
                 "ops",
                 [
                     query(
-                        f"sum by (type) ({lost_rate}) or 0 * sum by (type) ({finished_rate})",
+                        f"{promql.sum_by(('type',), lost)}"
+                        f" or 0 * {promql.sum_by(('type',), finished)}",
                         "{{type}}",
                     )
                 ],
@@ -208,8 +217,7 @@ def build(cfg: Config = DEFAULT) -> dashboard.Dashboard:
                 "s",
                 [
                     query(
-                        "max by (type) (time() - "
-                        f"background_jobs_oldest_start_timestamp_seconds{{{SOURCE}}})",
+                        f"max by (type) (time() - {promql.series(promql.OLDEST, cfg, *s)})",
                         "{{type}}",
                     )
                 ],
@@ -226,8 +234,11 @@ def build(cfg: Config = DEFAULT) -> dashboard.Dashboard:
                 "s",
                 [
                     query(
-                        f"time() - max by ({rules.SCHEDULE}) "
-                        "(job_exporter_schedule_unanswered_fire_timestamp_seconds)",
+                        f"time() - max by ({promql.by(*promql.SCHEDULE)}) ("
+                        + promql.series(
+                            "job_exporter_schedule_unanswered_fire_timestamp_seconds", cfg, *deploy
+                        )
+                        + ")",
                         "{{name}} ({{schedule}})",
                     )
                 ],
@@ -242,8 +253,17 @@ def build(cfg: Config = DEFAULT) -> dashboard.Dashboard:
                 "short",
                 [
                     query(
-                        "sum by (schedule, name, result) "
-                        "(increase(job_exporter_schedule_fires_total[1h]))",
+                        promql.sum_by(
+                            ("schedule", "name", "result"),
+                            promql.rate_once(
+                                "job_exporter_schedule_fires_total",
+                                (*promql.SCHEDULE, "result"),
+                                "1h",
+                                cfg,
+                                *deploy,
+                                fn="increase",
+                            ),
+                        ),
                         "{{name}} {{result}}",
                     )
                 ],
@@ -253,16 +273,30 @@ def build(cfg: Config = DEFAULT) -> dashboard.Dashboard:
         .with_panel(
             ts(
                 "Exporter and sources up",
-                "1 while Prometheus scrapes the exporter, and while the exporter scrapes "
-                "each source.",
+                "1 while Prometheus scrapes each exporter replica, and while the source is "
+                "scraped (by the replica that owns it).",
                 "short",
                 [
-                    query(f"up{{{cfg.exporter_selector}}}", "exporter {{instance}}"),
+                    query(promql.series("up", cfg, *deploy), "exporter {{instance}}"),
+                    query(f"max by (source) ({source_up})", "source {{source}}", ref_id="B"),
+                ],
+                span=8,
+            )
+        )
+        .with_panel(
+            ts(
+                "Replicas scraping each source",
+                "How many replicas own each scraped source (job_exporter_source_owned): 1 as it "
+                "should be; 0 means none scrapes it and its counts freeze (the "
+                "JobExporterSourceUnowned alert).",
+                "short",
+                [
                     query(
-                        f"job_exporter_source_up{{{SOURCE}}}",
-                        "source {{source}}",
-                        ref_id="B",
-                    ),
+                        "sum by (source) ("
+                        + promql.series("job_exporter_source_owned", cfg, *s)
+                        + ")",
+                        "{{source}}",
+                    )
                 ],
                 span=8,
             )
@@ -272,7 +306,10 @@ def build(cfg: Config = DEFAULT) -> dashboard.Dashboard:
                 "Exporter version",
                 "job_exporter_build_info of the scraped exporters.",
                 "none",
-                instant("max by (version) (job_exporter_build_info)", "{{version}}"),
+                instant(
+                    f"max by (version) ({promql.series('job_exporter_build_info', cfg, *deploy)})",
+                    "{{version}}",
+                ),
             ).text_mode(common.BigValueTextMode.NAME)
         )
         .with_panel(
@@ -282,8 +319,17 @@ def build(cfg: Config = DEFAULT) -> dashboard.Dashboard:
                 "ops",
                 [
                     query(
-                        "sum by (source, reason) (rate(job_exporter_source_scrape_errors_total"
-                        f"{{{SOURCE}}}[$__rate_interval])) or on (source) {zero_by_source}",
+                        promql.sum_by(
+                            ("source", "reason"),
+                            promql.rate_once(
+                                "job_exporter_source_scrape_errors_total",
+                                ("source", "reason"),
+                                RATE,
+                                cfg,
+                                *s,
+                            ),
+                        )
+                        + f" or on (source) {zero_by_source}",
                         "{{source}} {{reason}}",
                     )
                 ],
@@ -295,7 +341,14 @@ def build(cfg: Config = DEFAULT) -> dashboard.Dashboard:
                 "Source scrape duration",
                 "How long the last scrape of each source took.",
                 "s",
-                [query(f"job_exporter_source_scrape_duration_seconds{{{SOURCE}}}", "{{source}}")],
+                [
+                    query(
+                        "max by (source) ("
+                        + promql.series("job_exporter_source_scrape_duration_seconds", cfg, *s)
+                        + ")",
+                        "{{source}}",
+                    )
+                ],
                 span=8,
             )
         )
@@ -306,7 +359,11 @@ def build(cfg: Config = DEFAULT) -> dashboard.Dashboard:
                 "s",
                 [
                     query(
-                        f"time() - job_exporter_source_last_success_timestamp_seconds{{{SOURCE}}}",
+                        "time() - max by (source) ("
+                        + promql.series(
+                            "job_exporter_source_last_success_timestamp_seconds", cfg, *s
+                        )
+                        + ")",
                         "{{source}}",
                     )
                 ],
@@ -318,7 +375,15 @@ def build(cfg: Config = DEFAULT) -> dashboard.Dashboard:
                 "Tracked jobs",
                 "Jobs the exporter remembers, per source.",
                 "short",
-                [query(f"job_exporter_tracked_jobs{{{SOURCE}}}", "{{source}}")],
+                [
+                    query(
+                        promql.sum_by(
+                            ("source",),
+                            promql.gauge_once("job_exporter_tracked_jobs", ("source",), cfg, *s),
+                        ),
+                        "{{source}}",
+                    )
+                ],
                 span=8,
             )
         )
@@ -330,13 +395,27 @@ def build(cfg: Config = DEFAULT) -> dashboard.Dashboard:
                 "ops",
                 [
                     query(
-                        "sum by (source, field) (rate(job_exporter_invalid_jobs_total"
-                        f"{{{SOURCE}}}[$__rate_interval])) or on (source) {zero_by_source}",
+                        promql.sum_by(
+                            ("source", "field"),
+                            promql.rate_once(
+                                "job_exporter_invalid_jobs_total",
+                                ("source", "field"),
+                                RATE,
+                                cfg,
+                                *s,
+                            ),
+                        )
+                        + f" or on (source) {zero_by_source}",
                         "invalid {{source}} {{field}}",
                     ),
                     query(
-                        "sum by (source) (rate(job_exporter_folded_jobs_total"
-                        f"{{{SOURCE}}}[$__rate_interval])) or {zero_by_source}",
+                        promql.sum_by(
+                            ("source",),
+                            promql.rate_once(
+                                "job_exporter_folded_jobs_total", ("source",), RATE, cfg, *s
+                            ),
+                        )
+                        + f" or {zero_by_source}",
                         "folded {{source}}",
                         ref_id="B",
                     ),

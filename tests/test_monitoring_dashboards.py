@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -19,10 +20,11 @@ UIDS = {
     "by-type.json": DEFAULT.by_type_uid,
     "by-name.json": DEFAULT.by_name_uid,
 }
+# The default config shows a job variable (no cluster or namespace: the compose demo has none).
 VARIABLES = {
-    "summary.json": ["datasource", "source"],
-    "by-type.json": ["datasource", "source", "type"],
-    "by-name.json": ["datasource", "source", "type", "name"],
+    "summary.json": ["datasource", "job", "source"],
+    "by-type.json": ["datasource", "job", "source", "type"],
+    "by-name.json": ["datasource", "job", "source", "type", "name"],
 }
 
 
@@ -44,7 +46,12 @@ def test_variables(name: str) -> None:
     listed = [v["name"] for v in BOARDS[name]["templating"]["list"]]
     assert listed == VARIABLES[name]
     variable_queries = queries.variable_queries(BOARDS[name])
-    assert variable_queries["source"] == "label_values(background_jobs_started_total, source)"
+    assert variable_queries["job"] == (
+        f"label_values(job_exporter_build_info{{{DEFAULT.selector}}}, job)"
+    )
+    assert variable_queries["source"] == (
+        f'label_values(background_jobs_started_total{{{DEFAULT.selector}, job=~"$job"}}, source)'
+    )
     if "type" in variable_queries:
         assert "$source" in variable_queries["type"]
     if "name" in variable_queries:
@@ -103,7 +110,13 @@ def test_thresholds_come_from_the_shared_config() -> None:
 def test_every_panel_query_parses(tmp_path: Path) -> None:
     """promtool parses every query once Grafana's variables and macros are expanded."""
     promtool = require_tool("promtool")
-    values = {"source": "demo", "type": "TASK", "name": "send_email", "datasource": "prometheus"}
+    values = {
+        "source": "demo",
+        "type": "TASK",
+        "name": "send_email",
+        "job": "job-exporter",
+        "datasource": "prometheus",
+    }
     rules = []
     for board in BOARDS.values():
         exprs = [q.expr for q in queries.panel_queries(board)]
@@ -144,3 +157,189 @@ def test_grafana_regex_escape_matches_grafana() -> None:
     assert queries.grafana_regex_escape("callback.order_shipped") == "callback\\\\.order_shipped"
     assert queries.grafana_regex_escape("POST /webhooks/stripe") == "POST /webhooks/stripe"
     assert queries.grafana_regex_escape("a(b)|c") == "a\\\\(b\\\\)\\\\|c"
+
+
+# Families every replica on one store serves alike (read from the shared store): a query must
+# take each once (`max` across the replicas) before it sums anything.
+SHARED = (
+    "background_jobs_running",
+    "background_jobs_pending",
+    "background_jobs_started_total",
+    "background_jobs_finished_total",
+    "background_jobs_retries_total",
+    "background_jobs_duration_seconds_bucket",
+    "background_jobs_queue_wait_seconds_bucket",
+    "job_exporter_source_scrape_errors_total",
+    "job_exporter_invalid_jobs_total",
+    "job_exporter_folded_jobs_total",
+    "job_exporter_tracked_jobs",
+    "job_exporter_schedule_fires_total",
+)
+_GROUP = ", ".join(DEFAULT.group_labels)
+
+
+def unmerged(expr: str) -> list[str]:
+    """Reads of shared families in `expr` that are not directly inside `max by (group labels,
+    ...)`: as a gauge, or through a rate, increase or deriv over a window."""
+    found = []
+    for family in SHARED:
+        reads = len(re.findall(rf"\b{family}\{{", expr))
+        merged = len(
+            re.findall(
+                rf"max by \({_GROUP}, [^)]*\) \("
+                rf"(?:(?:rate|increase|deriv)\()?{family}\{{[^}}]*\}}(?:\[[^\]]+\]\))?\)",
+                expr,
+            )
+        )
+        if reads != merged:
+            found.append(family)
+    return found
+
+
+def test_every_shared_series_is_taken_once_in_panels_and_rules() -> None:
+    """Each read of a shared family, in every panel and every rule, is `max` across the
+    replicas by the group labels and its own labels, so two replicas are not two jobs."""
+    exprs = [(q.panel, q.expr) for board in BOARDS.values() for q in queries.panel_queries(board)]
+    # BackgroundJobsLost's second branch takes `max by` of a set expression (a series new in
+    # the window); its promtool case with two replicas checks that it counts them once.
+    exprs += [
+        (r.get("record") or r["alert"], r["expr"])
+        for r in queries.rules()
+        if r.get("alert") != "BackgroundJobsLost"
+    ]
+    assert len(exprs) > 60
+    bad = [(where, unmerged(expr)) for where, expr in exprs if unmerged(expr)]
+    assert not bad, bad
+
+
+def test_unmerged_finds_a_plain_sum() -> None:
+    """The check above can fail: a sum of the raw series is caught."""
+    assert unmerged('sum(rate(background_jobs_started_total{job="x"}[5m]))') == [
+        "background_jobs_started_total"
+    ]
+    assert not unmerged(
+        f'sum(max by ({_GROUP}, source) (rate(background_jobs_started_total{{job="x"}}[5m])))'
+    )
+
+
+@pytest.mark.parametrize("name", sorted(UIDS))
+def test_panels_need_no_recording_rule(name: str) -> None:
+    """Every panel query reads raw series only (a Prometheus without our rules shows them
+    all), over `$__rate_interval` or a window its title names."""
+    for query in queries.panel_queries(BOARDS[name]):
+        records = [n for n in queries.metric_names(query.expr) if ":" in n]
+        assert not records, f"{query.panel} reads {records}"
+        windows = set(re.findall(r"\[([^\]]+)\]", query.expr))
+        allowed = {"$__rate_interval", "1h", DEFAULT.rate_window, DEFAULT.stuck_baseline_window}
+        assert windows <= allowed, f"{query.panel}: {windows}"
+        assert DEFAULT.selector in query.expr, f"{query.panel} ignores the selector"
+
+
+@pytest.mark.parametrize("name", sorted(UIDS))
+def test_import_ready_current_schema(name: str) -> None:
+    """A current schemaVersion without the deprecated `style`, and `__inputs` / `__requires`
+    that Grafana's import reads; the data source variable defaults to the imported input."""
+    board = BOARDS[name]
+    assert board["schemaVersion"] >= 39 and "style" not in board
+    (source,) = board["__inputs"]
+    assert source["type"] == "datasource" and source["pluginId"] == "prometheus"
+    required = {(r["type"], r["id"]) for r in board["__requires"]}
+    panels = {p["type"] for p in board["panels"]} - {"row"}
+    assert {("grafana", "grafana"), ("datasource", "prometheus")} <= required
+    assert {("panel", kind) for kind in panels} <= required
+    (variable,) = [v for v in board["templating"]["list"] if v["type"] == "datasource"]
+    assert variable["current"]["value"] == "${" + source["name"] + "}"
+
+
+def test_data_links_percent_encode_what_they_carry() -> None:
+    """Data links put label values into URLs percent-encoded (`a&b #1` stays one value), and
+    carry the deployment variables as query parameters."""
+    links = [
+        link
+        for board in BOARDS.values()
+        for panel in board["panels"]
+        for link in panel.get("fieldConfig", {}).get("defaults", {}).get("links", [])
+    ]
+    assert links
+    for link in links:
+        values = re.findall(r"\$\{([^}]+)\}", link["url"])
+        for value in values:
+            if value.startswith("__field.labels."):
+                assert value.endswith(":percentencode"), link["url"]
+            elif value != "__url_time_range":
+                assert value.endswith(":queryparam"), link["url"]
+
+
+def test_duration_and_queue_wait_queries_ask_for_exemplars() -> None:
+    """Every panel query of duration or queue-wait buckets asks for exemplars (a recent job
+    of a bucket), and no other does."""
+    asked = 0
+    for board in BOARDS.values():
+        for panel in board["panels"]:
+            for target in panel.get("targets", []):
+                histogram = re.search(
+                    r"background_jobs_(duration|queue_wait)_seconds_bucket", target["expr"]
+                ) and not re.search(r"\[6h\]", target["expr"])
+                assert bool(target.get("exemplar")) == bool(histogram), target["expr"]
+                asked += bool(histogram)
+    assert asked >= 10
+
+
+def test_exemplars_link_to_the_tracked_job() -> None:
+    """The provisioned datasource turns an exemplar's `job_id` into a link to that job in the
+    exporter's tracked-jobs route, by source and id, both percent-encoded (`$$` is Grafana's
+    escape for a literal `$` in provisioning files)."""
+    path = queries.ROOT / "grafana" / "provisioning" / "datasources" / "prometheus.yml"
+    (datasource,) = yaml.safe_load(path.read_text(encoding="utf-8"))["datasources"]
+    (destination,) = datasource["jsonData"]["exemplarTraceIdDestinations"]
+    assert destination["name"] == "job_id"
+    assert destination["url"] == (
+        f"{DEFAULT.exporter_url}/api/v1/tracked?source=$${{__data.fields.source:percentencode}}"
+        "&q=$${__value.raw:percentencode}"
+    )
+
+
+def test_alert_links_are_absolute() -> None:
+    """runbook_url and dashboard annotations open from a pager: absolute URLs."""
+    for rule in (r for r in queries.rules() if "alert" in r):
+        for key in ("runbook_url", "dashboard"):
+            assert re.match(r"https?://[^/]+/", rule["annotations"][key]), rule["annotations"]
+
+
+def test_a_users_config_reaches_every_query_and_link() -> None:
+    """A config with another selector, cluster and namespace variables and its own URLs
+    changes every panel query, variable, rule and alert link generated from it."""
+    from dataclasses import replace
+
+    from dashboards import main
+
+    mine = replace(
+        DEFAULT,
+        selector='job="jobs", namespace="prod"',
+        cluster_variable=True,
+        namespace_variable=True,
+        grafana_url="https://grafana.example.org",
+        runbook_url="https://wiki.example.org/runbook",
+    )
+    files = {str(path): text for path, text in main.generated(mine).items()}
+    for name in UIDS:
+        board = json.loads(files[f"grafana/dashboards/{name}"])
+        names = [v["name"] for v in board["templating"]["list"]]
+        assert names[:4] == ["datasource", "cluster", "namespace", "job"]
+        for query in queries.panel_queries(board):
+            assert 'job="jobs", namespace="prod"' in query.expr, query.expr
+            assert 'cluster=~"$cluster", namespace=~"$namespace"' in query.expr, query.expr
+    alerts = [
+        rule
+        for path, text in files.items()
+        if path.endswith(".rules.yml")
+        for group in yaml.safe_load(text)["groups"]
+        for rule in group["rules"]
+        if "alert" in rule
+    ]
+    assert alerts
+    for rule in alerts:
+        notes = rule["annotations"]
+        assert notes["runbook_url"].startswith("https://wiki.example.org/runbook#")
+        assert notes["dashboard"].startswith("https://grafana.example.org/d/")
+        assert "var-cluster={{ $labels.cluster | urlquery }}" in notes["dashboard"]

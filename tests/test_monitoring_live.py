@@ -179,7 +179,7 @@ def chosen(prometheus: str) -> dict[str, str]:
     )
     assert found, "the demo finished no job with a duration"
     labels = found[0]["metric"]
-    return {key: labels[key] for key in ("source", "type", "name")}
+    return {key: labels[key] for key in ("source", "type", "name", "job")}
 
 
 @pytest.fixture(scope="module")
@@ -189,7 +189,13 @@ def variables(chosen: dict[str, str]) -> dict[str, str]:
     return {**escaped, "datasource": DEFAULT.datasource_uid}
 
 
-ALL = {"source": ".*", "type": ".*", "name": ".*", "datasource": DEFAULT.datasource_uid}
+ALL = {
+    "source": ".*",
+    "type": ".*",
+    "name": ".*",
+    "job": ".*",
+    "datasource": DEFAULT.datasource_uid,
+}
 
 
 def empty_summary_panels(prometheus: str, values: dict[str, str]) -> list[str]:
@@ -244,6 +250,7 @@ def test_by_name_runs_for_every_job_function(warmed: str) -> None:
     board = queries.dashboards()["by-name.json"]
     for source, job_type, name in sorted(functions):
         values = {
+            "job": ".*",
             "source": queries.grafana_regex_escape(source),
             "type": queries.grafana_regex_escape(job_type),
             "name": queries.grafana_regex_escape(name),

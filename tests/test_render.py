@@ -19,11 +19,14 @@ from tests.helpers.sources import JobSource
 
 
 def samples(families) -> dict:
+    """Every sample's value, and its exemplar (OpenMetrics buckets) when it has one."""
     found = {}
     for family in families:
         for sample in family.samples:
             key = (family.name, family.type, sample.name, frozenset(sample.labels.items()))
-            found[key] = sample.value
+            found[key] = (
+                sample.value if sample.exemplar is None else (sample.value, sample.exemplar)
+            )
     return found
 
 
@@ -85,6 +88,8 @@ def test_openmetrics_matches_the_collector(busy_exporter: Exporter):
     reference = samples(parse_om(generate_openmetrics(runtime.registry).decode()))
     reference = {k: v for k, v in reference.items() if not k[2].endswith("_created")}
     assert ours == reference
+    (exemplar,) = [value[1] for value in ours.values() if isinstance(value, tuple)]
+    assert exemplar.labels == {"job_id": "2"} and exemplar.value == 3.5  # job 2's 3.5 s
 
 
 def test_a_failing_store_renders_health_alone(busy_exporter: Exporter):

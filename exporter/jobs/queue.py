@@ -27,6 +27,7 @@ from exporter.config import (
     DEFAULT_MAX_PENDING_JOBS,
 )
 from exporter.model.counts import Buckets, CountDeltas, CountKind, Outcome, RetryTrigger, observe
+from exporter.model.exemplars import ExemplarBoard, ExemplarDeltas
 from exporter.model.queue import (
     API_SOURCE,
     IDEMPOTENCY_WINDOW_MS,
@@ -35,6 +36,7 @@ from exporter.model.queue import (
     QueueChange,
     QueueJob,
     QueueQuery,
+    Transition,
 )
 from exporter.model.schedules import ScheduleFire
 from exporter.model.tracked import Plan, SourceIndex
@@ -102,6 +104,7 @@ PENDING_READ_EVERY_S = 1.0
 def start_run(job: QueueJob, worker: str, now_ms: float, lease_s: float, buckets: Buckets):
     """Lease a due pending job: a run starts; queue wait is observed on the first start only."""
     counts = CountDeltas()
+    exemplars: ExemplarDeltas = {}
     counts[(*job.series, CountKind.STARTED, "")] += 1
     counts[(*job.series, CountKind.PENDING, "")] -= 1
     if job.attempts == 0:
@@ -113,6 +116,9 @@ def start_run(job: QueueJob, worker: str, now_ms: float, lease_s: float, buckets
             CountKind.QUEUE_WAIT_BUCKET,
             CountKind.QUEUE_WAIT_SUM,
             wait_s,
+            job_id=job.id,
+            at_ms=now_ms,
+            exemplars=exemplars,
         )
     leased = replace(
         job,
@@ -124,7 +130,7 @@ def start_run(job: QueueJob, worker: str, now_ms: float, lease_s: float, buckets
         next_attempt_ms=None,
         lease_expires_ms=now_ms + lease_s * 1000,
     )
-    return QueueChange(leased, counts)
+    return QueueChange(leased, counts, exemplars=exemplars)
 
 
 def check_lease(job: QueueJob, worker: str, now_ms: float) -> None:
@@ -147,11 +153,11 @@ def complete_run(
 ) -> QueueChange:
     """The run completes; a job a schedule fired is that schedule's latest success."""
     check_lease(job, worker, now_ms)
-    counts = _finish_counts(job, Outcome.COMPLETED, now_ms, buckets)
+    counts, exemplars = _finish_counts(job, Outcome.COMPLETED, now_ms, buckets)
     done = replace(
         job, status=JobStatus.COMPLETED, result=result, finished_ms=now_ms, lease_expires_ms=None
     )
-    return QueueChange(done, counts, schedule_success_ms=now_ms)
+    return QueueChange(done, counts, schedule_success_ms=now_ms, exemplars=exemplars)
 
 
 def fail_run(
@@ -165,11 +171,11 @@ def fail_run(
 ) -> QueueChange:
     """The run fails (counted `failed`); with attempts left and `retryable`, it is requeued."""
     check_lease(job, worker, now_ms)
-    counts = _finish_counts(job, Outcome.FAILED, now_ms, policy.buckets)
+    counts, exemplars = _finish_counts(job, Outcome.FAILED, now_ms, policy.buckets)
     failed = replace(job, last_error=error, finished_ms=now_ms, lease_expires_ms=None)
     if retryable and job.attempts < job.max_attempts:
-        return _requeue(failed, counts, now_ms, policy, jitter)
-    return QueueChange(replace(failed, status=JobStatus.FAILED), counts)
+        return replace(_requeue(failed, counts, now_ms, policy, jitter), exemplars=exemplars)
+    return QueueChange(replace(failed, status=JobStatus.FAILED), counts, exemplars=exemplars)
 
 
 def expire_lease(job: QueueJob, now_ms: float, policy: QueuePolicy, jitter: float) -> QueueChange:
@@ -201,12 +207,26 @@ def manual_retry(job: QueueJob, now_ms: float) -> QueueChange:
     return QueueChange(pending, counts)
 
 
-def _finish_counts(job: QueueJob, outcome: str, now_ms: float, buckets: Buckets) -> CountDeltas:
+def _finish_counts(
+    job: QueueJob, outcome: str, now_ms: float, buckets: Buckets
+) -> tuple[CountDeltas, ExemplarDeltas]:
+    """The run's finish and its duration, with the job as its bucket's exemplar."""
     counts = CountDeltas()
+    exemplars: ExemplarDeltas = {}
     counts[(*job.series, CountKind.FINISHED, outcome)] += 1
     seconds = (now_ms - (job.started_ms or now_ms)) / 1000
-    observe(counts, buckets, job.series, CountKind.DURATION_BUCKET, CountKind.DURATION_SUM, seconds)
-    return counts
+    observe(
+        counts,
+        buckets,
+        job.series,
+        CountKind.DURATION_BUCKET,
+        CountKind.DURATION_SUM,
+        seconds,
+        job_id=job.id,
+        at_ms=now_ms,
+        exemplars=exemplars,
+    )
+    return counts, exemplars
 
 
 def _requeue(
@@ -233,11 +253,16 @@ class JobQueue:
         policy: QueuePolicy | None = None,
         guard: LabelGuard | None = None,
         rng: random.Random | None = None,
+        exemplars: ExemplarBoard | None = None,
     ) -> None:
         self.store = store
         self.clock = clock
         self.policy = policy or QueuePolicy()
         self.guard = guard or LabelGuard()
+        # Runs' durations and waits, the latest per bucket (docs/monitoring.md, "Exemplars").
+        if exemplars is None:
+            exemplars = ExemplarBoard(self.policy.buckets.labels)
+        self.exemplars = exemplars
         self._rng = rng or random.Random()
         self._rng_lock = threading.Lock()  # random.Random is not documented thread-safe
         self._labels: SourceIndex | None = None
@@ -346,11 +371,11 @@ class JobQueue:
         now_ms = self.clock.now_ms()
         seconds = lease_s or self.policy.default_lease_s
         buckets = self.policy.buckets
-        return self.store.queue_lease(
-            list(types) if types else None,
-            now_ms,
-            lambda job: start_run(job, worker, now_ms, seconds, buckets),
-        )
+        witness = _Witness(lambda job: start_run(job, worker, now_ms, seconds, buckets))
+        leased = self.store.queue_lease(list(types) if types else None, now_ms, witness)
+        if leased is not None:
+            witness.record(self.exemplars)
+        return leased
 
     def heartbeat(self, job_id: str, worker: str, lease_s: float | None = None) -> QueueJob:
         now_ms = self.clock.now_ms()
@@ -396,9 +421,11 @@ class JobQueue:
         return self.store.queue_prune(now_ms - retention_ms, now_ms - IDEMPOTENCY_WINDOW_MS)
 
     def _update(self, job_id: str, transition) -> QueueJob:
-        job = self.store.queue_update(job_id, transition)
+        witness = _Witness(transition)
+        job = self.store.queue_update(job_id, witness)
         if job is None:
             raise UnknownJob(job_id)
+        witness.record(self.exemplars)
         return job
 
     def _label_index(self) -> SourceIndex:
@@ -412,3 +439,22 @@ class JobQueue:
         """One jitter draw from the injected random source (a seeded or stub one in tests)."""
         with self._rng_lock:
             return self._rng.random()
+
+
+class _Witness:
+    """A transition that remembers the change it made last (a store may run it again when
+    it retries a transaction), so its exemplars are recorded once that change is committed,
+    never for a change the store refused or rolled back."""
+
+    def __init__(self, transition: Transition) -> None:
+        self.transition = transition
+        self.change: QueueChange | None = None
+
+    def __call__(self, job: QueueJob) -> QueueChange:
+        self.change = None
+        self.change = self.transition(job)
+        return self.change
+
+    def record(self, board: ExemplarBoard) -> None:
+        if self.change is not None:
+            board.record(API_SOURCE, self.change.exemplars)

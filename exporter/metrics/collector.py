@@ -18,12 +18,28 @@ from prometheus_client.metrics_core import (
     HistogramMetricFamily,
     Metric,
 )
+from prometheus_client.samples import Exemplar as ClientExemplar
 
 from exporter.health import HealthBoard
 from exporter.metrics.build import BuildInfo
 from exporter.metrics.reader import SnapshotReader
-from exporter.metrics.view import Families, Family, HistogramValues, MetricsView, build_view
-from exporter.model.counts import Buckets, Outcome, PushRefusal, RetryTrigger, ScrapeErrorReason
+from exporter.metrics.view import (
+    Families,
+    Family,
+    HistogramValues,
+    JobSeries,
+    MetricsView,
+    build_view,
+)
+from exporter.model.counts import (
+    Buckets,
+    CountKind,
+    Outcome,
+    PushRefusal,
+    RetryTrigger,
+    ScrapeErrorReason,
+)
+from exporter.model.exemplars import EXEMPLAR_LABEL, ExemplarBoard
 from exporter.model.schedules import FireResult
 from exporter.store import Store
 
@@ -46,6 +62,7 @@ class JobCollector:
         buckets: Buckets,
         build: BuildInfo,
         push_refused: Callable[[], Mapping[str, int]] | None = None,
+        exemplars: ExemplarBoard | None = None,
     ) -> None:
         self.store = store
         self.health = health
@@ -53,15 +70,24 @@ class JobCollector:
         self.build = build
         self.reader = SnapshotReader(store)
         self.push_refused = push_refused or dict  # pushes refused, by reason (in memory)
+        self.exemplars = ExemplarBoard(buckets.labels) if exemplars is None else exemplars
 
     def current(self) -> tuple[Hashable, Callable[[], MetricsView]]:
         """A key that changes whenever the output would, and how to build that output;
-        within the reader's budget even when the store hangs."""
+        within the reader's budget even when the store hangs.
+
+        Exemplars are read before the counts: each is recorded once its write committed,
+        so counts read after it include its observation. A page of stale counts (the store
+        did not answer) shows none, as those counts may not hold them."""
+        exemplars_version, exemplars = self.exemplars.current()
         snapshot, fresh = self.reader.read()
         store = self.store.health
         up = fresh and store.up
         refused = self.push_refused()
+        if not fresh:
+            exemplars_version, exemplars = -1, {}
         key = (
+            exemplars_version,
             None if snapshot is None else snapshot.version,
             up,
             self.health.version,
@@ -81,6 +107,7 @@ class JobCollector:
                 push_refused=refused,
                 revision=self.build.revision,
                 python_version=self.build.python_version,
+                exemplars=exemplars,
             )
 
         return key, view
@@ -102,10 +129,17 @@ class JobCollector:
                 families[Families.FINISHED].add_metric([*labels, outcome], value)
             for trigger, value in zip(RetryTrigger.ALL, series.retries, strict=True):
                 families[Families.RETRIES].add_metric([*labels, trigger], value)
-            _add_histogram(families[Families.DURATION], labels, series.duration, view.bucket_labels)
+            duration = series.duration
+            _add_histogram(
+                families[Families.DURATION], view, series, duration, CountKind.DURATION_BUCKET
+            )
             if series.queue_wait is not None:
                 _add_histogram(
-                    families[Families.QUEUE_WAIT], labels, series.queue_wait, view.bucket_labels
+                    families[Families.QUEUE_WAIT],
+                    view,
+                    series,
+                    series.queue_wait,
+                    CountKind.QUEUE_WAIT_BUCKET,
                 )
         for row in view.sources:
             if row.up is not None:
@@ -187,9 +221,19 @@ def _new(family: Family) -> Any:
 
 def _add_histogram(
     family: HistogramMetricFamily,
-    labels: list[str],
+    view: MetricsView,
+    series: JobSeries,
     values: HistogramValues,
-    bucket_labels: tuple[str, ...],
+    bucket_family: str,
 ) -> None:
-    buckets = list(zip(bucket_labels, values.cumulative, strict=True))
-    family.add_metric(labels, buckets, values.sum)
+    """One series' histogram, each bucket with its exemplar if it has one (OpenMetrics
+    shows them; the text format leaves them out)."""
+    buckets: list[Any] = list(zip(view.bucket_labels, values.cumulative, strict=True))
+    exemplars = view.bucket_exemplars(series, bucket_family)
+    if exemplars is not None:
+        for position, exemplar in enumerate(exemplars):
+            if exemplar is not None:
+                labels_of = {EXEMPLAR_LABEL: exemplar.job_id}
+                witness = ClientExemplar(labels_of, exemplar.value, exemplar.at_s)
+                buckets[position] = (*buckets[position], witness)
+    family.add_metric(list(series.labels), buckets, values.sum)

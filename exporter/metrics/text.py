@@ -14,7 +14,8 @@ import math
 from collections.abc import Callable
 
 from exporter.metrics.view import Families, Family, HistogramValues, MetricsView
-from exporter.model.counts import Outcome, PushRefusal, RetryTrigger, ScrapeErrorReason
+from exporter.model.counts import CountKind, Outcome, PushRefusal, RetryTrigger, ScrapeErrorReason
+from exporter.model.exemplars import EXEMPLAR_LABEL, Exemplar
 from exporter.model.schedules import FireResult
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -106,16 +107,20 @@ def render_into(
             for suffix, count in zip(suffixes, getter(one), strict=True):
                 add(f"{prefix}{suffix}{number(count)}\n")
             flush_often()
-    for family, getter in (
-        (Families.DURATION, lambda one: one.duration),
-        (Families.QUEUE_WAIT, lambda one: one.queue_wait),
+    with_exemplars = openmetrics and bool(view.exemplars)  # the text format has none
+    for family, bucket_family, getter in (
+        (Families.DURATION, CountKind.DURATION_BUCKET, lambda one: one.duration),
+        (Families.QUEUE_WAIT, CountKind.QUEUE_WAIT_BUCKET, lambda one: one.queue_wait),
     ):
         name = header(family)
         les = [f',le="{le}"}} ' for le in view.bucket_labels]
         for text, one in pairs:
             values = getter(one)
             if values is not None:
-                _histogram(add, name, text, les, values)
+                exemplars = None
+                if with_exemplars:
+                    exemplars = view.bucket_exemplars(one, bucket_family)
+                _histogram(add, name, text, les, values, exemplars)
                 flush_often()
 
     _health(view, header, add)
@@ -126,13 +131,31 @@ def render_into(
 
 
 def _histogram(
-    add: Callable[[str], None], name: str, text: str, les: list[str], values: HistogramValues
+    add: Callable[[str], None],
+    name: str,
+    text: str,
+    les: list[str],
+    values: HistogramValues,
+    exemplars: tuple[Exemplar | None, ...] | None = None,
 ) -> None:
     bucket = f"{name}_bucket{{{text}"
-    for le, count in zip(les, values.cumulative, strict=True):
-        add(f"{bucket}{le}{number(count)}\n")
+    if exemplars is None:
+        for le, count in zip(les, values.cumulative, strict=True):
+            add(f"{bucket}{le}{number(count)}\n")
+    else:
+        for le, count, exemplar in zip(les, values.cumulative, exemplars, strict=True):
+            if exemplar is None:
+                add(f"{bucket}{le}{number(count)}\n")
+            else:
+                add(f"{bucket}{le}{number(count)}{_exemplar(exemplar)}\n")
     add(f"{name}_count{{{text}}} {number(values.count)}\n")
     add(f"{name}_sum{{{text}}} {number(values.sum)}\n")
+
+
+def _exemplar(exemplar: Exemplar) -> str:
+    """An OpenMetrics bucket's exemplar: ` # {job_id="ID"} VALUE TIMESTAMP`."""
+    job_id = escape_label(exemplar.job_id)
+    return f' # {{{EXEMPLAR_LABEL}="{job_id}"}} {number(exemplar.value)} {number(exemplar.at_s)}'
 
 
 def _health(view: MetricsView, header: Callable[[Family], str], add: Callable[[str], None]):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from exporter.health import SourceHealth
 from exporter.model.counts import (
@@ -20,6 +20,7 @@ from exporter.model.counts import (
     RetryTrigger,
     ScrapeErrorReason,
 )
+from exporter.model.exemplars import Exemplar, SeriesExemplars, SeriesKey
 from exporter.model.schedules import Schedule
 from exporter.store import Snapshot
 
@@ -251,6 +252,18 @@ class MetricsView:
     push_refused: tuple[float, ...] = (0.0,) * len(PushRefusal.ALL)  # in PushRefusal.ALL order
     revision: str = "unknown"  # build_info's other labels (exporter/metrics/build.py)
     python_version: str = ""
+    # This process's exemplars per series (the board's, not to be changed): read per
+    # series only by OpenMetrics, through `bucket_exemplars`, so the text format pays
+    # nothing for them.
+    exemplars: Mapping[SeriesKey, SeriesExemplars] = field(default_factory=dict)
+
+    def bucket_exemplars(
+        self, series: JobSeries, family: str
+    ) -> tuple[Exemplar | None, ...] | None:
+        """The exemplar of each bucket of one of `series`' histograms (`family` is its
+        CountKind.*_BUCKET), in bucket order; None when it has none."""
+        recorded = self.exemplars.get(series.labels)
+        return None if recorded is None else recorded.get(family)
 
 
 def build_view(
@@ -264,6 +277,7 @@ def build_view(
     push_refused: Mapping[str, float] | None = None,
     revision: str = "unknown",
     python_version: str = "",
+    exemplars: Mapping[SeriesKey, SeriesExemplars] | None = None,
 ) -> MetricsView:
     """The view of a snapshot (None when the store was never read: health alone)."""
     series: tuple[JobSeries, ...] = ()
@@ -292,6 +306,7 @@ def build_view(
         push_refused=tuple(float((push_refused or {}).get(r, 0)) for r in PushRefusal.ALL),
         revision=revision,
         python_version=python_version,
+        exemplars=exemplars or {},
     )
 
 

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 from prometheus_client.utils import floatToGoString
 
+from exporter.model.exemplars import ExemplarDeltas, exemplar_of, fits
+
 
 class CountKind:
     """The `family` of a stored count row. The values are what the store's rows hold, so they
@@ -106,9 +108,24 @@ def observe(
     bucket_family: str,
     sum_family: str,
     seconds: float,
+    *,
+    job_id: str | None = None,
+    at_ms: float = 0.0,
+    exemplars: ExemplarDeltas | None = None,
 ) -> None:
-    """Add one observation of a histogram to `deltas`."""
-    observe_all(deltas, buckets, series, bucket_family, sum_family, [seconds])
+    """Add one observation of a histogram to `deltas`; with `exemplars`, the job it was
+    (`job_id`, observed at `at_ms`) becomes its bucket's exemplar."""
+    observe_all(
+        deltas,
+        buckets,
+        series,
+        bucket_family,
+        sum_family,
+        [seconds],
+        job_ids=None if job_id is None else [job_id],
+        at_ms=at_ms,
+        exemplars=exemplars,
+    )
 
 
 def observe_all(
@@ -118,12 +135,41 @@ def observe_all(
     bucket_family: str,
     sum_family: str,
     observations: list[float],
+    *,
+    job_ids: list[str] | None = None,
+    at_ms: float = 0.0,
+    exemplars: ExemplarDeltas | None = None,
 ) -> None:
-    """Add several observations of one series at once: one sum change for all of them."""
+    """Add several observations of one series at once: one sum change for all of them.
+
+    With `exemplars` and `job_ids` (one per observation, in the order observed), each
+    bucket's last observation whose id fits an exemplar becomes its exemplar. Only the
+    place of each bucket's last observation is kept on the way, so a 100,000-job scrape
+    builds one exemplar per bucket, not one per job."""
     labels, bounds = buckets.labels, buckets.bounds
     total = 0.0
-    for seconds in observations:
-        seconds = max(0.0, seconds)
-        deltas[(*series, bucket_family, labels[bisect_left(bounds, seconds)])] += 1
-        total += seconds
+    if exemplars is None or job_ids is None:
+        for seconds in observations:
+            seconds = max(0.0, seconds)
+            deltas[(*series, bucket_family, labels[bisect_left(bounds, seconds)])] += 1
+            total += seconds
+    else:
+        last = [-1] * len(bounds)  # per bucket, the place of its last observation
+        for place, seconds in enumerate(observations):
+            seconds = max(0.0, seconds)
+            position = bisect_left(bounds, seconds)
+            deltas[(*series, bucket_family, labels[position])] += 1
+            total += seconds
+            last[position] = place
+        for position, place in enumerate(last):
+            # The last id that fits; one that does not is rare, and only then are the
+            # bucket's earlier observations looked through.
+            while place >= 0 and not (
+                fits(job_ids[place])
+                and bisect_left(bounds, max(0.0, observations[place])) == position
+            ):
+                place -= 1
+            if place >= 0:
+                key = (*series, bucket_family, labels[position])
+                exemplars[key] = exemplar_of(job_ids[place], max(0.0, observations[place]), at_ms)
     deltas[(*series, sum_family, "")] += total  # type: ignore[assignment]  # sums are floats

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from exporter.model.counts import CountDeltas
+from exporter.model.exemplars import ExemplarDeltas
 
 API_SOURCE = "api"  # the `source` label of every job-API series (docs/contract.md §3)
 
@@ -63,11 +64,14 @@ class QueueChange:
 
     With `schedule_success_ms`, the schedule that fired the job (if one did) records a
     success at that instant in the same transaction (unless it has one as late already).
+    `exemplars` are not written: the queue hands them to this process's board once the
+    change is committed.
     """
 
     job: QueueJob
     counts: CountDeltas = field(default_factory=CountDeltas)
     schedule_success_ms: float | None = None
+    exemplars: ExemplarDeltas = field(default_factory=dict)
 
 
 # Decides a job's next state from its current one; raising aborts the whole transaction.

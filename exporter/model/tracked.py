@@ -9,6 +9,7 @@ from typing import NamedTuple
 import msgspec
 
 from exporter.model.counts import CountDeltas
+from exporter.model.exemplars import ExemplarDeltas
 
 Series = tuple[str, str]  # (type, name) label values after folding
 
@@ -129,6 +130,8 @@ class Plan:
     deletes: list[str] = field(default_factory=list)  # pending jobs gone before they started
     touches: list[Touch] = field(default_factory=list)
     counts: CountDeltas = field(default_factory=CountDeltas)
+    # The latest job observed per bucket, for this process's exemplars once committed.
+    exemplars: ExemplarDeltas = field(default_factory=dict)
     new_series: set[Series] = field(default_factory=set)
     new_types: set[str] = field(default_factory=set)
     deduplicated: bool = False  # some id was listed more than once

@@ -26,6 +26,7 @@ from exporter.metrics.collector import JobCollector
 from exporter.metrics.page import MetricsPage
 from exporter.metrics.process import ProcessMetrics
 from exporter.model.counts import Buckets
+from exporter.model.exemplars import ExemplarBoard
 from exporter.runtime.allocator import give_back
 from exporter.runtime.sweeps import Sweeper
 from exporter.runtime.timers import Timers
@@ -62,16 +63,20 @@ class Runtime:
         self.store = store or open_store(settings.store)
         targets = _targets(settings)
         self.health = HealthBoard([target.name for target in targets])
+        buckets = Buckets(settings.duration_buckets)
+        # The latest job per histogram bucket, fed by scrapes, pushes and the job API.
+        self.exemplars = ExemplarBoard(buckets.labels)
         store = self.store
         budget = SeriesBudget(settings.max_series, seed=lambda: store.snapshot().series.keys())
         self.ingestor = Ingestor(
             self.store,
             TrackingRules(
                 guard=LabelGuard(settings.max_series_per_source, budget),
-                buckets=Buckets(settings.duration_buckets),
+                buckets=buckets,
                 retention_ms=settings.retention_ms,
             ),
             max_push_sources=settings.max_push_sources,
+            exemplars=self.exemplars,
         )
         limits = FetchLimits.within(
             settings.scrape_timeout,
@@ -89,6 +94,7 @@ class Runtime:
             self.ingestor.rules.buckets,
             build_info(),
             push_refused=self.ingestor.refused_pushes,
+            exemplars=self.exemplars,
         )
         self.registry.register(self.collector)
         self.process_metrics = ProcessMetrics()  # process_* and python_*, fresh each time
@@ -105,6 +111,7 @@ class Runtime:
             ),
             guard=self.ingestor.rules.guard,
             rng=rng,
+            exemplars=self.exemplars,
         )
         # Recurring jobs (the API's schedules).
         self.schedules = Scheduler(

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from exporter.config import DAY_MS, DEFAULT_MAX_PUSH_SOURCES, DEFAULT_RETENTION_DAYS
 from exporter.model.counts import Buckets, CountKind, PushRefusal
+from exporter.model.exemplars import ExemplarBoard
 from exporter.model.jobinfo import JobInfo
 from exporter.model.tracked import Plan, SourceIndex
 from exporter.store import Prune, StaleIndex, Store, StoreError
@@ -59,9 +60,14 @@ class Ingestor:
         rules: TrackingRules | None = None,
         *,
         max_push_sources: int = DEFAULT_MAX_PUSH_SOURCES,
+        exemplars: ExemplarBoard | None = None,
     ) -> None:
         self.store = store
         self.rules = rules or TrackingRules()
+        # The latest job per bucket, in memory (docs/monitoring.md, "Exemplars").
+        if exemplars is None:
+            exemplars = ExemplarBoard(self.rules.buckets.labels)
+        self.exemplars = exemplars
         self.max_push_sources = max_push_sources
         self._sources: dict[str, SourceState] = {}
         self._sources_guard = threading.Lock()
@@ -245,6 +251,8 @@ class Ingestor:
             except StaleIndex:
                 state.index = None  # another writer moved on: reload, plan again
                 continue
+            # Only once committed: an exemplar must name a job whose counts are stored.
+            self.exemplars.record(state.name, plan.exemplars)
             return plan, prune is not None
         raise StoreError(f"source {state.name!r} kept changing under this write")
 

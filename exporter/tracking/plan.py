@@ -193,6 +193,7 @@ def _plan_pass(
     started: Counter[Series] = Counter()
     outcomes: Counter[tuple[Series, str]] = Counter()
     durations: dict[Series, list[float]] = defaultdict(list)
+    duration_ids: dict[Series, list[str]] = defaultdict(list)  # whose, in the same order
     # type -> name -> the tally of new jobs of a pair labelled as itself. Two lookups by
     # string find it with no (type, name) tuple built and hashed per job.
     tallies: dict[str, dict[str, _Tally]] = {}
@@ -217,7 +218,9 @@ def _plan_pass(
                 runs.known(job_id, job, known)
             elif job.is_finished:
                 if job.error is None:
-                    _finish_known(plan, source, job_id, job, known, now_ms, outcomes, durations)
+                    _finish_known(
+                        plan, source, job_id, job, known, now_ms, outcomes, durations, duration_ids
+                    )
                 else:  # an error to keep, or one of an earlier run to clear
                     runs.known(job_id, job, known)
             else:
@@ -267,6 +270,7 @@ def _plan_pass(
             finish_ms = job.finish_timestamp
             if finish_ms is not None:
                 tally.durations.append((finish_ms - start_ms) / 1000)
+                tally.ids.append(job_id)
             finished_inserts((source, job_id, job_type, name, start_ms, finish_ms, now_ms, outcome))
             plan.new_finished += 1
         elif start_ms < late_ms:  # pushed long after it started: lost-after runs from now
@@ -277,8 +281,8 @@ def _plan_pass(
             new_open((job_id, OpenJob(tally.series, start_ms)))
     for names in tallies.values():
         for tally in names.values():
-            tally.add_to(started, outcomes, durations)
-    _add_counts(plan, buckets, started, outcomes, durations)
+            tally.add_to(started, outcomes, durations, duration_ids)
+    _add_counts(plan, buckets, started, outcomes, durations, duration_ids, now_ms)
     if complete_list and unlisted is not None:
         open_jobs = index.open
         candidates = ((i, open_jobs[i]) for i in unlisted if i in open_jobs)
@@ -304,12 +308,14 @@ class _Tally:
     completed: int = 0
     failed: int = 0
     durations: list[float] = field(default_factory=list)
+    ids: list[str] = field(default_factory=list)  # whose durations, in the same order
 
     def add_to(
         self,
         started: Counter[Series],
         outcomes: Counter[tuple[Series, str]],
         durations: dict[Series, list[float]],
+        duration_ids: dict[Series, list[str]],
     ) -> None:
         series = self.series
         started[series] += self.started
@@ -319,6 +325,7 @@ class _Tally:
             outcomes[(series, Outcome.FAILED)] += self.failed
         if self.durations:
             durations[series].extend(self.durations)
+            duration_ids[series].extend(self.ids)
 
 
 def _add_counts(
@@ -327,6 +334,8 @@ def _add_counts(
     started: Counter[Series],
     outcomes: Counter[tuple[Series, str]],
     durations: dict[Series, list[float]],
+    duration_ids: dict[Series, list[str]],
+    now_ms: float,
 ) -> None:
     counts = plan.counts
     for series, n in started.items():
@@ -335,7 +344,15 @@ def _add_counts(
         counts[(*series, CountKind.FINISHED, outcome)] += n
     for series, seconds in durations.items():
         observe_all(
-            counts, buckets, series, CountKind.DURATION_BUCKET, CountKind.DURATION_SUM, seconds
+            counts,
+            buckets,
+            series,
+            CountKind.DURATION_BUCKET,
+            CountKind.DURATION_SUM,
+            seconds,
+            job_ids=duration_ids[series],
+            at_ms=now_ms,
+            exemplars=plan.exemplars,
         )
 
 
@@ -348,11 +365,13 @@ def _finish_known(
     now_ms: float,
     outcomes: Counter[tuple[Series, str]],
     durations: dict[Series, list[float]],
+    duration_ids: dict[Series, list[str]],
 ) -> None:
     outcome = Outcome.FAILED if job.failed else Outcome.COMPLETED
     end_ms = job.finish_timestamp if job.finish_timestamp is not None else now_ms
     outcomes[(known.series, outcome)] += 1
     durations[known.series].append((end_ms - job.start_timestamp) / 1000)
+    duration_ids[known.series].append(job_id)
     plan.finishes.append(FinishRow(outcome, end_ms, now_ms, source, job_id))
 
 

@@ -143,12 +143,12 @@ class Runs:
                 # A later run is reported, and nobody said this one ended: it failed, and
                 # a retry was scheduled.
                 end = job.start_timestamp if job.start_timestamp >= known.start_ms else None
-                self._end_failed(series, state, end, None)
+                self._end_failed(series, state, end, None, job_id)
                 self._retry(series)
                 self._wait(series, state, RETRY, job)
                 self._after_wait(series, state, job, kind)
             elif kind == "retrying":
-                self._end_failed(series, state, job.finish_timestamp, job.error)
+                self._end_failed(series, state, job.finish_timestamp, job.error, job_id)
                 self._retry(series)
                 self._wait(series, state, RETRY, job)
             elif kind in _FINISHED:
@@ -228,7 +228,9 @@ class Runs:
         self._count(series, CountKind.STARTED, "", 1)
         if queued_since is not None:
             wait_s = (start - queued_since) / 1000
-            self._observe(series, CountKind.QUEUE_WAIT_BUCKET, CountKind.QUEUE_WAIT_SUM, wait_s)
+            self._observe(
+                series, CountKind.QUEUE_WAIT_BUCKET, CountKind.QUEUE_WAIT_SUM, wait_s, job.id
+            )
         if job.enqueue_timestamp is not None:
             state.enqueue_ms = job.enqueue_timestamp
         state.start_ms = state.since_ms = start
@@ -236,7 +238,7 @@ class Runs:
         state.finish_ms = None
         kind = _kind(job)
         if kind == "retrying":
-            self._end_failed(series, state, job.finish_timestamp, job.error)
+            self._end_failed(series, state, job.finish_timestamp, job.error, job.id)
             self._retry(series)
             self._wait(series, state, RETRY, job)
         elif kind in _FINISHED:
@@ -255,14 +257,13 @@ class Runs:
             state.error = job.error
 
     def _end_failed(
-        self, series: Series, state: _State, end_ms: float | None, error: str | None
+        self, series: Series, state: _State, end_ms: float | None, error: str | None, job_id: str
     ) -> None:
         """The run under way ended failed (a retry follows)."""
         end = end_ms if end_ms is not None else self.now_ms
         self._count(series, CountKind.FINISHED, Outcome.FAILED, 1)
-        self._observe(
-            series, CountKind.DURATION_BUCKET, CountKind.DURATION_SUM, (end - state.start_ms) / 1000
-        )
+        seconds = (end - state.start_ms) / 1000
+        self._observe(series, CountKind.DURATION_BUCKET, CountKind.DURATION_SUM, seconds, job_id)
         state.finish_ms = end
         if error is not None:
             state.error = error
@@ -281,6 +282,7 @@ class Runs:
                 CountKind.DURATION_BUCKET,
                 CountKind.DURATION_SUM,
                 (end - job.start_timestamp) / 1000,
+                job.id,
             )
             finish = end
         elif finish is not None:
@@ -289,6 +291,7 @@ class Runs:
                 CountKind.DURATION_BUCKET,
                 CountKind.DURATION_SUM,
                 (finish - job.start_timestamp) / 1000,
+                job.id,
             )
         state.outcome = outcome
         state.finish_ms = finish
@@ -303,8 +306,21 @@ class Runs:
     def _count(self, series: Series, kind: str, label: str, n: int) -> None:
         self.plan.counts[(*series, kind, label)] += n
 
-    def _observe(self, series: Series, bucket: str, total: str, seconds: float) -> None:
-        observe(self.plan.counts, self.buckets, series, bucket, total, seconds)
+    def _observe(
+        self, series: Series, bucket: str, total: str, seconds: float, job_id: str
+    ) -> None:
+        """One observation of `job_id`, its bucket's exemplar once the plan is written."""
+        observe(
+            self.plan.counts,
+            self.buckets,
+            series,
+            bucket,
+            total,
+            seconds,
+            job_id=job_id,
+            at_ms=self.now_ms,
+            exemplars=self.plan.exemplars,
+        )
 
     def _series_of(self, job: JobInfo) -> Series:
         labels = self.labels(self.index, self.plan, job.background_job_type, job.name)
