@@ -14,6 +14,7 @@ from exporter.api import (
     errors,
     jobs,
     metrics,
+    off,
     openapi,
     origins,
     push,
@@ -49,11 +50,17 @@ def create_app(
     app.register_blueprint(metrics.blueprint)
     app.register_blueprint(push.blueprint)
     app.register_blueprint(tracked.blueprint)
-    app.register_blueprint(jobs.blueprint)
-    app.register_blueprint(schedules.blueprint)
+    if settings.job_api:
+        app.register_blueprint(jobs.blueprint)
+        app.register_blueprint(schedules.blueprint)
+    else:
+        app.register_blueprint(off.job_api_off())
     app.register_blueprint(openapi.blueprint)
-    app.register_blueprint(stats.blueprint)
-    app.register_blueprint(web.blueprint)
+    if settings.page:
+        app.register_blueprint(stats.blueprint)
+        app.register_blueprint(web.blueprint)
+    else:
+        app.register_blueprint(off.page_off())
     if settings.mock_source:
         demo.init_app(app, runtime.clock)
     return app

@@ -8,7 +8,6 @@ in `--help` (all of them from config.py). Each option is the Settings field of i
 from __future__ import annotations
 
 import logging
-import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import replace
@@ -21,9 +20,11 @@ from exporter import __version__
 from exporter.config import (
     DEFAULT_BACKOFF_BASE,
     DEFAULT_BACKOFF_CAP,
+    DEFAULT_DURATION_BUCKETS,
     DEFAULT_IDLE_TIMEOUT,
     DEFAULT_LEASE_SECONDS,
     DEFAULT_LISTEN,
+    DEFAULT_LOG_FORMAT,
     DEFAULT_LOG_LEVEL,
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_MAX_BODY_BYTES,
@@ -45,6 +46,7 @@ from exporter.config import (
     DEMO_LISTEN,
     DEMO_SCRAPE_INTERVAL,
     DEMO_WORKERS,
+    LOG_FORMATS,
     MAX_ATTEMPTS_LIMIT,
     MIN_SCRAPE_INTERVAL,
     ConfigError,
@@ -53,19 +55,22 @@ from exporter.config import (
     load_yaml,
     lost_after_for_from_yaml,
     make_source,
+    parse_buckets,
     parse_listen,
     parse_lost_after_for,
     parse_source,
     sources_from_yaml,
 )
+from exporter.runtime import logs
 from exporter.runtime.healthcheck import healthcheck
 
 log = logging.getLogger(__name__)
 
 
 def option(flag: str, *names: str, **kwargs: Any):
-    """A click option that also reads JOB_EXPORTER_<OPTION> (docs/contract.md §5)."""
-    variable = "JOB_EXPORTER_" + flag.lstrip("-").upper().replace("-", "_")
+    """A click option that also reads JOB_EXPORTER_<OPTION> (docs/contract.md §5); a
+    `--name/--no-name` flag reads JOB_EXPORTER_NAME (true or false)."""
+    variable = "JOB_EXPORTER_" + flag.split("/")[0].lstrip("-").upper().replace("-", "_")
     return click.option(flag, *names, envvar=variable, show_envvar=True, **kwargs)
 
 
@@ -105,6 +110,13 @@ def _common_options(func):
             default=DEFAULT_LOG_LEVEL,
         ),
         option(
+            "--log-format",
+            type=click.Choice(LOG_FORMATS, case_sensitive=False),
+            default=DEFAULT_LOG_FORMAT,
+            help="text lines, or one JSON object per line (time, level, logger, message, "
+            "exception).",
+        ),
+        option(
             "--threads",
             type=click.IntRange(1, 256),
             default=DEFAULT_THREADS,
@@ -115,6 +127,13 @@ def _common_options(func):
             type=click.IntRange(min=1),
             default=DEFAULT_MAX_CONNECTIONS,
             help="Open HTTP connections at once (slow clients hold one each, not a thread).",
+        ),
+        option(
+            "--duration-buckets",
+            type=_Buckets(),
+            default=",".join(f"{bound:g}" for bound in DEFAULT_DURATION_BUCKETS),
+            help="Upper bounds, in seconds, of the duration and queue wait histograms "
+            "(+Inf is added); at most 30, increasing. A change keeps every stored count.",
         ),
         option(
             "--idle-timeout",
@@ -242,7 +261,19 @@ def _api_options(func):
     return func
 
 
-_NOT_SETTINGS = frozenset({"log_level"})  # read by the command itself
+_NOT_SETTINGS = frozenset({"log_level", "log_format"})  # read by the command itself
+
+
+class _Buckets(click.ParamType):
+    """`0.005,0.01,...` (a YAML list too) to increasing bounds, for --duration-buckets."""
+
+    name = "SECONDS,..."
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        try:
+            return parse_buckets(value)
+        except ConfigError as error:
+            self.fail(str(error), param, ctx)
 
 
 class _LostAfterFor(click.ParamType):
@@ -322,6 +353,18 @@ def main() -> None:
 )
 @_api_options
 @option(
+    "--job-api/--no-job-api",
+    default=True,
+    help="Serve the job API (jobs, leases, schedules) and run its sweeps; off, its paths "
+    "answer 404. Push, /metrics, /healthz and /readyz stay.",
+)
+@option(
+    "--page/--no-page",
+    default=True,
+    help="Serve the built-in page, its files and its chart data (/api/v1/stats); off, "
+    "they answer 404 and no history is sampled.",
+)
+@option(
     "--retention-days",
     type=click.FloatRange(min=0.001),
     default=DEFAULT_RETENTION_DAYS,
@@ -330,7 +373,7 @@ def main() -> None:
 @click.pass_context
 def serve(ctx: click.Context, **options: Any) -> None:
     """Scrape the sources and serve /metrics."""
-    _configure_logging(options["log_level"])
+    logs.configure(options["log_level"], options["log_format"].lower())
     sources = [*ctx.meta.get("config_sources", [])]
     try:
         given = options.pop("sources")
@@ -356,7 +399,7 @@ def serve(ctx: click.Context, **options: Any) -> None:
 def demo(ctx: click.Context, **options: Any) -> None:
     """Everything on one machine: embedded store, built-in mock source, its scrapes, and
     demo workers running job-API jobs."""
-    _configure_logging(options["log_level"])
+    logs.configure(options["log_level"], options["log_format"].lower())
     with tempfile.TemporaryDirectory(prefix="job-exporter-demo-") as folder:
         options["store"] = options["store"] or f"sqlite:///{Path(folder, 'demo.db').as_posix()}"
         given = _settings_options(options)
@@ -438,16 +481,6 @@ def _merge_sources(from_file: list[SourceSettings], given: tuple[str, ...]) -> l
         interval = merged[source.name].interval if source.name in merged else None
         merged[source.name] = SourceSettings(source.name, source.url, interval)
     return list(merged.values())
-
-
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
-    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -3,6 +3,7 @@ options (the command line wires that order); parsed and checked once, then read-
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,14 @@ DEFAULT_THREADS = 8
 DEFAULT_MAX_CONNECTIONS = 4096
 DEFAULT_IDLE_TIMEOUT = 30.0  # seconds an idle connection stays open
 DEFAULT_LOG_LEVEL = "info"
+LOG_FORMATS = ("text", "json")  # text lines, or one JSON object per line (exporter/runtime/logs.py)
+DEFAULT_LOG_FORMAT = "text"
+# Upper bounds of the duration and queue wait histograms, in seconds (+Inf is added): from
+# 0.1 s to 4 h, for jobs of seconds to hours. Each bound is a series per job series and
+# histogram, so their number is bounded; millisecond tasks may want finer low ones
+# (`--duration-buckets 0.005,0.01,0.025,0.05,0.1,0.25,0.5,1,2.5,5,10,30`).
+DEFAULT_DURATION_BUCKETS = DEFAULT_BUCKETS
+MAX_DURATION_BUCKETS = 30
 SOURCE_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 # The RQ source (docs/contract.md §6): `rq+redis://HOST:PORT/DB?queues=a,b&max_jobs=N`.
 RQ_SCHEMES = ("rq+redis", "rq+rediss")
@@ -110,11 +119,14 @@ class Settings:
     max_push_sources: int = DEFAULT_MAX_PUSH_SOURCES  # distinct push sources (429 beyond)
     scrape_redirects_elsewhere: bool = False  # follow a source's redirect to another host/port
     retention_days: float = DEFAULT_RETENTION_DAYS
-    buckets: tuple[float, ...] = DEFAULT_BUCKETS
+    duration_buckets: tuple[float, ...] = DEFAULT_DURATION_BUCKETS  # and the queue wait's
     threads: int = DEFAULT_THREADS
     max_connections: int = DEFAULT_MAX_CONNECTIONS  # open HTTP connections at once
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT  # seconds before an idle connection closes
     mock_source: bool = False  # serve the built-in mock jobs endpoint at /demo/jobs
+    # Off for a pure exporter: push, /metrics, /healthz and /readyz stay.
+    job_api: bool = True  # jobs, leases and schedules, with their sweeps
+    page: bool = True  # the built-in page, its files and chart data, with its history sampler
     # The push and job API (docs/contract.md §4).
     api_token: str | None = None  # when set, every write under /api/ needs this bearer token
     api_token_reads: bool = False  # ... and every read under /api/ too
@@ -153,6 +165,7 @@ class Settings:
             raise ConfigError("max_push_sources must be at least 1")
         if self.retention_days <= 0:
             raise ConfigError("retention_days must be positive")
+        check_buckets(self.duration_buckets)
         tokens = [t for t in (self.api_token, self.worker_token, self.viewer_token) if t]
         for name in ("api_token", "worker_token", "viewer_token"):
             value = getattr(self, name)
@@ -225,6 +238,35 @@ def parse_listen(listen: str) -> tuple[str, int]:
     if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise ConfigError(f"listen must be HOST:PORT, got {listen!r}")
     return (host.strip("[]") or "0.0.0.0"), int(port)
+
+
+def parse_buckets(value: Any) -> tuple[float, ...]:
+    """`0.005,0.01,...` (or a YAML list of numbers) to histogram bounds, checked."""
+    pieces = value.split(",") if isinstance(value, str) else value
+    if not isinstance(pieces, list | tuple):
+        raise ConfigError(f"must be a comma-separated list of seconds, got {value!r}")
+    bounds = []
+    for piece in pieces:
+        try:
+            bounds.append(float(piece.strip() if isinstance(piece, str) else piece))
+        except (TypeError, ValueError):
+            raise ConfigError(f"{piece!r} is not a number of seconds") from None
+    check_buckets(tuple(bounds))
+    return tuple(bounds)
+
+
+def check_buckets(bounds: tuple[float, ...]) -> None:
+    """Raise ConfigError unless `bounds` are 1 to MAX_DURATION_BUCKETS finite, positive
+    seconds in increasing order (the +Inf bucket is always there, and not given)."""
+    if not 1 <= len(bounds) <= MAX_DURATION_BUCKETS:
+        raise ConfigError(f"must list 1 to {MAX_DURATION_BUCKETS} bucket bounds, got {len(bounds)}")
+    for bound in bounds:
+        if not (0 < bound < float("inf")):  # NaN fails too
+            raise ConfigError(f"bounds must be positive, finite seconds (+Inf is implied): {bound}")
+    for lower, upper in itertools.pairwise(bounds):
+        if upper <= lower:
+            what = "repeated" if upper == lower else "out of order"
+            raise ConfigError(f"bounds must increase: {upper:g} after {lower:g} is {what}")
 
 
 def parse_source(text: str, interval: float | None = None) -> SourceSettings:

@@ -31,19 +31,24 @@ def test_metrics_text_openmetrics_and_gzip(exporter: Exporter, job_source: JobSo
         f"{exporter.url}/metrics", headers={"Accept-Encoding": "gzip"}, timeout=5, stream=True
     )
     assert raw.headers["Content-Encoding"] == "gzip"
-    assert gzip.decompress(raw.raw.read()).decode() == plain.text
+    assert job_lines(gzip.decompress(raw.raw.read()).decode()) == job_lines(plain.text)
+
+
+def job_lines(text: str) -> list[str]:
+    """The page without the process families, which are fresh on every answer."""
+    return [line for line in text.splitlines() if "process_" not in line and "python_" not in line]
 
 
 def test_metrics_bytes_are_reused_until_something_changes(exporter: Exporter, job_source):
     job_source.serve_jobs([job("a")])
     exporter.scrape()
     page = exporter.runtime.metrics_page
-    first, _ = page.render(None, False)
-    again, _ = page.render(None, False)
+    (first, _), _ = page.render(None, False)
+    (again, _), _ = page.render(None, False)
     assert again is first  # the very same bytes: nothing was rendered again
     job_source.serve_jobs([job("a"), job("b")])
     exporter.scrape()
-    changed, _ = page.render(None, False)
+    (changed, _), _ = page.render(None, False)
     assert changed is not first
     assert Metrics(changed.decode()).job("background_jobs_started_total") == 2
 

@@ -55,7 +55,7 @@ def test_the_same_id_twice_in_one_push_counts_once(server):
 
 def test_one_bad_item_rejects_the_batch_and_leaves_no_trace(server):
     server.post(PUSH, job("keep", start_ms=START_MS))  # something already there
-    before = server.metrics().samples
+    before = server.metrics().exporter_samples()
     store = server.runtime.store
     tracked_before = store.tracked_jobs()
     counts_before = store.snapshot()
@@ -71,7 +71,7 @@ def test_one_bad_item_rejects_the_batch_and_leaves_no_trace(server):
     assert body["error"]
     assert [(e["index"], e["field"]) for e in body["errors"]] == [(1, "isFinished"), (3, "id")]
     assert all(e["message"] for e in body["errors"])
-    assert server.metrics().samples == before  # not even job_exporter_invalid_jobs_total
+    assert server.metrics().exporter_samples() == before  # not even job_exporter_invalid_jobs_total
     assert store.tracked_jobs() == tracked_before
     after = store.snapshot()
     assert (after.series, after.health, after.running) == (

@@ -68,6 +68,9 @@ class Worker:
                 try:
                     worked = self.run_once()
                 except requests.RequestException as error:
+                    if self._stop.is_set():  # the exporter stopping too (the demo's crew)
+                        log.debug("worker %s: stopped, exporter gone: %s", self.name, error)
+                        break
                     log.warning("worker %s: exporter unreachable: %s", self.name, error)
                     worked = False
                 idle = self.poll_interval if worked else min(idle * 2, self.max_poll_interval)

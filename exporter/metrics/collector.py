@@ -21,6 +21,7 @@ from prometheus_client.metrics_core import (
 from prometheus_client.samples import Exemplar as ClientExemplar
 
 from exporter.health import HealthBoard
+from exporter.metrics.build import BuildInfo
 from exporter.metrics.reader import SnapshotReader
 from exporter.metrics.view import (
     Families,
@@ -59,14 +60,14 @@ class JobCollector:
         store: Store,
         health: HealthBoard,
         buckets: Buckets,
-        version: str,
+        build: BuildInfo,
         push_refused: Callable[[], Mapping[str, int]] | None = None,
         exemplars: ExemplarBoard | None = None,
     ) -> None:
         self.store = store
         self.health = health
         self.buckets = buckets
-        self.version = version
+        self.build = build
         self.reader = SnapshotReader(store)
         self.push_refused = push_refused or dict  # pushes refused, by reason (in memory)
         self.exemplars = ExemplarBoard(buckets.labels) if exemplars is None else exemplars
@@ -100,10 +101,12 @@ class JobCollector:
                 self.health.sources(),
                 store.errors,
                 self.buckets,
-                self.version,
+                self.build.version,
                 store_up=up,
                 clock_step_s=self.health.clock_step_s,
                 push_refused=refused,
+                revision=self.build.revision,
+                python_version=self.build.python_version,
                 exemplars=exemplars,
             )
 
@@ -160,7 +163,9 @@ class JobCollector:
         families[Families.STORE_ERRORS].add_metric([], view.store_errors)
         families[Families.STORE_UP].add_metric([], view.store_up)
         families[Families.CLOCK_STEP].add_metric([], view.clock_step_s)
-        families[Families.BUILD_INFO].add_metric([view.version], 1)
+        families[Families.BUILD_INFO].add_metric(
+            [view.version, view.revision, view.python_version], 1
+        )
         for schedule in view.schedules:
             labels = list(schedule.labels)
             for result, value in zip(FireResult.ALL, schedule.fires, strict=True):

@@ -21,6 +21,7 @@ from exporter.model.schedules import FireResult
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 PIECE_LINES = 4096
+BUILD_LABELS = Families.BUILD_INFO.labels
 
 
 def escape_label(value: str) -> str:
@@ -195,7 +196,9 @@ def _health(view: MetricsView, header: Callable[[Family], str], add: Callable[[s
     name = header(Families.CLOCK_STEP)
     add(f"{name} {number(view.clock_step_s)}\n")
     name = header(Families.BUILD_INFO)
-    add(f'{name}{{version="{escape_label(view.version)}"}} 1\n')
+    build = (view.version, view.revision, view.python_version)
+    labels = ",".join(f'{k}="{escape_label(v)}"' for k, v in zip(BUILD_LABELS, build, strict=True))
+    add(f"{name}{{{labels}}} 1\n")
 
 
 def _schedules(view: MetricsView, header: Callable[[Family], str], add: Callable[[str], None]):

@@ -146,8 +146,8 @@ class Families:
     BUILD_INFO = Family(
         "job_exporter_build_info",
         "gauge",
-        "Always 1; the version label says which release runs.",
-        ("version",),
+        "Always 1; its labels say which release, source revision and Python run.",
+        ("version", "revision", "python_version"),
     )
     SCHEDULE_FIRES = Family(
         "job_exporter_schedule_fires",
@@ -250,6 +250,8 @@ class MetricsView:
     store_up: float = 1
     clock_step_s: float = 0
     push_refused: tuple[float, ...] = (0.0,) * len(PushRefusal.ALL)  # in PushRefusal.ALL order
+    revision: str = "unknown"  # build_info's other labels (exporter/metrics/build.py)
+    python_version: str = ""
     # This process's exemplars per series (the board's, not to be changed): read per
     # series only by OpenMetrics, through `bucket_exemplars`, so the text format pays
     # nothing for them.
@@ -273,6 +275,8 @@ def build_view(
     store_up: bool = True,
     clock_step_s: float = 0,
     push_refused: Mapping[str, float] | None = None,
+    revision: str = "unknown",
+    python_version: str = "",
     exemplars: Mapping[SeriesKey, SeriesExemplars] | None = None,
 ) -> MetricsView:
     """The view of a snapshot (None when the store was never read: health alone)."""
@@ -300,6 +304,8 @@ def build_view(
         store_up=1 if store_up else 0,
         clock_step_s=clock_step_s,
         push_refused=tuple(float((push_refused or {}).get(r, 0)) for r in PushRefusal.ALL),
+        revision=revision,
+        python_version=python_version,
         exemplars=exemplars or {},
     )
 

@@ -127,7 +127,8 @@ class EdgeChannel(HTTPChannel):
     error_task_class = JsonErrorTask
 
     def readable(self) -> bool:
-        refused = bool(self.requests) and self.requests[-1].error is not None
+        latest = self.requests[-1:]  # one read: a task thread may empty the list meanwhile
+        refused = bool(latest) and latest[0].error is not None
         return bool(super().readable()) and not refused
 
 

@@ -15,15 +15,16 @@ from functools import partial
 from flask import current_app
 from prometheus_client import CollectorRegistry
 
-from exporter import __version__
 from exporter.clock import Clock, ClockWatch, SystemClock
 from exporter.config import Settings
 from exporter.health import HealthBoard
 from exporter.jobs.demo_crew import DemoCrew, ensure_demo_schedule
 from exporter.jobs.queue import Backoff, JobQueue, QueuePolicy
 from exporter.jobs.schedules import Scheduler
+from exporter.metrics.build import build_info
 from exporter.metrics.collector import JobCollector
 from exporter.metrics.page import MetricsPage
+from exporter.metrics.process import ProcessMetrics
 from exporter.model.counts import Buckets
 from exporter.model.exemplars import ExemplarBoard
 from exporter.runtime.allocator import give_back
@@ -62,7 +63,7 @@ class Runtime:
         self.store = store or open_store(settings.store)
         targets = _targets(settings)
         self.health = HealthBoard([target.name for target in targets])
-        buckets = Buckets(settings.buckets)
+        buckets = Buckets(settings.duration_buckets)
         # The latest job per histogram bucket, fed by scrapes, pushes and the job API.
         self.exemplars = ExemplarBoard(buckets.labels)
         store = self.store
@@ -91,12 +92,13 @@ class Runtime:
             self.store,
             self.health,
             self.ingestor.rules.buckets,
-            __version__,
+            build_info(),
             push_refused=self.ingestor.refused_pushes,
             exemplars=self.exemplars,
         )
         self.registry.register(self.collector)
-        self.metrics_page = MetricsPage(self.collector.current)
+        self.process_metrics = ProcessMetrics()  # process_* and python_*, fresh each time
+        self.metrics_page = MetricsPage(self.collector.current, self.process_metrics.render)
         self.queue = JobQueue(
             self.store,
             self.clock,
@@ -137,20 +139,26 @@ class Runtime:
 
     def start(self, url: str | None = None) -> None:
         """Scrape every source on its own interval, first right away; sample the dashboard's
-        history; sweep expired leases (every `lease_sweep_interval`), overdue pushed jobs and
-        old API jobs; fire due schedules (every `schedule_sweep_interval`, first right away);
+        history (unless the page is off); sweep expired leases (every
+        `lease_sweep_interval`), overdue pushed jobs and old API jobs; fire due schedules
+        (every `schedule_sweep_interval`, first right away), unless the job API is off;
         watch the wall clock for steps; start the demo crew when asked, its workers reaching
         this process at `url` over HTTP. Sweeps are safe with several replicas: each one's
         writes check the state they change, in the same transaction."""
         timers = Timers()
         for target in self.scraper.targets.values():
             self._scrape_every(timers, target)
-        timers.every("history sample", self.history.limits.step_s, self.history.sample, True)
-        timers.every("lease sweep", self.settings.lease_sweep_interval, self.sweeper.leases)
-        # Fires missed while stopped follow their policy at once.
-        timers.every(
-            "schedule sweep", self.settings.schedule_sweep_interval, self.sweeper.schedules, True
-        )
+        if self.settings.page:  # the page's chart data
+            timers.every("history sample", self.history.limits.step_s, self.history.sample, True)
+        if self.settings.job_api:
+            timers.every("lease sweep", self.settings.lease_sweep_interval, self.sweeper.leases)
+            # Fires missed while stopped follow their policy at once.
+            timers.every(
+                "schedule sweep",
+                self.settings.schedule_sweep_interval,
+                self.sweeper.schedules,
+                True,
+            )
         timers.every(
             "lost-after sweep of pushed jobs",
             min(
@@ -160,9 +168,12 @@ class Runtime:
             ),
             self.sweeper.pushed,
         )
-        timers.every(
-            "retention sweep of API jobs", PUSH_SWEEP_MAX_INTERVAL_S, self.sweeper.finished_api_jobs
-        )
+        if self.settings.job_api:
+            timers.every(
+                "retention sweep of API jobs",
+                PUSH_SWEEP_MAX_INTERVAL_S,
+                self.sweeper.finished_api_jobs,
+            )
         timers.every("clock watch", CLOCK_WATCH_S, self._watch_clock)
         timers.every("store probe", STORE_PROBE_S, self._probe_store)
         timers.start()
@@ -247,8 +258,12 @@ class Runtime:
         if self.demo_crew is not None:
             self.demo_crew.stop()
         if self._timers is not None:
-            self._timers.stop()
+            stopped = self._timers.stop()
             self._timers = None
+            if not stopped:  # a scrape or sweep still uses the store (and may still store
+                # a scrape): the exit frees it, and its source's lease runs out on its own
+                log.warning("the store is left open for the work still running")
+                return
         self.leases.release()
         self.collector.reader.close()
         self.scraper.close()

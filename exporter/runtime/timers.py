@@ -18,9 +18,13 @@ from dataclasses import dataclass, field
 
 log = logging.getLogger(__name__)
 
-# How long stopping waits for work in progress (a scrape has its own timeout; a store that
-# hangs must not hold the exit for ever: the threads are daemons).
-STOP_WAIT_S = 30.0
+# How long stopping waits for work in progress: a scrape or sweep takes milliseconds, and
+# one waiting on a source that hangs (up to its timeout) or a store that does must not hold
+# the exit past the 2 s the process is given after SIGTERM (the threads are daemons).
+STOP_WAIT_S = 1.0
+# How long cancelling one piece of work (a reload dropping a source) waits for its run in
+# progress; the process keeps running, so a scrape gets up to its timeout.
+CANCEL_WAIT_S = 30.0
 
 
 @dataclass
@@ -62,35 +66,38 @@ class Timers:
                 self._launch(work)
 
     def cancel(self, name: str) -> None:
-        """No more runs of `name`; a run in progress finishes first (up to STOP_WAIT_S)."""
+        """No more runs of `name`; a run in progress finishes first (up to CANCEL_WAIT_S)."""
         with self._lock:
             work = self._work.pop(name)
-        self._join([work])
+        self._join([work], CANCEL_WAIT_S)
 
-    def stop(self) -> None:
-        """No new runs; runs in progress finish (up to STOP_WAIT_S in all)."""
+    def stop(self, wait_s: float = STOP_WAIT_S) -> bool:
+        """No new runs; runs in progress finish (up to `wait_s` in all). False when one is
+        still running: what it uses must then be left open."""
         with self._lock:
             work, self._work = list(self._work.values()), {}
             self._started = False
-        self._join(work)
+        return self._join(work, wait_s)
 
     def _launch(self, work: _Work) -> None:
         thread = threading.Thread(target=self._loop, args=(work,), name=work.name, daemon=True)
         work.thread = thread
         thread.start()
 
-    def _join(self, works: list[_Work]) -> None:
+    def _join(self, works: list[_Work], wait_s: float) -> bool:
+        """Whether every run in progress finished within `wait_s`."""
         for work in works:
             work.cancelled.set()
-        deadline = self._monotonic() + STOP_WAIT_S
+        deadline = self._monotonic() + wait_s
+        finished = True
         for work in works:
             if work.thread is None:
                 continue
             work.thread.join(max(0.0, deadline - self._monotonic()))
             if work.thread.is_alive():
-                log.warning(
-                    "%s still running after %.0f s; not waiting for it", work.name, STOP_WAIT_S
-                )
+                log.warning("%s still running after %g s; not waiting for it", work.name, wait_s)
+                finished = False
+        return finished
 
     def _loop(self, work: _Work) -> None:
         now = self._monotonic()

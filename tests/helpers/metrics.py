@@ -8,6 +8,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 Sample = tuple[str, frozenset[tuple[str, str]]]
+PROCESS_PREFIXES = ("process_", "python_")
 
 
 class Metrics:
@@ -49,6 +50,14 @@ class Metrics:
 
     def names(self) -> set[str]:
         return {name for name, _ in self.samples}
+
+    def exporter_samples(self) -> dict[Sample, float]:
+        """The samples without `process_*` and `python_*`, which change on every read."""
+        return {
+            key: value
+            for key, value in self.samples.items()
+            if not key[0].startswith(PROCESS_PREFIXES)
+        }
 
 
 def read_metrics(base_url: str) -> Metrics:

@@ -22,7 +22,7 @@ import pytest
 
 from tests.helpers.metrics import Metrics, read_metrics
 
-LISTENING = re.compile(r"listening on (http://\S+)")
+LISTENING = re.compile(r'listening on (http://[^\s"]+)')  # a text or a JSON log line
 T = TypeVar("T")
 
 
