@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 import requests
-import yaml
 
-from tests.helpers.processes import ExporterProcess, free_port, require_tool
-from tests.helpers.waiting import poll, wait_until
+from tests.helpers.processes import ExporterProcess
+from tests.helpers.prometheus import prometheus_server, scraping
+from tests.helpers.waiting import poll
 
 pytestmark = pytest.mark.slow
 
@@ -43,53 +43,9 @@ def exporter(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def prometheus(exporter: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     folder = tmp_path_factory.mktemp("prometheus")
-    config = {
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "scrape_configs": [
-            {
-                "job_name": "job-exporter",
-                "static_configs": [{"targets": [exporter.removeprefix("http://")]}],
-            }
-        ],
-    }
-    (folder / "prometheus.yml").write_text(yaml.safe_dump(config), encoding="utf-8")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    process = subprocess.Popen(
-        [
-            require_tool("prometheus"),
-            f"--config.file={folder / 'prometheus.yml'}",
-            f"--storage.tsdb.path={folder / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--enable-feature=exemplar-storage",
-            "--log.level=warn",
-        ],
-        cwd=folder,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        wait_until(lambda: _ready(url, process), timeout=DEADLINE, step=0.2)
+    config = scraping("job-exporter", [exporter])
+    with prometheus_server(folder, config, "--enable-feature=exemplar-storage") as url:
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-        if process.stderr:
-            process.stderr.close()
-
-
-def _ready(url: str, process: subprocess.Popen[str]) -> bool:
-    if process.poll() is not None:
-        assert process.stderr is not None
-        pytest.fail(f"prometheus exited with {process.returncode}: {process.stderr.read()}")
-    with contextlib.suppress(requests.RequestException):
-        return requests.get(f"{url}/-/ready", timeout=2).status_code == 200
-    return False
 
 
 def stored_exemplars(prometheus: str, metric: str) -> list[tuple[dict[str, str], dict[str, Any]]]:

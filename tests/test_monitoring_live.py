@@ -13,7 +13,7 @@ import re
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from dashboards import queries
 from dashboards.config import DEFAULT
-from tests.helpers.processes import ExporterProcess, free_port, require_tool
+from tests.helpers.processes import ExporterProcess
+from tests.helpers.prometheus import api, prometheus_server, wait_for
 from tests.helpers.waiting import poll
 
 pytestmark = pytest.mark.slow
@@ -40,40 +41,6 @@ RATE_INTERVAL = "10s"
 # that ends as soon as every panel has data.
 DATA_DEADLINE = 150.0
 POLL_STEP = 0.5
-
-
-def wait_for(what: str, check: Callable[[], bool], deadline: float, proc: subprocess.Popen) -> None:
-    """Poll `check` in short steps until true; fail with the process's output otherwise."""
-
-    def ready() -> bool:
-        if proc.poll() is not None:
-            out = proc.stdout.read() if proc.stdout else ""
-            pytest.fail(f"{what}: process exited with {proc.returncode}:\n{out[-3000:]}")
-        with contextlib.suppress(requests.RequestException):
-            return check()
-        return False
-
-    if not poll(ready, timeout=deadline, step=POLL_STEP):
-        pytest.fail(f"{what}: not ready within {deadline} s")
-
-
-@contextlib.contextmanager
-def running(args: list[str], cwd: Path) -> Iterator[subprocess.Popen]:
-    """A child process that is always stopped (then killed if it lingers) afterwards."""
-    proc = subprocess.Popen(
-        args, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    try:
-        yield proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-        if proc.stdout:
-            proc.stdout.close()
 
 
 @pytest.fixture(scope="module")
@@ -119,34 +86,10 @@ def project_config_for(exporter_url: str, folder: Path) -> Path:
 @pytest.fixture(scope="module")
 def prometheus(exporter: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Debian's prometheus with the project's config and rules; yields its base URL."""
-    binary = require_tool("prometheus")
     folder = tmp_path_factory.mktemp("prometheus")
     config = project_config_for(exporter, folder / "config")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    args = [
-        binary,
-        f"--config.file={config}",
-        f"--storage.tsdb.path={folder / 'data'}",
-        f"--web.listen-address=127.0.0.1:{port}",
-        "--log.level=warn",
-    ]
-    with running(args, cwd=folder) as proc:
-        wait_for(
-            "prometheus /-/ready",
-            lambda: requests.get(f"{url}/-/ready", timeout=2).status_code == 200,
-            30,
-            proc,
-        )
+    with prometheus_server(folder, config) as url:
         yield url
-
-
-def api(prometheus: str, path: str, **params: Any) -> Any:
-    """One Prometheus API call; any error status or API error fails the test with its text."""
-    response = requests.get(f"{prometheus}/api/v1/{path}", params=params, timeout=10)
-    body = response.json()
-    assert response.status_code == 200 and body["status"] == "success", (path, params, body)
-    return body["data"]
 
 
 def run_query(prometheus: str, expr: str, instant: bool) -> list[Any]:

@@ -18,13 +18,12 @@ from typing import Any
 
 import pytest
 import requests
-import yaml
 
 from dashboards import queries
 from dashboards.config import DEFAULT
-from tests.helpers.processes import ExporterProcess, free_port, require_tool
+from tests.helpers.processes import ExporterProcess
+from tests.helpers.prometheus import api, prometheus_server, scraping, wait_for
 from tests.helpers.waiting import poll
-from tests.test_monitoring_live import api, running, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -65,32 +64,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def bare_prometheus(demo: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Prometheus scraping the demo every second, with no rule files; yields its URL."""
     folder = tmp_path_factory.mktemp("bare-prometheus")
-    config = {
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "scrape_configs": [
-            {
-                "job_name": DEFAULT.exporter_job,
-                "static_configs": [{"targets": [demo.removeprefix("http://")]}],
-            }
-        ],
-    }
-    (folder / "prometheus.yml").write_text(yaml.safe_dump(config), encoding="utf-8")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    args = [
-        require_tool("prometheus"),
-        f"--config.file={folder / 'prometheus.yml'}",
-        f"--storage.tsdb.path={folder / 'data'}",
-        f"--web.listen-address=127.0.0.1:{port}",
-        "--log.level=warn",
-    ]
-    with running(args, cwd=folder) as proc:
-        wait_for(
-            "prometheus /-/ready",
-            lambda: requests.get(f"{url}/-/ready", timeout=2).status_code == 200,
-            30,
-            proc,
-        )
+    with prometheus_server(folder, scraping(DEFAULT.exporter_job, [demo])) as url:
         yield url
 
 

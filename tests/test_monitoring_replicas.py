@@ -18,14 +18,13 @@ from typing import Any
 
 import pytest
 import requests
-import yaml
 
 from dashboards import queries, rules
 from dashboards.config import DEFAULT, QUANTILES
 from tests.helpers.postgres import PostgresCluster
-from tests.helpers.processes import ExporterProcess, free_port, require_tool
+from tests.helpers.processes import ExporterProcess
+from tests.helpers.prometheus import api, prometheus_server, scraping
 from tests.helpers.sources import JobSource
-from tests.test_monitoring_live import api, running, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -177,32 +176,10 @@ def prometheus(replicas: list[str], tmp_path_factory: pytest.TempPathFactory) ->
     for filename, groups in rules.rule_files(CFG).items():
         (folder / "rules" / filename).write_text(rules.render(groups), encoding="utf-8")
     config = {
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        **scraping(DEFAULT.exporter_job, replicas),
         "rule_files": ["rules/*.rules.yml"],
-        "scrape_configs": [
-            {
-                "job_name": DEFAULT.exporter_job,
-                "static_configs": [{"targets": [url.removeprefix("http://") for url in replicas]}],
-            }
-        ],
     }
-    (folder / "prometheus.yml").write_text(yaml.safe_dump(config), encoding="utf-8")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    args = [
-        require_tool("prometheus"),
-        f"--config.file={folder / 'prometheus.yml'}",
-        f"--storage.tsdb.path={folder / 'data'}",
-        f"--web.listen-address=127.0.0.1:{port}",
-        "--log.level=warn",
-    ]
-    with running(args, cwd=folder) as proc:
-        wait_for(
-            "prometheus /-/ready",
-            lambda: requests.get(f"{url}/-/ready", timeout=2).status_code == 200,
-            30,
-            proc,
-        )
+    with prometheus_server(folder, config) as url:
         yield url
 
 
