@@ -31,7 +31,8 @@ def totals(metrics: Metrics) -> dict[str, float]:
     return result
 
 
-def serve(url: str, source: JobSource) -> ExporterProcess:
+def serve(url: str, source: JobSource, interval_s: float = 0.1) -> ExporterProcess:
+    """A replica of `serve` on store `url`, scraping `source` as `app`."""
     return ExporterProcess(
         "serve",
         "--listen",
@@ -41,7 +42,7 @@ def serve(url: str, source: JobSource) -> ExporterProcess:
         "--source",
         f"app={source.url}",
         "--scrape-interval",
-        "0.1",
+        str(interval_s),
     )
 
 

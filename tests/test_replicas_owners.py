@@ -13,6 +13,7 @@ from tests.helpers.metrics import Metrics
 from tests.helpers.processes import ExporterProcess
 from tests.helpers.sources import JobSource
 from tests.helpers.waiting import wait_until
+from tests.test_replicas import serve as replica
 
 pytestmark = pytest.mark.slow
 
@@ -22,17 +23,7 @@ APP = frozenset({("source", "app")})
 
 
 def serve(url: str, source: JobSource) -> ExporterProcess:
-    return ExporterProcess(
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--store",
-        url,
-        "--source",
-        f"app={source.url}",
-        "--scrape-interval",
-        str(INTERVAL_S),
-    )
+    return replica(url, source, INTERVAL_S)
 
 
 def owned(metrics: Metrics) -> float | None:
