@@ -219,6 +219,7 @@ def test_a_failed_job_shows_its_error_in_the_row_and_whole_in_its_detail(served,
 def test_filters_search_and_paging_follow_the_address(served, screens):
     page = open_view(screens, served)
     expect(rows(page).first).to_be_visible()
+    screens.shot(page, "all")
     page.select_option('select[name="status"]', "completed")
     page.fill('input[name="source"]', "batch")
     page.click("text=Apply")
