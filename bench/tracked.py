@@ -6,8 +6,9 @@ second ("bare") the indexes of schema step 8 (`jobs_started`, `jobs_status`) are
 right after it starts. Both are filled through the real push route, batch for batch in
 turn (so both see this shared machine in the same state, and the batches' times compare
 the indexes' write cost): JOBS jobs over SOURCES sources, about 10% running, 18% failed
-(with an error), 2% pending, the rest completed, plus LOST running jobs of a source whose
-lost-after time is 5 s, left to be counted lost. Then each list route is asked N times over
+(with an error), 2% pending, the rest completed, then the finishes of 4% (two in five of
+the running ones), plus 200 running jobs of a source whose lost-after time is 5 s, left to
+be counted lost. Then each list route is asked N times over
 one keep-alive connection on each server, in turn: its first page, then the pages its
 `next` cursors lead to (page 20 starts again at the top). Figures are p50 / p99 of the N
 answers, JSON read whole, goal < 50 ms. A `q` search (part of an id) has no index to use:
@@ -82,9 +83,12 @@ def drop_indexes(store: Path) -> None:
             db.execute(f"DROP INDEX {name}")
 
 
-def batches(jobs: int, now_ms: float) -> list[tuple[str, bytes]]:
-    """(source, encoded batch) in push order; encoded before any clock starts."""
+def batches(jobs: int, now_ms: float) -> tuple[list[tuple[str, bytes]], list[tuple[str, bytes]]]:
+    """(source, encoded batch) in push order, encoded before any clock starts: the new
+    jobs, then finishes of two in five of their running ones (a finish rewrites a row's
+    `outcome`, so it moves the row in jobs_status)."""
     out = []
+    finishes = []
     for first in range(0, jobs, BATCH):
         source = SOURCES[(first // BATCH) % len(SOURCES)]
         items = []
@@ -108,7 +112,13 @@ def batches(jobs: int, now_ms: float) -> list[tuple[str, bytes]]:
                 item.update(status="completed", finishTimestamp=start + 1500)
             items.append(item)
         out.append((source, msgspec.json.encode(items)))
-    return out
+        done = [
+            dict(item, isFinished=True, status="completed", finishTimestamp=now_ms)
+            for item in items
+            if int(item["id"].rsplit("-", 1)[1]) % 50 < 2
+        ]
+        finishes.append((source, msgspec.json.encode(done)))
+    return out, finishes
 
 
 def push(session: requests.Session, url: str, source: str, body: bytes) -> float:
@@ -126,15 +136,20 @@ def push(session: requests.Session, url: str, source: str, body: bytes) -> float
     return elapsed
 
 
-def fill(urls: list[str], jobs: int, lost: int) -> list[float]:
-    """Push the same jobs to every server, batch for batch in turn; seconds per server."""
+def fill(urls: list[str], jobs: int, lost: int) -> tuple[list[float], list[float]]:
+    """Push the same jobs to every server, batch for batch in turn; seconds per server
+    for the new jobs, and for the finishes."""
     now_ms = time.time() * 1000
-    bodies = batches(jobs, now_ms)
+    bodies, finishes = batches(jobs, now_ms)
     sessions = [requests.Session() for _ in urls]
     spent = [0.0] * len(urls)
     for source, body in bodies:
         for n, url in enumerate(urls):
             spent[n] += push(sessions[n], url, source, body)
+    finishing = [0.0] * len(urls)
+    for source, body in finishes:
+        for n, url in enumerate(urls):
+            finishing[n] += push(sessions[n], url, source, body)
     lossy = [
         {
             "id": f"l-{n}",
@@ -156,7 +171,7 @@ def fill(urls: list[str], jobs: int, lost: int) -> list[float]:
             if time.monotonic() > deadline:
                 raise RuntimeError("the lost-after sweep never counted the lossy jobs lost")
             time.sleep(1)  # the sweep runs every 5 s; nothing to wait on but the clock
-    return spent
+    return spent, finishing
 
 
 def time_route(session: requests.Session, url: str, params: dict, runs: int) -> list[float]:
@@ -191,14 +206,14 @@ class Figures:
     bare: list[float]
 
 
-def measure(jobs: int, runs: int) -> tuple[list[Figures], list[float], str]:
+def measure(jobs: int, runs: int) -> tuple[list[Figures], tuple[list[float], list[float]], str]:
     with tempfile.TemporaryDirectory(prefix="job-exporter-bench-tracked-") as folder:
         stores = [Path(folder, "indexed.db"), Path(folder, "bare.db")]
         started = [start_exporter(store) for store in stores]
         try:
             drop_indexes(stores[1])
             urls = [url for _, url in started]
-            push_s = fill(urls, jobs, lost=200)
+            push_s, finish_s = fill(urls, jobs, lost=200)
             session = requests.Session()
             figures = []
             routes = dict(ROUTES)
@@ -215,7 +230,7 @@ def measure(jobs: int, runs: int) -> tuple[list[Figures], list[float], str]:
                 f"{jobs + 200:,} tracked jobs over {len(SOURCES) + 1} sources"
                 f" (SQLite), {runs} requests per route and store"
             )
-            return figures, push_s, about
+            return figures, (push_s, finish_s), about
         finally:
             for process, _ in started:
                 process.terminate()
@@ -225,7 +240,7 @@ def measure(jobs: int, runs: int) -> tuple[list[Figures], list[float], str]:
 def run(quick: bool) -> list[Result]:
     """For `python -m bench`: the tracked list's pages under 50 ms with 100,000 jobs."""
     jobs, runs = (20_000, 100) if quick else (100_000, 400)
-    figures, push_s, about = measure(jobs, runs)
+    figures, (push_s, finish_s), about = measure(jobs, runs)
     print(f"  {about}")
     results = []
     for f in figures:
@@ -268,6 +283,18 @@ def run(quick: bool) -> list[Result]:
             ),
         )
     )
+    results.append(
+        Result(
+            "tracked_finish_with_indexes",
+            f"pushing the finishes of {jobs // 25:,} running jobs, with step 8's indexes",
+            finish_s[0],
+            finish_s[1],
+            "the same finishes into a store without them, in turn",
+            "s",
+            1.25,
+            at_most=True,
+        )
+    )
     return results
 
 
@@ -276,9 +303,10 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=400, help="requests per route and store")
     args = parser.parse_args()
-    figures, push_s, about = measure(args.jobs, args.runs)
+    figures, (push_s, finish_s), about = measure(args.jobs, args.runs)
     print(f"store: {about}")
     print(f"push: {push_s[0]:.2f} s with step 8's indexes, {push_s[1]:.2f} s without")
+    print(f"finishes: {finish_s[0]:.2f} s with step 8's indexes, {finish_s[1]:.2f} s without")
     print(f"\n{'route':28} {'p50 ms':>8} {'p99 ms':>8} {'bare p50':>9} {'bare p99':>9}")
     for f in figures:
         print(

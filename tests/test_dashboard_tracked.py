@@ -173,6 +173,7 @@ def test_the_limit_in_settings_marks_running_jobs_and_is_validated(served, scree
     expect(page.locator("#settings-error")).to_contain_text(
         "Mark running jobs older than must be a whole number from 0 to 10080"
     )
+    screens.shot(page, "settings-refused")
     page.fill('input[name="slowMinutes"]', "0")
     page.click("#settings-save")
     expect(page.locator("#settings")).not_to_be_visible()
