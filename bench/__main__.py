@@ -17,7 +17,16 @@ from pathlib import Path
 
 from bench.harness import Result, write_table
 
-BENCHMARKS = ("metrics", "scrape", "throughput", "api", "memory", "dashboard", "celery")
+BENCHMARKS = (
+    "metrics",
+    "scrape",
+    "throughput",
+    "api",
+    "memory",
+    "dashboard",
+    "tracked",
+    "celery",
+)
 
 CHANGES = """
 - `/metrics` is written straight from one metrics view (`exporter/metrics/text.py`): each series'

@@ -11,6 +11,7 @@ from exporter.api import (
     auth,
     bodies,
     demo,
+    durations,
     errors,
     jobs,
     metrics,
@@ -58,6 +59,7 @@ def create_app(
     app.register_blueprint(openapi.blueprint)
     if settings.page:
         app.register_blueprint(stats.blueprint)
+        app.register_blueprint(durations.blueprint)
         app.register_blueprint(web.blueprint)
     else:
         app.register_blueprint(off.page_off())

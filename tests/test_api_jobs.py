@@ -454,6 +454,8 @@ def test_openapi_describes_every_endpoint_of_the_contract(server):
         ("get", "/api/v1/stats/types"),
         ("get", "/api/v1/stats/names"),
         ("get", "/api/v1/stats/name"),
+        # issue 22: the usual run time of each job function
+        ("get", "/api/v1/stats/durations"),
     }
     described = {(method, path) for path, ops in doc["paths"].items() for method in ops}
     assert described == expected

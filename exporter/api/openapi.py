@@ -17,7 +17,7 @@ import msgspec
 from flask import Blueprint, Response
 
 from exporter import __version__
-from exporter.api import schemas, stats, stats_schemas
+from exporter.api import durations, schemas, stats, stats_schemas
 from exporter.api.jobs import MAX_PAGE
 from exporter.api.responses import json_response
 from exporter.config import DEFAULT_PUSH_SOURCE, MAX_LOST_AFTER_S, MIN_LOST_AFTER_S
@@ -308,6 +308,17 @@ OPERATIONS: tuple[Operation, ...] = (
         parameters=(_required("source"), _required("type"), _required("name"), _WINDOW, _POINTS),
         write=False,
     ),
+    Operation(
+        "get",
+        "/api/v1/stats/durations",
+        "Each job function's p50, p95 and p99 run time (seconds) from its duration histogram",
+        responses={"200": ("one entry per function with runs", "DurationTable"), "400": _BAD},
+        parameters=tuple(
+            _query(f, f"only this {f}", {"type": "string", "maxLength": durations.MAX_TEXT})
+            for f in ("source", "type", "name")
+        ),
+        write=False,
+    ),
 )
 
 _SCHEMA_TYPES: dict[str, Any] = {
@@ -327,6 +338,7 @@ _SCHEMA_TYPES: dict[str, Any] = {
     "TrackedPage": schemas.TrackedPage,
     "Error": schemas.Error,
     **stats_schemas.SCHEMAS,
+    "DurationTable": durations.DurationTable,
 }
 
 
@@ -419,6 +431,7 @@ _OPERATION_IDS = {
     ("get", "/api/v1/stats/types"): "statsByType",
     ("get", "/api/v1/stats/names"): "statsNames",
     ("get", "/api/v1/stats/name"): "statsByName",
+    ("get", "/api/v1/stats/durations"): "statsDurations",
 }
 
 

@@ -46,6 +46,7 @@ from exporter.store.tables import (
     idempotency_step,
     owners_step,
     runs_step,
+    tracked_step,
 )
 
 TYPES = ColumnTypes(
@@ -64,6 +65,7 @@ MIGRATIONS: tuple[str, ...] = (
     runs_step(TYPES),
     idempotency_step(TYPES),
     owners_step(TYPES),
+    tracked_step(),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 COPY_FROM = 500  # inserts beyond this many rows go through COPY

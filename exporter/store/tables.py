@@ -191,3 +191,21 @@ def runs_step(types: ColumnTypes) -> str:
     CREATE INDEX jobs_running ON jobs (source, label_type, label_name, start_ms)
         WHERE {RUNNING}
     """
+
+
+# Schema step 8's indexes, by name: what GET /api/v1/tracked reads a page through.
+TRACKED_INDEXES = ("jobs_started", "jobs_status")
+
+
+def tracked_step() -> str:
+    """Schema step 8: the orders GET /api/v1/tracked pages through (docs/contract.md §4),
+    so a page of 100,000 jobs reads its rows from an index instead of sorting them all.
+    `jobs_started` serves the unfiltered list, newest or oldest first; `jobs_status` the
+    list of one status (`outcome` is NULL for running and pending jobs, which the
+    `waiting` test then tells apart while walking the index). Two indexes and no more:
+    every insert and finish writes them (issue 23 keeps writes flat); filters by source,
+    type or name and the `q` search walk one of them and test each row."""
+    return """
+    CREATE INDEX jobs_started ON jobs (start_ms, source, id);
+    CREATE INDEX jobs_status ON jobs (outcome, start_ms, source, id)
+    """

@@ -1,4 +1,4 @@
-// The page's entry point: routes between the five views by the address's hash, polls the
+// The page's entry point: routes between the views by the address's hash, polls the
 // shown view at the configured interval, and wires the settings dialog and theme switch.
 
 import { setToken, token } from "./api.js";
@@ -6,11 +6,13 @@ import * as settingsStore from "./settings.js";
 import * as summaryView from "./view-summary.js";
 import * as typesView from "./view-types.js";
 import * as nameView from "./view-name.js";
+import * as trackedView from "./view-tracked.js";
 import * as jobsView from "./view-jobs.js";
 import * as schedulesView from "./view-schedules.js";
 
 const VIEWS = {
-  summary: summaryView, types: typesView, name: nameView, jobs: jobsView, schedules: schedulesView,
+  summary: summaryView, types: typesView, name: nameView, tracked: trackedView, jobs: jobsView,
+  schedules: schedulesView,
 };
 
 const root = document.getElementById("view");
@@ -40,6 +42,14 @@ async function poll() {
 
 function show() {
   const { name, params } = route();
+  // A view that follows its filters in the address (Tracked) takes new ones in place.
+  if (current?.name === name && current.view.navigate) {
+    if (current.params.toString() !== params.toString()) {
+      current.params = params;
+      current.view.navigate(params);
+    }
+    return;
+  }
   if (current?.name === name && name !== "name") return;
   if (current?.name === name && name === "name" && current.params.toString() === params.toString()) return;
   current?.view.destroy();
@@ -65,6 +75,7 @@ function setUpSettings() {
     const values = settingsStore.settings();
     form.pollSeconds.value = values.pollSeconds;
     form.maxPoints.value = values.maxPoints;
+    form.slowMinutes.value = values.slowMinutes;
     form.theme.value = values.theme;
     form.token.value = token();
     error.hidden = true;
@@ -75,12 +86,16 @@ function setUpSettings() {
     const proposed = {
       pollSeconds: Number(form.pollSeconds.value),
       maxPoints: Number(form.maxPoints.value),
+      slowMinutes: form.slowMinutes.value.trim() === "" ? NaN : Number(form.slowMinutes.value),
       theme: form.theme.value,
     };
     const problems = settingsStore.validate(proposed);
     if (Object.keys(problems).length) {
       event.preventDefault();
-      const labels = { pollSeconds: "Polling interval", maxPoints: "Maximum points", theme: "Theme" };
+      const labels = {
+        pollSeconds: "Polling interval", maxPoints: "Maximum points", theme: "Theme",
+        slowMinutes: "Mark running jobs older than",
+      };
       error.textContent = Object.entries(problems).map(([f, m]) => `${labels[f]} ${m}.`).join(" ");
       error.hidden = false;
       return;

@@ -1,5 +1,6 @@
 // The settings the seed dashboard offers, kept in localStorage: polling interval, maximum
-// points per chart, and the theme. Stored values are checked on read, so a hand-edited or
+// points per chart, the theme, and after how many minutes a running job is marked slow
+// (0: only when it runs longer than its function's p95). Stored values are checked on read, so a hand-edited or
 // older entry falls back to the defaults instead of breaking the page.
 
 const KEY = "job-exporter.settings";
@@ -7,9 +8,10 @@ const KEY = "job-exporter.settings";
 export const LIMITS = {
   pollSeconds: { min: 1, max: 300 },
   maxPoints: { min: 10, max: 2000 },
+  slowMinutes: { min: 0, max: 10080 }, // a week
 };
 
-const DEFAULTS = { pollSeconds: 5, maxPoints: 300, theme: null };
+const DEFAULTS = { pollSeconds: 5, maxPoints: 300, slowMinutes: 60, theme: null };
 
 const listeners = new Set();
 let current = load();
@@ -22,7 +24,7 @@ function load() {
     saved = {};
   }
   const settings = { ...DEFAULTS };
-  for (const field of ["pollSeconds", "maxPoints"]) {
+  for (const field of Object.keys(LIMITS)) {
     const value = Number(saved[field]);
     if (Number.isInteger(value) && value >= LIMITS[field].min && value <= LIMITS[field].max) {
       settings[field] = value;
