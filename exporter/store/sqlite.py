@@ -41,6 +41,7 @@ from exporter.store.tables import (
     HEAD_COLUMNS,
     JOBS_RUNNING_INDEX,
     ColumnTypes,
+    cancelled_step,
     first_steps,
     idempotency_step,
     jobs_table,
@@ -66,6 +67,7 @@ MIGRATIONS: tuple[str, ...] = (
     runs_step(TYPES),
     idempotency_step(TYPES),
     owners_step(TYPES),
+    cancelled_step(),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -79,6 +81,7 @@ STEP_TABLES: tuple[tuple[str, ...], ...] = (
     (),
     ("idempotency_keys",),
     ("source_owners",),
+    (),
 )
 
 # SQLite's limit on the values one statement binds before 3.32 raised it to 32,766.

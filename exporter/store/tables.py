@@ -191,3 +191,13 @@ def runs_step(types: ColumnTypes) -> str:
     CREATE INDEX jobs_running ON jobs (source, label_type, label_name, start_ms)
         WHERE {RUNNING}
     """
+
+
+def cancelled_step() -> str:
+    """Schema step 8: the finished jobs' index, which the prune of old jobs reads, holds
+    cancelled jobs too (docs/contract.md §4), so pruning them scans no pending ones."""
+    return """
+    DROP INDEX queue_jobs_finished;
+    CREATE INDEX queue_jobs_finished ON queue_jobs (finished_ms)
+        WHERE status IN ('completed', 'failed', 'cancelled')
+    """
