@@ -107,29 +107,42 @@ def test_get_answers_the_job_and_404_for_an_unknown_id(server):
     assert fields_of(response) == ["id"]
 
 
+def paged(server, **params) -> tuple[list[str], int]:
+    """Every id a listing pages through two at a time, and how many pages it took."""
+    ids, cursor, pages = [], None, 0
+    while True:
+        page = server.get(
+            JOBS, params={"limit": 2, **params, **({"cursor": cursor} if cursor else {})}
+        ).json()
+        ids += [job["id"] for job in page["jobs"]]
+        pages += 1
+        cursor = page["nextCursor"]
+        if cursor is None:
+            return ids, pages
+
+
 def test_list_filters_and_pages_with_a_cursor(server):
     created = [server.create("TASK", f"n{i % 2}") for i in range(5)]
     created.append(server.create("CRON", "n0"))
     leased = server.lease("w1")
     assert leased["id"] == created[0]["id"]
 
-    ids, cursor, pages = [], None, 0
-    while True:
-        params = {"limit": 2, **({"cursor": cursor} if cursor else {})}
-        page = server.get(JOBS, params=params).json()
-        ids += [job["id"] for job in page["jobs"]]
-        pages += 1
-        cursor = page["nextCursor"]
-        if cursor is None:
-            break
-    assert ids == [job["id"] for job in created]
-    assert pages == 3
+    oldest_first = [job["id"] for job in created]
+    assert paged(server, order="oldest") == (oldest_first, 3)
+    # Newest first is the default, and pages through its cursor the other way.
+    assert paged(server) == (oldest_first[::-1], 3)
+    assert paged(server, order="newest") == (oldest_first[::-1], 3)
+    assert paged(server, order="newest", type="TASK") == (oldest_first[4::-1], 3)
 
     def listed(**params) -> list[str]:
         return [job["id"] for job in server.get(JOBS, params=params).json()["jobs"]]
 
     assert listed(status="running") == [created[0]["id"]]
-    assert listed(status="pending", type="TASK", name="n0") == [created[2]["id"], created[4]["id"]]
+    assert listed(status="pending", type="TASK", name="n0", order="oldest") == [
+        created[2]["id"],
+        created[4]["id"],
+    ]
+    assert listed(status="pending", type="TASK", name="n0") == [created[4]["id"], created[2]["id"]]
     assert listed(type="CRON") == [created[5]["id"]]
     assert listed(status="failed") == []
 
@@ -138,6 +151,8 @@ def test_list_filters_and_pages_with_a_cursor(server):
     ("params", "field"),
     [
         ({"status": "done"}, "status"),
+        ({"order": "latest"}, "order"),
+        ({"order": ""}, "order"),
         ({"limit": "0"}, "limit"),
         ({"limit": "1001"}, "limit"),
         ({"limit": "ten"}, "limit"),
@@ -377,9 +392,9 @@ def write_rules(app) -> list[tuple[str, str]]:
 def test_every_write_route_answers_401_without_the_token(tmp_path):
     with live_server(tmp_path, api_token=TOKEN) as server:
         rules = write_rules(server.app)
-        # push; jobs: create, lease, heartbeat, complete, fail, retry; schedules: create,
-        # delete, pause, resume, run
-        assert len(rules) == 12
+        # push; jobs: create, lease, heartbeat, complete, fail, retry, cancel, delete, bulk
+        # retry, bulk cancel; schedules: create, delete, pause, resume, run
+        assert len(rules) == 16
         for method, path in rules:
             for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}):
                 response = server.session.request(
@@ -439,6 +454,11 @@ def test_openapi_describes_every_endpoint_of_the_contract(server):
         ("post", "/api/v1/jobs/{id}/complete"),
         ("post", "/api/v1/jobs/{id}/fail"),
         ("post", "/api/v1/jobs/{id}/retry"),
+        # issue 22: cancel, delete, bulk retry and cancel
+        ("post", "/api/v1/jobs/{id}/cancel"),
+        ("delete", "/api/v1/jobs/{id}"),
+        ("post", "/api/v1/jobs/retry"),
+        ("post", "/api/v1/jobs/cancel"),
         # issue 11: schedules
         ("post", "/api/v1/schedules"),
         ("get", "/api/v1/schedules"),
@@ -477,7 +497,16 @@ def test_openapi_describes_every_endpoint_of_the_contract(server):
         "nextAttemptAt",
     ):
         assert field in job
-    assert set(job["status"]["enum"]) == {"pending", "running", "completed", "failed"}
+    assert set(job["status"]["enum"]) == {"pending", "running", "completed", "failed", "cancelled"}
+    listing = doc["paths"]["/api/v1/jobs"]["get"]["parameters"]
+    order = next(one for one in listing if one["name"] == "order")
+    assert order["schema"]["enum"] == ["newest", "oldest"]
+    status = next(one for one in listing if one["name"] == "status")
+    assert "cancelled" in status["schema"]["enum"]
+    assert set(schemas["BulkFilter"]["properties"]) == {"type", "name"}
+    bulk = doc["paths"]["/api/v1/jobs/retry"]["post"]
+    assert bulk["requestBody"]["required"] is False
+    assert "Retried" in str(bulk["responses"]["200"])
     assert schemas["FailRequest"]["required"] == ["worker", "error", "retryable"]
     assert schemas["LeaseRequest"]["required"] == ["worker"]
     assert set(schemas["JobInfo"]["required"]) == {

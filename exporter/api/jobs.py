@@ -1,5 +1,6 @@
 """The job API (docs/contract.md §4): create, list, inspect, lease, heartbeat, complete,
-fail, retry. Thin: parse and check the request, call the queue, encode its answer."""
+fail, retry, cancel, delete, and the bulk retry and cancel. Thin: parse and check the
+request, call the queue, encode its answer."""
 
 from __future__ import annotations
 
@@ -14,11 +15,12 @@ from exporter.api.bodies import raw_json_body, read_json
 from exporter.api.errors import ApiError, error_response
 from exporter.api.responses import job_out, json_response
 from exporter.jobs.queue import JobConflict, QueueFull, UnknownJob
-from exporter.model.queue import DEFAULT_PAGE, JobStatus, KeyReused, QueueQuery
+from exporter.model.queue import DEFAULT_PAGE, JobStatus, KeyOrphaned, KeyReused, QueueQuery
 from exporter.runtime.process import current_runtime
 
 blueprint = Blueprint("jobs", __name__, url_prefix="/api/v1/jobs")
 MAX_PAGE = 1000
+ORDERS = ("newest", "oldest")
 IDEMPOTENCY_KEY = "Idempotency-Key"
 MAX_KEY_LENGTH = 200
 MAX_INT64 = 2**63 - 1  # the largest integer either store binds
@@ -39,6 +41,14 @@ def conflict(error: JobConflict):
 def key_reused(error: KeyReused):
     message = "this Idempotency-Key came with another request within the last 24 h"
     return error_response(409, message, [_field(IDEMPOTENCY_KEY, "used for another request")])
+
+
+@blueprint.errorhandler(KeyOrphaned)
+def key_orphaned(error: KeyOrphaned):
+    """A resend of a create whose job was deleted since: 409 naming the header, never a
+    second job made silently (the key holds its 24 h even so)."""
+    message = "the job this Idempotency-Key created was deleted; send a new key for a new job"
+    return error_response(409, message, [_field(IDEMPOTENCY_KEY, "its job was deleted")])
 
 
 @blueprint.errorhandler(QueueFull)
@@ -86,7 +96,11 @@ def list_jobs() -> Response:
     if status is not None and status not in JobStatus.ALL:
         message = f"one of {', '.join(JobStatus.ALL)}"
         raise ApiError(400, "unknown status", [_field("status", message)])
+    order = args.get("order", "newest")
+    if order not in ORDERS:
+        raise ApiError(400, "unknown order", [_field("order", "one of newest, oldest")])
     query = QueueQuery(
+        newest=order == "newest",
         status=status,
         type=args.get("type"),
         name=args.get("name"),
@@ -101,6 +115,35 @@ def list_jobs() -> Response:
 @blueprint.get("/<job_id>")
 def get(job_id: str) -> Response:
     return json_response(job_out(current_runtime().queue.get(job_id)))
+
+
+@blueprint.delete("/<job_id>")
+def delete(job_id: str) -> Response:
+    """204 once a completed, failed or cancelled job is gone; its counts stay."""
+    current_runtime().queue.delete(job_id)
+    return Response(status=204)
+
+
+@blueprint.post("/retry")
+def retry_all() -> Response:
+    """Every matching failed job back to pending (429 when the pending cap leaves room
+    for none of them)."""
+    body = _bulk_filter()
+    return json_response(schemas.Retried(current_runtime().queue.retry_all(body.type, body.name)))
+
+
+@blueprint.post("/cancel")
+def cancel_all() -> Response:
+    body = _bulk_filter()
+    cancelled = current_runtime().queue.cancel_all(body.type, body.name)
+    return json_response(schemas.Cancelled(cancelled))
+
+
+def _bulk_filter() -> schemas.BulkFilter:
+    """The bulk routes' filter: an absent or empty body takes every job."""
+    if raw_json_body(required=False) is None:
+        return schemas.BulkFilter()
+    return read_json(schemas.BulkFilter)
 
 
 @blueprint.post("/lease")
@@ -137,6 +180,12 @@ def fail(job_id: str) -> Response:
 def retry(job_id: str) -> Response:
     raw_json_body(required=False)  # no body needed; a body sent must still be JSON
     return json_response(job_out(current_runtime().queue.retry(job_id)))
+
+
+@blueprint.post("/<job_id>/cancel")
+def cancel(job_id: str) -> Response:
+    raw_json_body(required=False)  # no body needed; a body sent must still be JSON
+    return json_response(job_out(current_runtime().queue.cancel(job_id)))
 
 
 def capped_json(value: object, field: str) -> bytes | None:

@@ -38,6 +38,7 @@ class Operation:
     responses: dict[str, tuple[str, str | None]] = field(default_factory=dict)  # schema name
     parameters: tuple[dict[str, Any], ...] = ()
     write: bool = True
+    body_required: bool = True
 
 
 def _query(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
@@ -132,7 +133,11 @@ OPERATIONS: tuple[Operation, ...] = (
             "201": ("the new job", "Job"),
             "200": ("the job this Idempotency-Key made within the last 24 h", "Job"),
             "400": _BAD,
-            "409": ("the Idempotency-Key came with another request", "Error"),
+            "409": (
+                "the Idempotency-Key came with another request, or the job it made was"
+                " deleted (a resend never makes a second job while the key holds)",
+                "Error",
+            ),
             "429": ("as many jobs are pending as --max-pending-jobs allows", "Error"),
         },
         parameters=(
@@ -148,9 +153,14 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation(
         "get",
         "/api/v1/jobs",
-        "List jobs, oldest first, a page at a time",
+        "List jobs, newest first (or oldest first), a page at a time",
         responses={"200": ("a page", "JobPage"), "400": _BAD},
         parameters=(
+            _query(
+                "order",
+                "`newest` first (the default) or `oldest` first; the cursor pages on in it",
+                {"enum": ["newest", "oldest"], "default": "newest"},
+            ),
             _query("status", "only jobs in this status", {"enum": list(JobStatus.ALL)}),
             _query("type", "only jobs of this type", _STR),
             _query("name", "only jobs of this name", _STR),
@@ -166,6 +176,36 @@ OPERATIONS: tuple[Operation, ...] = (
         responses={"200": _JOB, "404": _MISSING},
         parameters=(_ID,),
         write=False,
+    ),
+    Operation(
+        "delete",
+        "/api/v1/jobs/{id}",
+        "Delete a completed, failed or cancelled job (its counts stay)",
+        responses={
+            "204": ("deleted", None),
+            "404": _MISSING,
+            "409": ("the job is pending or running", "Error"),
+        },
+        parameters=(_ID,),
+    ),
+    Operation(
+        "post",
+        "/api/v1/jobs/retry",
+        "Retry every failed job (of a type and name, when given) now, in batches",
+        request="BulkFilter",
+        body_required=False,
+        responses={
+            "200": ("how many jobs were retried", "Retried"),
+            "429": ("--max-pending-jobs leaves room for none of them", "Error"),
+        },
+    ),
+    Operation(
+        "post",
+        "/api/v1/jobs/cancel",
+        "Cancel every pending job (of a type and name, when given), in batches",
+        request="BulkFilter",
+        body_required=False,
+        responses={"200": ("how many jobs were cancelled", "Cancelled")},
     ),
     Operation(
         "post",
@@ -203,6 +243,13 @@ OPERATIONS: tuple[Operation, ...] = (
         "/api/v1/jobs/{id}/retry",
         "Retry a failed job now (no body needed)",
         responses={"200": _JOB, "404": _MISSING, "409": _CONFLICT},
+        parameters=(_ID,),
+    ),
+    Operation(
+        "post",
+        "/api/v1/jobs/{id}/cancel",
+        "Cancel a pending job, waiting to run or for a retry (no body needed)",
+        responses={"200": ("the job, now cancelled", "Job"), "404": _MISSING, "409": _CONFLICT},
         parameters=(_ID,),
     ),
     Operation(
@@ -332,6 +379,9 @@ _SCHEMA_TYPES: dict[str, Any] = {
     "SchedulePage": schemas.SchedulePage,
     "Job": schemas.Job,
     "JobPage": schemas.JobPage,
+    "BulkFilter": schemas.BulkFilter,
+    "Retried": schemas.Retried,
+    "Cancelled": schemas.Cancelled,
     "PushAccepted": schemas.PushAccepted,
     "PushBody": JobInfo | list[JobInfo],
     "TrackedJobs": list[schemas.TrackedJob],
@@ -381,7 +431,7 @@ def _operation(op: Operation) -> dict[str, Any]:
         out["parameters"] = list(op.parameters)
     if op.request:
         out["requestBody"] = {
-            "required": True,
+            "required": op.body_required,
             "content": {"application/json": {"schema": {"$ref": REF.format(name=op.request)}}},
         }
     responses = dict(op.responses)
@@ -420,6 +470,10 @@ _OPERATION_IDS = {
     ("post", "/api/v1/jobs/{id}/complete"): "completeJob",
     ("post", "/api/v1/jobs/{id}/fail"): "failJob",
     ("post", "/api/v1/jobs/{id}/retry"): "retryJob",
+    ("post", "/api/v1/jobs/{id}/cancel"): "cancelJob",
+    ("delete", "/api/v1/jobs/{id}"): "deleteJob",
+    ("post", "/api/v1/jobs/retry"): "retryFailedJobs",
+    ("post", "/api/v1/jobs/cancel"): "cancelPendingJobs",
     ("post", "/api/v1/schedules"): "createSchedule",
     ("get", "/api/v1/schedules"): "listSchedules",
     ("get", "/api/v1/schedules/{id}"): "getSchedule",

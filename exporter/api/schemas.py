@@ -20,7 +20,8 @@ LeaseSeconds = Annotated[
     float, msgspec.Meta(gt=0, le=24 * 3600, description="Lease length in seconds.")
 ]
 EpochMs = Annotated[int, msgspec.Meta(description="Epoch milliseconds.")]
-Status = Literal["pending", "running", "completed", "failed"]
+Status = Literal["pending", "running", "completed", "failed", "cancelled"]
+Order = Literal["newest", "oldest"]
 MAX_LEASE_TYPES = 100
 JobTypes = Annotated[list[JobType], msgspec.Meta(min_length=1, max_length=MAX_LEASE_TYPES)]
 
@@ -69,6 +70,22 @@ class FailRequest(_Request):
     worker: Worker
     error: Annotated[str, msgspec.Meta(max_length=10_000)]
     retryable: bool
+
+
+class BulkFilter(_Request):
+    """Which jobs a bulk retry or cancel takes: those of `type` and `name`, each when
+    given (an empty body, or none, takes every job of the status)."""
+
+    type: JobType | None = None
+    name: Name | None = None
+
+
+class Retried(msgspec.Struct):
+    retried: int
+
+
+class Cancelled(msgspec.Struct):
+    cancelled: int
 
 
 Misfire = Literal["run_once", "skip"]

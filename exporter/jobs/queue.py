@@ -1,4 +1,5 @@
-"""The job API's life cycle: create, lease, heartbeat, complete, fail, retry, lease expiry.
+"""The job API's life cycle: create, lease, heartbeat, complete, fail, retry, cancel, delete,
+the bulk retry and cancel, lease expiry.
 
 Every step is a pure transition (current job -> new job and count deltas, per
 docs/contract.md §2 for `source="api"`, and for a completed job its schedule's success)
@@ -33,6 +34,7 @@ from exporter.model.queue import (
     IDEMPOTENCY_WINDOW_MS,
     CreateKey,
     JobStatus,
+    QueueBatch,
     QueueChange,
     QueueJob,
     QueueQuery,
@@ -45,6 +47,9 @@ from exporter.tracking.plan import LabelGuard
 
 LEASE_EXPIRED_ERROR = "lease expired"
 EXPIRE_BATCH = 500
+# Jobs a bulk retry or cancel changes per transaction: each transaction stays short (a lease
+# or a create waits for at most one batch) and its rows few, however many jobs match.
+BULK_BATCH = 200
 
 
 class UnknownJob(LookupError):
@@ -205,6 +210,34 @@ def manual_retry(job: QueueJob, now_ms: float) -> QueueChange:
         job, status=JobStatus.PENDING, worker=None, next_attempt_ms=now_ms, lease_expires_ms=None
     )
     return QueueChange(pending, counts)
+
+
+def cancel_pending(job: QueueJob, now_ms: float) -> QueueChange:
+    """A pending job (due, or waiting for a retry) is taken off the queue: it leaves the
+    pending count and is counted cancelled; it never ran again, so no run finishes."""
+    if job.status != JobStatus.PENDING:
+        raise JobConflict(f"job {job.id} is {job.status}; only pending jobs can be cancelled")
+    counts = CountDeltas()
+    counts[(*job.series, CountKind.PENDING, "")] -= 1
+    counts[(*job.series, CountKind.CANCELLED, "")] += 1
+    cancelled = replace(
+        job,
+        status=JobStatus.CANCELLED,
+        worker=None,
+        finished_ms=now_ms,
+        next_attempt_ms=None,
+        lease_expires_ms=None,
+    )
+    return QueueChange(cancelled, counts)
+
+
+def check_deletable(job: QueueJob) -> QueueChange:
+    """A finished job (completed, failed, cancelled) may be deleted; its counts stay."""
+    if job.status not in JobStatus.FINISHED:
+        raise JobConflict(
+            f"job {job.id} is {job.status}; only completed, failed or cancelled jobs can be deleted"
+        )
+    return QueueChange(job)
 
 
 def _finish_counts(
@@ -399,6 +432,62 @@ class JobQueue:
         now_ms = self.clock.now_ms()
         return self._update(job_id, lambda job: manual_retry(job, now_ms))
 
+    def cancel(self, job_id: str) -> QueueJob:
+        now_ms = self.clock.now_ms()
+        return self._update(job_id, lambda job: cancel_pending(job, now_ms))
+
+    def delete(self, job_id: str) -> None:
+        """Remove a finished job; JobConflict for a pending or running one. Its counts
+        stay, and an Idempotency-Key that made it still holds: a resend of that create
+        gets KeyOrphaned (409) until the key expires, rather than a second job."""
+        if self.store.queue_delete(job_id, check_deletable) is None:
+            raise UnknownJob(job_id)
+
+    def retry_all(self, job_type: str | None = None, name: str | None = None) -> int:
+        """Manually retry every failed job (of `job_type` and `name`, when given), as
+        `retry` does each: one manual retry counted and `pending` +1 per job, atomically
+        with its change, `BULK_BATCH` jobs per transaction. Returns how many.
+
+        `--max-pending-jobs` bounds it: the pending count is read once before, and only as
+        many jobs as leave room under the cap are retried (oldest first); the others stay
+        failed, for a later retry. QueueFull when none could be retried for want of room.
+        """
+        room = self.policy.max_pending - self.store.queue_pending()
+        now_ms = self.clock.now_ms()
+        retried = 0
+        after_seq = 0
+        while room > retried:
+            limit = min(BULK_BATCH, room - retried)
+            batch = QueueBatch(JobStatus.FAILED, job_type, name, after_seq, limit)
+            jobs = self.store.queue_batch(batch, lambda job: manual_retry(job, now_ms))
+            retried += len(jobs)
+            if len(jobs) < limit:
+                return retried
+            after_seq = jobs[-1].seq
+        if retried == 0 and self.store.queue_batch(
+            QueueBatch(JobStatus.FAILED, job_type, name, limit=1), lambda job: QueueChange(job)
+        ):
+            raise QueueFull(
+                f"{self.policy.max_pending} or more jobs are pending, as many as"
+                " --max-pending-jobs allows; no failed job was retried"
+            )
+        return retried
+
+    def cancel_all(self, job_type: str | None = None, name: str | None = None) -> int:
+        """Cancel every pending job (of `job_type` and `name`, when given), as `cancel`
+        does each, `BULK_BATCH` jobs per transaction; jobs a lease holds at that moment
+        are passed over (they are running). Returns how many."""
+        now_ms = self.clock.now_ms()
+        cancelled = 0
+        after_seq = 0
+        while True:
+            batch = QueueBatch(JobStatus.PENDING, job_type, name, after_seq, BULK_BATCH)
+            jobs = self.store.queue_batch(batch, lambda job: cancel_pending(job, now_ms))
+            cancelled += len(jobs)
+            if len(jobs) < BULK_BATCH:
+                return cancelled
+            after_seq = jobs[-1].seq
+
     def expire_leases(self) -> int:
         """End every run whose lease ran out as `lost`; returns how many. Never raises for
         an empty queue, so a timer can call it every second."""
@@ -415,7 +504,7 @@ class JobQueue:
                 return expired
 
     def prune(self, retention_ms: float) -> int:
-        """Forget completed and failed jobs finished longer ago than the retention period
+        """Forget completed, failed and cancelled jobs finished longer ago than the retention period
         (their counts stay, as for sources); returns how many."""
         now_ms = self.clock.now_ms()
         return self.store.queue_prune(now_ms - retention_ms, now_ms - IDEMPOTENCY_WINDOW_MS)

@@ -129,6 +129,7 @@ class JobCollector:
                 families[Families.FINISHED].add_metric([*labels, outcome], value)
             for trigger, value in zip(RetryTrigger.ALL, series.retries, strict=True):
                 families[Families.RETRIES].add_metric([*labels, trigger], value)
+            families[Families.CANCELLED].add_metric(labels, series.cancelled)
             duration = series.duration
             _add_histogram(
                 families[Families.DURATION], view, series, duration, CountKind.DURATION_BUCKET
@@ -189,6 +190,7 @@ _ORDER = (
     Families.STARTED,
     Families.FINISHED,
     Families.RETRIES,
+    Families.CANCELLED,
     Families.DURATION,
     Families.QUEUE_WAIT,
     Families.SOURCE_UP,

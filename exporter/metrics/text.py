@@ -107,6 +107,7 @@ def render_into(
             for suffix, count in zip(suffixes, getter(one), strict=True):
                 add(f"{prefix}{suffix}{number(count)}\n")
             flush_often()
+    each(Families.CANCELLED, lambda one: one.cancelled)
     with_exemplars = openmetrics and bool(view.exemplars)  # the text format has none
     for family, bucket_family, getter in (
         (Families.DURATION, CountKind.DURATION_BUCKET, lambda one: one.duration),

@@ -68,6 +68,12 @@ class Families:
         "Retries scheduled, by trigger.",
         (*JOB_LABELS, "trigger"),
     )
+    CANCELLED = Family(
+        "background_jobs_cancelled",
+        "counter",
+        "Job-API jobs cancelled while pending (they never ran again: no finished outcome).",
+        JOB_LABELS,
+    )
     DURATION = Family(
         "background_jobs_duration_seconds", "histogram", "Run time of finished jobs.", JOB_LABELS
     )
@@ -206,6 +212,7 @@ class JobSeries:
     started: float
     finished: tuple[float, ...]  # in Outcome.ALL order
     retries: tuple[float, ...]  # in RetryTrigger.ALL order
+    cancelled: float
     duration: HistogramValues
     queue_wait: HistogramValues | None  # None: never queued, so no samples
 
@@ -328,6 +335,7 @@ def _schedule_row(schedule: Schedule) -> ScheduleRow:
 # The stored counts samples read, as (kind, label) keys; zero-filled labels in sample order.
 _PENDING_KEY = (CountKind.PENDING, "")
 _STARTED_KEY = (CountKind.STARTED, "")
+_CANCELLED_KEY = (CountKind.CANCELLED, "")
 _FINISHED_KEYS = tuple((CountKind.FINISHED, outcome) for outcome in Outcome.ALL)
 _RETRY_KEYS = tuple((CountKind.RETRIES, trigger) for trigger in RetryTrigger.ALL)
 _SCRAPE_ERROR_KEYS = tuple((CountKind.SCRAPE_ERRORS, reason) for reason in ScrapeErrorReason.ALL)
@@ -351,6 +359,7 @@ def _job_series(snapshot: Snapshot, buckets: Buckets):
             started=counts.get(_STARTED_KEY, 0.0),
             finished=tuple(counts.get(kind, 0.0) for kind in _FINISHED_KEYS),
             retries=tuple(counts.get(kind, 0.0) for kind in _RETRY_KEYS),
+            cancelled=counts.get(_CANCELLED_KEY, 0.0),
             duration=_histogram(counts, CountKind.DURATION_BUCKET, CountKind.DURATION_SUM, buckets),
             queue_wait=queue_wait,
         )

@@ -29,6 +29,7 @@ class CountKind:
     QUEUE_WAIT_BUCKET = "queue_wait_bucket"
     QUEUE_WAIT_SUM = "queue_wait_sum"
     PENDING = "pending"  # a gauge kept as a sum of +1/-1 deltas by the job queue
+    CANCELLED = "cancelled"  # job-API jobs cancelled while pending (never a run's outcome)
     # Health counts: stored with type = name = "".
     SCRAPE_ERRORS = "scrape_errors"  # label: a ScrapeErrorReason
     INVALID_JOBS = "invalid_jobs"  # label: the JobInfo field at fault

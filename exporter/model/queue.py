@@ -22,7 +22,9 @@ class JobStatus:
     RUNNING = "running"
     COMPLETED = "completed"
     FAILED = "failed"
-    ALL = (PENDING, RUNNING, COMPLETED, FAILED)
+    CANCELLED = "cancelled"  # a pending job taken off the queue before it ran again
+    ALL = (PENDING, RUNNING, COMPLETED, FAILED, CANCELLED)
+    FINISHED = (COMPLETED, FAILED, CANCELLED)  # what DELETE removes and the prune forgets
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,13 +85,27 @@ DEFAULT_PAGE = 100  # jobs a page holds unless `limit` asks otherwise
 
 @dataclass(frozen=True, slots=True)
 class QueueQuery:
-    """A page of jobs in insertion order, after the cursor `after_seq`, optionally filtered."""
+    """A page of jobs in insertion order (`newest` first: descending), past the cursor
+    `after_seq` (0: from the start), optionally filtered."""
 
     status: str | None = None
     type: str | None = None
     name: str | None = None
     after_seq: int = 0
     limit: int = DEFAULT_PAGE
+    newest: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class QueueBatch:
+    """Up to `limit` jobs of `status` (optionally of one type and name) with `seq` above
+    `after_seq`, in insertion order, each changed by `transition` in one transaction."""
+
+    status: str
+    type: str | None = None
+    name: str | None = None
+    after_seq: int = 0
+    limit: int = 200
 
 
 # How long a create's Idempotency-Key holds (docs/contract.md §4): a resend within it gets
@@ -109,3 +125,8 @@ class CreateKey:
 
 class KeyReused(Exception):
     """The Idempotency-Key was first sent with another request (409)."""
+
+
+class KeyOrphaned(Exception):
+    """The Idempotency-Key still holds, but the job it made was deleted or pruned (409):
+    a resend must not silently create a second job."""

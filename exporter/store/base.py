@@ -12,7 +12,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from exporter.model.counts import CountDeltas
-from exporter.model.queue import CreateKey, QueueChange, QueueJob, QueueQuery, Transition
+from exporter.model.queue import (
+    CreateKey,
+    QueueBatch,
+    QueueChange,
+    QueueJob,
+    QueueQuery,
+    Transition,
+)
 from exporter.model.schedules import Schedule, ScheduleFire, ScheduleTransition
 from exporter.model.tracked import JobRow, Plan, SourceIndex, TrackedQuery
 
@@ -180,8 +187,18 @@ class Store(Protocol):
         """Apply `transition` to up to `limit` running jobs whose lease ended before now."""
         ...
 
+    def queue_batch(self, batch: QueueBatch, transition: Transition) -> list[QueueJob]:
+        """Apply `transition` to each job `batch` selects, all in one transaction (rows
+        another transaction holds are passed over); the jobs as changed, in `seq` order."""
+        ...
+
+    def queue_delete(self, job_id: str, check: Transition) -> QueueJob | None:
+        """Remove one job under a row lock once `check` (which raises to refuse) accepts
+        it; its counts stay. None when no job has that id."""
+        ...
+
     def queue_prune(self, finished_before_ms: float, keys_before_ms: float | None = None) -> int:
-        """Delete completed and failed jobs that finished before the cutoff; their counts
+        """Delete completed, failed and cancelled jobs that finished before the cutoff; their counts
         stay. Schedule fire keys older than the cutoff go too (the schedule's next fire is
         long past them), and Idempotency-Keys claimed before `keys_before_ms`. Returns how
         many jobs were deleted."""

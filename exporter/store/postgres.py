@@ -42,6 +42,7 @@ from exporter.store.sql import SqlStore
 from exporter.store.tables import (
     JOB_COLUMNS,
     ColumnTypes,
+    cancelled_step,
     first_steps,
     idempotency_step,
     owners_step,
@@ -66,6 +67,7 @@ MIGRATIONS: tuple[str, ...] = (
     idempotency_step(TYPES),
     owners_step(TYPES),
     tracked_step(),
+    cancelled_step(),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 COPY_FROM = 500  # inserts beyond this many rows go through COPY

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from exporter.model.queue import QueueJob, QueueQuery
+from exporter.model.queue import QueueBatch, QueueJob, QueueQuery
 from exporter.store.dialect import Connection, Dialect
 
 # Every column but `seq`, in QueueJob's field order; `seq` is selected last.
@@ -36,6 +36,7 @@ UPDATED = (
     "lease_expires_ms",
 )
 _FILTERS = ("status", "type", "name")
+MAX_SEQ = 2**63 - 1  # above every seq: where a newest-first listing starts
 
 
 def row_to_job(row: Sequence[Any]) -> QueueJob:
@@ -94,10 +95,16 @@ class QueueSql:
             f" ORDER BY lease_expires_ms LIMIT {p}{dialect.skip_locked}"
         )
         self._page = f"{select} WHERE seq > {p}"
+        self._page_newest = f"{select} WHERE seq < {p}"
         self._filters = {column: f" AND {column} = {p}" for column in _FILTERS}
         self._page_end = f" ORDER BY seq LIMIT {p}"
+        self._page_newest_end = f" ORDER BY seq DESC LIMIT {p}"
+        self._batch = f"{select} WHERE status = {p} AND seq > {p}"
+        self._batch_end = f" ORDER BY seq LIMIT {p}{dialect.skip_locked}"
+        self._delete = f"DELETE FROM queue_jobs WHERE seq = {p}"
         self._prune = (
-            f"DELETE FROM queue_jobs WHERE status IN ('completed', 'failed') AND finished_ms < {p}"
+            "DELETE FROM queue_jobs WHERE status IN ('completed', 'failed', 'cancelled')"
+            f" AND finished_ms < {p}"
         )
         self._counted_series = (
             f"SELECT DISTINCT type, name FROM counts WHERE source = {p} AND type != ''"
@@ -132,15 +139,36 @@ class QueueSql:
         return [row_to_job(row) for row in rows]
 
     def page(self, db: Connection, query: QueueQuery) -> list[QueueJob]:
-        sql = self._page
-        params: list[Any] = [query.after_seq]
+        """Oldest first past `after_seq`, or newest first before it (0: from the newest)."""
+        if query.newest:
+            sql, end = self._page_newest, self._page_newest_end
+            params: list[Any] = [query.after_seq or MAX_SEQ]
+        else:
+            sql, end = self._page, self._page_end
+            params = [query.after_seq]
         for column in _FILTERS:
             value = getattr(query, column)
             if value is not None:
                 sql += self._filters[column]
                 params.append(value)
         params.append(query.limit)
-        return [row_to_job(row) for row in db.execute(sql + self._page_end, params)]
+        return [row_to_job(row) for row in db.execute(sql + end, params)]
+
+    def batch(self, db: Connection, batch: QueueBatch) -> list[QueueJob]:
+        """The next `batch.limit` jobs of its status and filter, in `seq` order; where rows
+        lock, locked, skipping those another transaction holds (a lease under way)."""
+        sql = self._batch
+        params: list[Any] = [batch.status, batch.after_seq]
+        for column in ("type", "name"):
+            value = getattr(batch, column)
+            if value is not None:
+                sql += self._filters[column]
+                params.append(value)
+        params.append(batch.limit)
+        return [row_to_job(row) for row in db.execute(sql + self._batch_end, params)]
+
+    def delete(self, db: Connection, job: QueueJob) -> None:
+        db.execute(self._delete, (job.seq,))
 
     def prune(self, db: Connection, finished_before_ms: float) -> int:
         return db.execute(self._prune, (finished_before_ms,)).rowcount

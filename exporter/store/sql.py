@@ -20,7 +20,9 @@ from exporter.model.counts import CountDeltas, CountKind
 from exporter.model.queue import (
     API_SOURCE,
     CreateKey,
+    KeyOrphaned,
     KeyReused,
+    QueueBatch,
     QueueChange,
     QueueJob,
     QueueQuery,
@@ -358,8 +360,11 @@ class SqlStore(Generic[C]):
             f" WHERE key = {p}{self._dialect.for_update}",
             (key.key,),
         ).fetchone()
-        made = None if created_ms < key.expired_before_ms else self._queue.get(db, made_id)
-        if made is None:  # expired, or its job deleted: the key starts afresh
+        expired = created_ms < key.expired_before_ms
+        made = None if expired else self._queue.get(db, made_id)
+        if made is None and not expired:  # its job was deleted (or pruned) meanwhile
+            raise KeyOrphaned(key.key)
+        if made is None:  # expired: the key starts afresh
             db.execute(
                 "UPDATE idempotency_keys SET request_digest = "
                 f"{p}, job_id = {p}, created_ms = {p} WHERE key = {p}",
@@ -410,6 +415,19 @@ class SqlStore(Generic[C]):
             return [
                 self._change(db, transition(job)) for job in self._queue.expired(db, now_ms, limit)
             ]
+
+    def queue_batch(self, batch: QueueBatch, transition: Transition) -> list[QueueJob]:
+        with self._write("changing jobs in bulk") as db:
+            return [self._change(db, transition(job)) for job in self._queue.batch(db, batch)]
+
+    def queue_delete(self, job_id: str, check: Transition) -> QueueJob | None:
+        with self._write(f"deleting job {job_id}") as db:
+            job = self._queue.get(db, job_id, lock=True)
+            if job is None:
+                return None
+            check(job)
+            self._queue.delete(db, job)
+            return job
 
     def queue_prune(self, finished_before_ms: float, keys_before_ms: float | None = None) -> int:
         p = self._dialect.placeholder

@@ -41,6 +41,7 @@ from exporter.store.tables import (
     HEAD_COLUMNS,
     JOBS_RUNNING_INDEX,
     ColumnTypes,
+    cancelled_step,
     first_steps,
     idempotency_step,
     jobs_table,
@@ -68,6 +69,7 @@ MIGRATIONS: tuple[str, ...] = (
     idempotency_step(TYPES),
     owners_step(TYPES),
     tracked_step(),
+    cancelled_step(),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -81,6 +83,7 @@ STEP_TABLES: tuple[tuple[str, ...], ...] = (
     (),
     ("idempotency_keys",),
     ("source_owners",),
+    (),
     (),
 )
 

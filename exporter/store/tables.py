@@ -209,3 +209,13 @@ def tracked_step() -> str:
     CREATE INDEX jobs_started ON jobs (start_ms, source, id);
     CREATE INDEX jobs_status ON jobs (outcome, start_ms, source, id)
     """
+
+
+def cancelled_step() -> str:
+    """Schema step 9: the finished jobs' index, which the prune of old jobs reads, holds
+    cancelled jobs too (docs/contract.md §4), so pruning them scans no pending ones."""
+    return """
+    DROP INDEX queue_jobs_finished;
+    CREATE INDEX queue_jobs_finished ON queue_jobs (finished_ms)
+        WHERE status IN ('completed', 'failed', 'cancelled')
+    """

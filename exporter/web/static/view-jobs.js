@@ -1,11 +1,35 @@
-// Jobs: the job API's queue (docs/contract.md §4) with status badges, filters and paging; a
-// job's details with payload, attempts and last error; a form that creates a job (its JSON
-// payload checked here before anything is sent); and Retry on failed jobs.
+// Queue (route #/jobs): the job API's queue (docs/contract.md §4), newest first unless asked
+// otherwise, with status badges, filters and paging; a job's details with payload, attempts and last error; a form that creates a job (its JSON
+// payload checked here before anything is sent); Retry on failed jobs, Cancel on pending
+// ones, Delete on finished ones; and the bulk "Retry all failed" and "Cancel all pending" of
+// the current type and name filter. Every destructive step asks first, in a <dialog>.
 
 import { request } from "./api.js";
 import { formatTime, h, RequestState } from "./ui.js";
 
-const STATUSES = ["pending", "running", "completed", "failed"];
+const STATUSES = ["pending", "running", "completed", "failed", "cancelled"];
+const FINISHED = new Set(["completed", "failed", "cancelled"]);
+const plural = (count, one) => `${count} ${one}${count === 1 ? "" : "s"}`;
+
+/**
+ * Asks `question` in a modal <dialog>; resolves true for the confirm button, false for
+ * "Keep", Escape or closing. Focus starts on "Keep", so Enter alone destroys nothing.
+ */
+export function confirmDialog(question, confirmText) {
+  return new Promise((resolve) => {
+    const keep = h("button", { type: "button", class: "keep", value: "keep" }, "Keep");
+    const go = h("button", { type: "button", class: "danger confirm", value: "confirm" }, confirmText);
+    const dialog = h("dialog", { class: "confirm-dialog", "aria-labelledby": "confirm-question" },
+      h("p", { id: "confirm-question" }, question), h("div", { class: "buttons" }, keep, go));
+    let answer = false;
+    keep.addEventListener("click", () => dialog.close());
+    go.addEventListener("click", () => { answer = true; dialog.close(); });
+    dialog.addEventListener("close", () => { dialog.remove(); resolve(answer); });
+    document.body.append(dialog);
+    dialog.showModal();
+    keep.focus();
+  });
+}
 const PAGE_SIZE = 20;
 
 /** Reads the list answer: `{jobs, nextCursor}`, tolerant of a bare array. */
@@ -119,8 +143,15 @@ export function mount(root, context) {
     type: h("input", { name: "type", type: "search", placeholder: "Type", "aria-label": "Type" }),
     name: h("input", { name: "name", type: "search", placeholder: "Name", "aria-label": "Name" }),
   };
-  const filterForm = h("form", { class: "filters" }, filters.status, filters.type, filters.name,
+  const order = h("select", { name: "order", "aria-label": "Order" },
+    h("option", { value: "newest" }, "Newest first"), h("option", { value: "oldest" }, "Oldest first"));
+  const filterForm = h("form", { class: "filters" }, filters.status, filters.type, filters.name, order,
     h("button", { type: "submit" }, "Filter"));
+  order.addEventListener("change", () => { cursors.length = 1; context.refreshNow(); });
+  const retryAll = h("button", { type: "button", class: "bulk-retry" }, "Retry all failed");
+  const cancelAll = h("button", { type: "button", class: "bulk-cancel danger" }, "Cancel all pending");
+  const bulkResult = h("p", { class: "bulk-result", role: "status" });
+  const bulkBar = h("div", { class: "bulk-actions" }, retryAll, cancelAll, bulkResult);
   const tbody = h("tbody");
   const table = h("table", { class: "jobs" },
     h("thead", {}, h("tr", {}, h("th", {}, "Status"), h("th", {}, "Type"), h("th", {}, "Name"),
@@ -130,7 +161,7 @@ export function mount(root, context) {
   const next = h("button", { type: "button", disabled: true }, "Next ›");
   const pageInfo = h("span", { class: "muted" });
   const queuePanel = h("section", { class: "panel", dataset: { panel: "jobs" } },
-    h("h2", {}, "Queue"), filterForm);
+    h("h2", {}, "Queue"), filterForm, bulkBar);
   const listState = new RequestState(queuePanel, "the jobs", () => context.refreshNow());
   const emptyRow = h("p", { class: "hint", hidden: true }, "No jobs match.");
   queuePanel.append(h("div", { class: "table-wrap" }, table), emptyRow,
@@ -171,6 +202,84 @@ export function mount(root, context) {
     await refresh();
   }
 
+  /** What the bulk buttons take: the type and name filter, in words and as a body. */
+  function bulkScope() {
+    const body = {};
+    const type = filters.type.value.trim();
+    const name = filters.name.value.trim();
+    if (type) body.type = type;
+    if (name) body.name = name;
+    const words = [type && `type ${type}`, name && `name ${name}`].filter(Boolean).join(" and ");
+    return { body, words: words ? ` of ${words}` : "" };
+  }
+
+  async function bulk(button, { verb, status, route, key, done }) {
+    const { body, words } = bulkScope();
+    if (!(await confirmDialog(`${verb} every ${status} job${words}?`, `${verb} all ${status}`))) {
+      button.focus();
+      return;
+    }
+    button.disabled = true;
+    bulkResult.dataset.state = "loading";
+    bulkResult.textContent = `${verb === "Retry" ? "Retrying" : "Cancelling"}…`;
+    try {
+      const answer = await request(`/api/v1/jobs/${route}`, { method: "POST", body });
+      bulkResult.dataset.state = "ok";
+      bulkResult.textContent = `${done} ${plural(answer[key], "job")}${words}.`;
+    } catch (error) {
+      bulkResult.dataset.state = "error";
+      bulkResult.textContent = `${verb} failed: ${error.message}`;
+    } finally {
+      button.disabled = false;
+      button.focus();
+    }
+    await refresh();
+  }
+
+  retryAll.addEventListener("click", () => bulk(retryAll,
+    { verb: "Retry", status: "failed", route: "retry", key: "retried", done: "Retried" }));
+  cancelAll.addEventListener("click", () => bulk(cancelAll,
+    { verb: "Cancel", status: "pending", route: "cancel", key: "cancelled", done: "Cancelled" }));
+
+  async function cancel(job, button) {
+    button.disabled = true;
+    try {
+      const updated = await request(`/api/v1/jobs/${encodeURIComponent(job.id)}/cancel`, { method: "POST" });
+      actionMessages.set(job.id, { state: "ok", text: `Cancelled: now ${updated.status}.` });
+    } catch (error) {
+      actionMessages.set(job.id, { state: "error", text: `Cancel failed: ${error.message}` });
+    }
+    await refresh();
+  }
+
+  async function remove(job, button) {
+    const question = `Delete ${job.status} job ${job.name} (${job.type})? Its counts in /metrics stay.`;
+    if (!(await confirmDialog(question, "Delete job"))) {
+      button.focus();
+      return;
+    }
+    button.disabled = true;
+    try {
+      await request(`/api/v1/jobs/${encodeURIComponent(job.id)}`, { method: "DELETE" });
+      bulkResult.dataset.state = "ok";
+      bulkResult.textContent = `Deleted job ${job.id}.`;
+      if (selected === job.id) { selected = null; detailsPanel.hidden = true; }
+    } catch (error) {
+      bulkResult.dataset.state = "error";
+      bulkResult.textContent = `Delete failed: ${error.message}`;
+    }
+    await refresh();
+  }
+
+  const cancelButton = (job) => h("button", { type: "button", class: "cancel", dataset: { jobId: job.id },
+    onclick: (event) => { event.stopPropagation(); cancel(job, event.currentTarget); } }, "Cancel");
+  const deleteButton = (job) => h("button", { type: "button", class: "delete danger", dataset: { jobId: job.id },
+    onclick: (event) => { event.stopPropagation(); remove(job, event.currentTarget); } }, "Delete");
+  const actions = (job) => h("span", { class: "row-actions" },
+    job.status === "failed" ? retryButton(job) : null,
+    job.status === "pending" ? cancelButton(job) : null,
+    FINISHED.has(job.status) ? deleteButton(job) : null);
+
   const retryButton = (job) => h("button", { type: "button", class: "retry", dataset: { jobId: job.id },
     onclick: (event) => { event.stopPropagation(); retry(job, event.currentTarget); } }, "Retry");
 
@@ -179,12 +288,12 @@ export function mount(root, context) {
       class: job.id === selected ? "selected" : "", dataset: { jobId: job.id, status: job.status },
       tabindex: 0,
       onclick: () => select(job.id),
-      onkeydown: (event) => { if (event.key === "Enter") select(job.id); },
+      onkeydown: (event) => { if (event.key === "Enter" && event.target === event.currentTarget) select(job.id); },
     },
     h("td", {}, badge(job.status)), h("td", {}, job.type), h("td", { class: "name-cell" }, job.name),
     h("td", { class: "wide" }, `${job.attempts ?? 0}/${job.maxAttempts ?? "–"}`),
     h("td", { class: "wide" }, formatTime(job.createdAt)),
-    h("td", {}, job.status === "failed" ? retryButton(job) : ""))));
+    h("td", {}, actions(job)))));
     emptyRow.hidden = jobs.length > 0;
   }
 
@@ -210,7 +319,7 @@ export function mount(root, context) {
       job.result !== undefined && job.result !== null
         ? [h("h3", {}, "Result"), h("pre", { class: "payload", dataset: { field: "result" } }, pretty(job.result))]
         : null,
-      job.status === "failed" ? h("div", { class: "buttons" }, retryButton(job)) : null,
+      h("div", { class: "buttons" }, actions(job)),
       message ? h("p", { class: "form-result", dataset: { state: message.state } }, message.text) : null,
     ];
     detailsBody.replaceChildren(...children.flat().filter(Boolean));
@@ -228,7 +337,7 @@ export function mount(root, context) {
   }
 
   async function refresh() {
-    const query = { limit: PAGE_SIZE, cursor: cursors.at(-1) };
+    const query = { limit: PAGE_SIZE, cursor: cursors.at(-1), order: order.value };
     for (const [name, element] of Object.entries(filters)) query[name] = element.value.trim();
     const loads = [listState.run(() => request("/api/v1/jobs", { query }))];
     if (selected) {
