@@ -33,6 +33,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from exporter.model.queue import API_SOURCE
 from exporter.model.tracked import Plan
 from exporter.store.base import Snapshot, StoreError
 from exporter.store.dialect import Dialect
@@ -46,6 +47,7 @@ from exporter.store.tables import (
     idempotency_step,
     owners_step,
     runs_step,
+    tracked_counts_step,
 )
 
 TYPES = ColumnTypes(
@@ -64,6 +66,7 @@ MIGRATIONS: tuple[str, ...] = (
     runs_step(TYPES),
     idempotency_step(TYPES),
     owners_step(TYPES),
+    tracked_counts_step(TYPES, API_SOURCE),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 COPY_FROM = 500  # inserts beyond this many rows go through COPY
@@ -261,8 +264,10 @@ class PostgresDialect(Dialect[Connection]):
         with db.cursor() as cursor:
             cursor.executemany(sql, rows)
 
-    def delete_jobs(self, db: Connection, source: str, job_ids: list[str]) -> None:
-        db.execute("DELETE FROM jobs WHERE source = %s AND id = ANY(%s)", (source, job_ids))
+    def delete_jobs(self, db: Connection, source: str, job_ids: list[str]) -> int:
+        return db.execute(
+            "DELETE FROM jobs WHERE source = %s AND id = ANY(%s)", (source, job_ids)
+        ).rowcount
 
     def in_clause(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
         return f"{column} = ANY(%s)", [list(values)]

@@ -236,10 +236,12 @@ class SqlStore(Generic[C]):
                 dialect.execute_many(db, self._update_job, plan.updates)
             if plan.touches:
                 dialect.execute_many(db, self._touch, plan.touches)
+            added = plan.insert_count  # plain inserts: a row already there fails the write
             if plan.deletes:
-                dialect.delete_jobs(db, source, plan.deletes)
+                added -= dialect.delete_jobs(db, source, plan.deletes)
             dialect.add_counts(db, count_rows(source, plan.counts))
             pruned = self._prune(db, source, prune) if prune else []
+            dialect.add_tracked(db, source, added - len(pruned))
             generation = index.generation + 1
             db.execute(self._set_generation, (source, generation))
         return Applied(generation, pruned)
@@ -326,6 +328,7 @@ class SqlStore(Generic[C]):
             if fire is not None:
                 schedule_rows.claim_fire(db.execute, self._schedules, fire, job.id, job.created_ms)
             created = self._queue.insert(db, job)
+            self._dialect.add_tracked(db, API_SOURCE, 1)
             self._dialect.add_counts(db, count_rows(API_SOURCE, change.counts))
             if fire is not None:
                 lock = self._dialect.for_update
@@ -409,7 +412,9 @@ class SqlStore(Generic[C]):
                 db.execute(
                     f"DELETE FROM idempotency_keys WHERE created_ms < {p}", (keys_before_ms,)
                 )
-            return self._queue.prune(db, finished_before_ms)
+            pruned = self._queue.prune(db, finished_before_ms)
+            self._dialect.add_tracked(db, API_SOURCE, -pruned)
+            return pruned
 
     def _change(self, db: C, change: QueueChange) -> QueueJob:
         """Write a job's new state, its counts and, if the change names one, its schedule's

@@ -191,3 +191,22 @@ def runs_step(types: ColumnTypes) -> str:
     CREATE INDEX jobs_running ON jobs (source, label_type, label_name, start_ms)
         WHERE {RUNNING}
     """
+
+
+# The kept count of tracked jobs per source (the job API's under its source, "api"): added to
+# in the transaction of every insert and delete of a job row, so a snapshot reads it instead
+# of counting every retained job (issue 23).
+ADD_TO_TRACKED = " ON CONFLICT (source) DO UPDATE SET jobs = tracked_counts.jobs + excluded.jobs"
+
+
+def tracked_counts_step(types: ColumnTypes, api_source: str) -> str:
+    """Schema step 8 (the lead renumbers at merge): the kept tracked-jobs counts, filled
+    once from COUNT(*) of the jobs a store has already."""
+    return f"""
+    CREATE TABLE tracked_counts (
+        source TEXT PRIMARY KEY,
+        jobs {types.generation} NOT NULL
+    ){types.keyed};
+    INSERT INTO tracked_counts SELECT source, COUNT(*) FROM jobs GROUP BY source;
+    INSERT INTO tracked_counts SELECT '{api_source}', COUNT(*) FROM queue_jobs
+    """
