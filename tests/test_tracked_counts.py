@@ -144,3 +144,30 @@ def test_the_schema_step_fills_the_counts_on_postgres(postgres_cluster):
         assert store.snapshot().tracked == {"a": 4}
     finally:
         store.close()
+
+
+def test_a_batched_prune_keeps_listed_jobs_and_exact_counts(store_url: str):
+    store = open_store(store_url)
+    try:
+        jobs = [
+            JobInfo(f"j{i:03d}", "a", NOW - 1_000, "TASK", True, status="completed")
+            for i in range(250)
+        ]
+        _write(store, "scraped", jobs, True, None)
+        listed = {f"j{i:03d}" for i in range(0, 250, 7)}
+        index = store.load_index("scraped")
+        prune = Prune(before_ms=NOW + 10**9, still_listed=listed)
+        after, batches, pruned = "", 0, []
+        while after is not None:
+            applied, after = store.prune_batch(index, prune, after, limit=40)
+            index.forget(applied.pruned)
+            index.generation = applied.generation
+            pruned += applied.pruned
+            batches += 1
+            assert store.snapshot().tracked == _counted(store)
+        assert batches >= 6  # 250 candidates, 40 a transaction
+        assert not listed & set(pruned) and len(pruned) == 250 - len(listed)
+        assert {row.id for row in store.tracked_jobs("scraped")} == listed
+        assert store.snapshot().tracked == {"scraped": len(listed)}
+    finally:
+        store.close()

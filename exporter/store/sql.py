@@ -253,6 +253,34 @@ class SqlStore(Generic[C]):
             self._dialect.delete_jobs(db, source, doomed)
         return doomed
 
+    def prune_batch(
+        self, index: SourceIndex, prune: Prune, after_id: str, limit: int
+    ) -> tuple[Applied, str | None]:
+        """One batch of the retention prune, in its own short write transaction: the next
+        `limit` finished jobs (by id, after `after_id`) counted before `prune.before_ms`,
+        less those still listed, are deleted if the source is still at `index.generation`
+        (else StaleIndex, nothing written: `still_listed` is of the listing that index
+        reflects). Returns what was written and the id to go on after, None when done."""
+        source = index.source
+        p = self._dialect.placeholder
+        with self._write(f"pruning source {source!r}") as db:
+            self._dialect.lock_source(db, source)
+            row = db.execute(self._locked_generation, (source,)).fetchone()
+            if (row[0] if row else 0) != index.generation:
+                raise StaleIndex(f"source {source!r} changed since its index was loaded")
+            candidates = db.execute(
+                f"{self._prunable} AND id > {p} ORDER BY id LIMIT {p}",
+                (source, prune.before_ms, after_id, limit),
+            ).fetchall()
+            doomed = [job_id for (job_id,) in candidates if job_id not in prune.still_listed]
+            if doomed:
+                deleted = self._dialect.delete_jobs(db, source, doomed)
+                self._dialect.add_tracked(db, source, -deleted)
+            generation = index.generation + 1
+            db.execute(self._set_generation, (source, generation))
+        going_on = candidates[-1][0] if len(candidates) == limit else None
+        return Applied(generation, doomed), going_on
+
     def add_counts(self, source: str, deltas: CountDeltas) -> None:
         if deltas:
             with self._write(f"adding counts for {source!r}") as db:
