@@ -16,7 +16,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from exporter.model.tracked import Plan
 from exporter.store.base import Snapshot
 from exporter.store.health import StoreFault
-from exporter.store.tables import ADD_TO_COUNT, JOB_COLUMNS
+from exporter.store.tables import ADD_TO_COUNT, ADD_TO_TRACKED, JOB_COLUMNS
 
 
 class Cursor(Protocol):
@@ -55,6 +55,13 @@ class Dialect(ABC, Generic[C]):
     def __init__(self) -> None:
         self.insert_job = f"INSERT INTO jobs ({JOB_COLUMNS}) VALUES ({self.marks(16)})"
         self.add_count = f"INSERT INTO counts VALUES ({self.marks(6)}){ADD_TO_COUNT}"
+        self._add_tracked = f"INSERT INTO tracked_counts VALUES ({self.marks(2)}){ADD_TO_TRACKED}"
+
+    def add_tracked(self, db: C, source: str, jobs: int) -> None:
+        """Add `jobs` (negative: rows deleted) to the source's kept count of tracked jobs,
+        in the transaction that inserted or deleted them."""
+        if jobs:
+            db.execute(self._add_tracked, (source, jobs))
 
     def marks(self, count: int) -> str:
         """`count` placeholders, comma-separated."""
@@ -124,7 +131,8 @@ class Dialect(ABC, Generic[C]):
     def execute_many(self, db: C, sql: str, rows: Iterable[Sequence[Any]]) -> None: ...
 
     @abstractmethod
-    def delete_jobs(self, db: C, source: str, job_ids: list[str]) -> None: ...
+    def delete_jobs(self, db: C, source: str, job_ids: list[str]) -> int:
+        """Delete the source's jobs of `job_ids`; returns how many rows went."""
 
     @abstractmethod
     def in_clause(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:

@@ -33,6 +33,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from exporter.model.queue import API_SOURCE
 from exporter.model.tracked import Plan
 from exporter.store.base import Snapshot, StoreError
 from exporter.store.dialect import Dialect
@@ -47,6 +48,7 @@ from exporter.store.tables import (
     idempotency_step,
     owners_step,
     runs_step,
+    tracked_counts_step,
     tracked_step,
 )
 
@@ -68,6 +70,7 @@ MIGRATIONS: tuple[str, ...] = (
     owners_step(TYPES),
     tracked_step(),
     cancelled_step(),
+    tracked_counts_step(TYPES, API_SOURCE),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 COPY_FROM = 500  # inserts beyond this many rows go through COPY
@@ -265,8 +268,10 @@ class PostgresDialect(Dialect[Connection]):
         with db.cursor() as cursor:
             cursor.executemany(sql, rows)
 
-    def delete_jobs(self, db: Connection, source: str, job_ids: list[str]) -> None:
-        db.execute("DELETE FROM jobs WHERE source = %s AND id = ANY(%s)", (source, job_ids))
+    def delete_jobs(self, db: Connection, source: str, job_ids: list[str]) -> int:
+        return db.execute(
+            "DELETE FROM jobs WHERE source = %s AND id = ANY(%s)", (source, job_ids)
+        ).rowcount
 
     def in_clause(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
         return f"{column} = ANY(%s)", [list(values)]

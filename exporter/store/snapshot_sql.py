@@ -69,9 +69,8 @@ def read_snapshot(db: Queryable, version: Hashable) -> Snapshot:
         " WHERE status = 'running' GROUP BY label_type, label_name"
     ):
         running[(API_SOURCE, job_type, name)] = RunningStats(count, oldest)
-    tracked = dict(db.execute("SELECT source, COUNT(*) FROM jobs GROUP BY source").fetchall())
-    (queued,) = db.execute("SELECT COUNT(*) FROM queue_jobs").fetchone()
-    if queued:
-        tracked[API_SOURCE] = queued
+    # Kept in the transaction of every insert and delete of a job row: counting them here
+    # scanned every retained job on every snapshot (issue 23).
+    tracked = dict(db.execute("SELECT source, jobs FROM tracked_counts WHERE jobs > 0").fetchall())
     schedules = tuple(row_to_schedule(row) for row in db.execute(SELECT_ALL))
     return Snapshot(version, dict(series), dict(health), running, tracked, schedules)

@@ -238,10 +238,12 @@ class SqlStore(Generic[C]):
                 dialect.execute_many(db, self._update_job, plan.updates)
             if plan.touches:
                 dialect.execute_many(db, self._touch, plan.touches)
+            added = plan.insert_count  # plain inserts: a row already there fails the write
             if plan.deletes:
-                dialect.delete_jobs(db, source, plan.deletes)
+                added -= dialect.delete_jobs(db, source, plan.deletes)
             dialect.add_counts(db, count_rows(source, plan.counts))
             pruned = self._prune(db, source, prune) if prune else []
+            dialect.add_tracked(db, source, added - len(pruned))
             generation = index.generation + 1
             db.execute(self._set_generation, (source, generation))
         return Applied(generation, pruned)
@@ -252,6 +254,34 @@ class SqlStore(Generic[C]):
         if doomed:
             self._dialect.delete_jobs(db, source, doomed)
         return doomed
+
+    def prune_batch(
+        self, index: SourceIndex, prune: Prune, after_id: str, limit: int
+    ) -> tuple[Applied, str | None]:
+        """One batch of the retention prune, in its own short write transaction: the next
+        `limit` finished jobs (by id, after `after_id`) counted before `prune.before_ms`,
+        less those still listed, are deleted if the source is still at `index.generation`
+        (else StaleIndex, nothing written: `still_listed` is of the listing that index
+        reflects). Returns what was written and the id to go on after, None when done."""
+        source = index.source
+        p = self._dialect.placeholder
+        with self._write(f"pruning source {source!r}") as db:
+            self._dialect.lock_source(db, source)
+            row = db.execute(self._locked_generation, (source,)).fetchone()
+            if (row[0] if row else 0) != index.generation:
+                raise StaleIndex(f"source {source!r} changed since its index was loaded")
+            candidates = db.execute(
+                f"{self._prunable} AND id > {p} ORDER BY id LIMIT {p}",
+                (source, prune.before_ms, after_id, limit),
+            ).fetchall()
+            doomed = [job_id for (job_id,) in candidates if job_id not in prune.still_listed]
+            if doomed:
+                deleted = self._dialect.delete_jobs(db, source, doomed)
+                self._dialect.add_tracked(db, source, -deleted)
+            generation = index.generation + 1
+            db.execute(self._set_generation, (source, generation))
+        going_on = candidates[-1][0] if len(candidates) == limit else None
+        return Applied(generation, doomed), going_on
 
     def add_counts(self, source: str, deltas: CountDeltas) -> None:
         if deltas:
@@ -338,6 +368,7 @@ class SqlStore(Generic[C]):
             if fire is not None:
                 schedule_rows.claim_fire(db.execute, self._schedules, fire, job.id, job.created_ms)
             created = self._queue.insert(db, job)
+            self._dialect.add_tracked(db, API_SOURCE, 1)
             self._dialect.add_counts(db, count_rows(API_SOURCE, change.counts))
             if fire is not None:
                 lock = self._dialect.for_update
@@ -427,6 +458,7 @@ class SqlStore(Generic[C]):
                 return None
             check(job)
             self._queue.delete(db, job)
+            self._dialect.add_tracked(db, API_SOURCE, -1)
             return job
 
     def queue_prune(self, finished_before_ms: float, keys_before_ms: float | None = None) -> int:
@@ -437,7 +469,9 @@ class SqlStore(Generic[C]):
                 db.execute(
                     f"DELETE FROM idempotency_keys WHERE created_ms < {p}", (keys_before_ms,)
                 )
-            return self._queue.prune(db, finished_before_ms)
+            pruned = self._queue.prune(db, finished_before_ms)
+            self._dialect.add_tracked(db, API_SOURCE, -pruned)
+            return pruned
 
     def _change(self, db: C, change: QueueChange) -> QueueJob:
         """Write a job's new state, its counts and, if the change names one, its schedule's

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
+from exporter.model.queue import API_SOURCE
 from exporter.model.tracked import Plan
 from exporter.store.base import Snapshot, StoreError
 from exporter.store.checkpointer import Checkpointer
@@ -47,6 +48,7 @@ from exporter.store.tables import (
     jobs_table,
     owners_step,
     runs_step,
+    tracked_counts_step,
     tracked_step,
 )
 
@@ -70,6 +72,7 @@ MIGRATIONS: tuple[str, ...] = (
     owners_step(TYPES),
     tracked_step(),
     cancelled_step(),
+    tracked_counts_step(TYPES, API_SOURCE),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -85,6 +88,7 @@ STEP_TABLES: tuple[tuple[str, ...], ...] = (
     ("source_owners",),
     (),
     (),
+    ("tracked_counts",),
 )
 
 # SQLite's limit on the values one statement binds before 3.32 raised it to 32,766.
@@ -582,10 +586,10 @@ class SqliteDialect(Dialect[sqlite3.Connection]):
     def execute_many(self, db: sqlite3.Connection, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         db.executemany(sql, rows)
 
-    def delete_jobs(self, db: sqlite3.Connection, source: str, job_ids: list[str]) -> None:
-        db.executemany(
+    def delete_jobs(self, db: sqlite3.Connection, source: str, job_ids: list[str]) -> int:
+        return db.executemany(
             "DELETE FROM jobs WHERE source = ? AND id = ?", [(source, i) for i in job_ids]
-        )
+        ).rowcount
 
     def in_clause(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
         return f"{column} IN ({self.marks(len(values))})", list(values)

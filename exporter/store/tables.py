@@ -219,3 +219,22 @@ def cancelled_step() -> str:
     CREATE INDEX queue_jobs_finished ON queue_jobs (finished_ms)
         WHERE status IN ('completed', 'failed', 'cancelled')
     """
+
+
+# The kept count of tracked jobs per source (the job API's under its source, "api"): added to
+# in the transaction of every insert and delete of a job row, so a snapshot reads it instead
+# of counting every retained job (issue 23).
+ADD_TO_TRACKED = " ON CONFLICT (source) DO UPDATE SET jobs = tracked_counts.jobs + excluded.jobs"
+
+
+def tracked_counts_step(types: ColumnTypes, api_source: str) -> str:
+    """Schema step 10: the kept tracked-jobs counts, filled
+    once from COUNT(*) of the jobs a store has already."""
+    return f"""
+    CREATE TABLE tracked_counts (
+        source TEXT PRIMARY KEY,
+        jobs {types.generation} NOT NULL
+    ){types.keyed};
+    INSERT INTO tracked_counts SELECT source, COUNT(*) FROM jobs GROUP BY source;
+    INSERT INTO tracked_counts SELECT '{api_source}', COUNT(*) FROM queue_jobs
+    """
