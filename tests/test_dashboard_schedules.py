@@ -135,7 +135,10 @@ def test_a_schedule_is_created_from_the_page(exporter: Exporter, screens: Screen
     form.locator('input[name="intervalSeconds"]').fill("90")
     form.locator("button[type=submit]").click()
     expect(page.locator("table.schedules tbody tr")).to_have_count(2)
-    assert [s["intervalSeconds"] for s in schedules_of(exporter)] == [None, 90]
+    assert {s["name"]: s["intervalSeconds"] for s in schedules_of(exporter)} == {
+        "nightly_totals": None,
+        "heartbeat": 90,
+    }
     screens.shot(page, "created")
 
 

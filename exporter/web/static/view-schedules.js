@@ -25,6 +25,10 @@ export function firesInWords(fires = {}) {
   ].map(([count, words]) => `${formatCount(count ?? 0)} ${words}`).join(" · ");
 }
 
+/** The same words, each part kept on one line so a narrow column breaks between parts. */
+const firesParts = (fires) => firesInWords(fires).split(" · ")
+  .flatMap((part, index) => [index ? " · " : "", h("span", { class: "nowrap" }, part)]);
+
 const FIRES_LEGEND = "on time: fired when due · late: missed while no exporter ran, run once "
   + "afterwards · skipped: missed and not run (misfire policy) · run by hand: Run now";
 
@@ -325,7 +329,7 @@ export function mount(root, context) {
       onclick: () => openForm(schedule) }, "Edit");
     const remove = h("button", { type: "button", class: "delete", "aria-label": `Delete ${schedule.name}`,
       onclick: () => askDelete(schedule) }, "Delete");
-    return h("td", { class: "buttons-cell", dataset: { label: "" } }, toggle, run, edit, remove);
+    return h("td", { class: "buttons-cell" }, h("div", { class: "row-buttons" }, toggle, run, edit, remove));
   }
 
   const when = (ms) => h("time", ms ? { datetime: new Date(ms).toISOString(), title: new Date(ms).toString() } : {}, formatTime(ms));
@@ -344,7 +348,7 @@ export function mount(root, context) {
       cell("Next fire", "nextFireAt", when(schedule.nextFireAt)),
       cell("Last fire", "lastFireAt", when(schedule.lastFireAt)),
       cell("Last success", "lastSuccessAt", when(schedule.lastSuccessAt)),
-      h("td", { dataset: { label: "Fires", field: "fires" }, title: FIRES_LEGEND }, firesInWords(schedule.fires)),
+      h("td", { dataset: { label: "Fires", field: "fires" }, title: FIRES_LEGEND }, h("span", {}, ...firesParts(schedule.fires))),
       buttons(schedule))));
     if (row) tbody.querySelector(`tr[data-schedule-id="${CSS.escape(row)}"] button.${CSS.escape(which)}`)?.focus();
     empty.hidden = schedules.length > 0;
