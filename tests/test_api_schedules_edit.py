@@ -209,3 +209,28 @@ def test_an_edit_between_a_sweeps_plan_and_its_fire_wins(server: LiveServer):
     assert runtime.schedules.sweep() == 1
     job = server.get(f"/api/v1/jobs/{get(server, made['id'])['lastJobId']}").json()
     assert job["name"] == "after"
+
+
+def test_after_the_wall_clock_steps_back_an_edit_repeats_no_fire(server: LiveServer):
+    made = create(server, name="stepped", cron="*/10 * * * *")
+    server.clock.advance((made["nextFireAt"] - server.clock.wall_ms()) / 1000)
+    assert server.runtime.schedules.sweep() == 1
+    fired = get(server, made["id"])["lastFireAt"]
+    server.clock.step(-3600)  # the wall clock (the calendar) goes back an hour
+    edited = patch(server, made["id"], {"cron": "*/5 * * * *"})
+    assert edited["nextFireAt"] == fired + 5 * MINUTE_MS
+    server.clock.step(3600)
+    server.clock.advance(5 * 60)
+    assert server.runtime.schedules.sweep() == 1
+    assert get(server, made["id"])["fires"]["onTime"] == 2
+
+
+def test_an_interval_schedule_switches_to_cron_and_back(server: LiveServer):
+    made = create(server, name="switch", intervalSeconds=60, timezone="Europe/Berlin")
+    edited = patch(server, made["id"], {"cron": "0 2 * * *"})
+    assert (edited["cron"], edited["intervalSeconds"]) == ("0 2 * * *", None)
+    # 02:00 in Berlin is 01:00 or 00:00 UTC: a whole hour, after now.
+    assert edited["nextFireAt"] % 3_600_000 == 0 and edited["nextFireAt"] > server.clock.wall_ms()
+    back = patch(server, made["id"], {"intervalSeconds": 120})
+    assert (back["cron"], back["intervalSeconds"]) == (None, 120)
+    assert (back["nextFireAt"] - made["createdAt"]) % 120_000 == 0
