@@ -149,10 +149,13 @@ def test_a_bad_cron_shows_the_field_error_and_creates_nothing(exporter: Exporter
     form = page.locator(".schedule-form")
     form.locator('input[name="type"]').fill("T")
     form.locator('input[name="name"]').fill("n")
+    sent: list[str] = []
+    page.on("request", lambda r: sent.append(r.method) if r.method != "GET" else None)
     form.locator('input[name="cron"]').fill("every day")
     form.locator("button[type=submit]").click()
     error = form.locator("#schedule-cron-error")
-    expect(error).to_contain_text("5 fields")  # the page's own check
+    expect(error).to_contain_text("Cron needs 5 fields")  # the page's own check...
+    assert sent == []  # ...so nothing was sent
     expect(form.locator('input[name="cron"]')).to_have_attribute("aria-invalid", "true")
     # Five fields, but not a cron line: the server's 400 names `cron`, shown by the field.
     form.locator('input[name="cron"]').fill("61 * * * *")
