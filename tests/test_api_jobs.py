@@ -393,8 +393,8 @@ def test_every_write_route_answers_401_without_the_token(tmp_path):
     with live_server(tmp_path, api_token=TOKEN) as server:
         rules = write_rules(server.app)
         # push; jobs: create, lease, heartbeat, complete, fail, retry, cancel, delete, bulk
-        # retry, bulk cancel; schedules: create, delete, pause, resume, run
-        assert len(rules) == 16
+        # retry, bulk cancel; schedules: create, edit, delete, pause, resume, run
+        assert len(rules) == 17
         for method, path in rules:
             for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}):
                 response = server.session.request(
@@ -463,6 +463,7 @@ def test_openapi_describes_every_endpoint_of_the_contract(server):
         ("post", "/api/v1/schedules"),
         ("get", "/api/v1/schedules"),
         ("get", "/api/v1/schedules/{id}"),
+        ("patch", "/api/v1/schedules/{id}"),
         ("delete", "/api/v1/schedules/{id}"),
         ("post", "/api/v1/schedules/{id}/pause"),
         ("post", "/api/v1/schedules/{id}/resume"),

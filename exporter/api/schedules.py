@@ -1,4 +1,4 @@
-"""Schedules (recurring jobs): create, list, inspect, pause, resume, run now, delete.
+"""Schedules (recurring jobs): create, list, inspect, edit, pause, resume, run now, delete.
 
 Thin, as the job API: parse and check the request, call the scheduler, encode its answer.
 A definition the scheduler cannot keep (a bad cron expression or time zone, an interval out
@@ -7,6 +7,9 @@ of range) is a 400 naming the field, never a 500.
 
 from __future__ import annotations
 
+from typing import Any
+
+import msgspec
 from flask import Blueprint, Response
 
 from exporter.api import schemas
@@ -65,6 +68,51 @@ def list_schedules() -> Response:
 @blueprint.get("/<schedule_id>")
 def get(schedule_id: str) -> Response:
     return json_response(schedule_out(current_runtime().schedules.get(schedule_id)))
+
+
+# The body's fields as the scheduler's Schedule names them.
+_EDIT_FIELDS = {
+    "type": "type",
+    "name": "name",
+    "payload": "payload",
+    "cron": "cron",
+    "interval_seconds": "interval_s",
+    "timezone": "timezone",
+    "misfire": "misfire",
+    "max_attempts": "max_attempts",
+}
+
+
+@blueprint.patch("/<schedule_id>")
+def edit(schedule_id: str) -> Response:
+    """Change some fields of a schedule: 200 with the schedule as it is now.
+
+    PATCH, not PUT: the body names only the fields that change (as a JSON merge patch
+    would), so a client changing the name need not resend the timetable, and a field this
+    API adds later is not reset by an older client. Giving `cron` switches the schedule to
+    cron (its interval is cleared) and `intervalSeconds` the other way; both at once is a
+    400. Every field is checked before anything is written: a 400 names the first field
+    that is wrong and changes nothing; an unknown id is a 404. A timing change (cron,
+    interval, time zone) moves the next fire to the first one after now; a paused schedule
+    stays paused; fire counts, last fire and last success stay with the schedule, whose
+    metric series then carry its new type and name (docs/api.md).
+    """
+    body = read_json(schemas.EditSchedule)
+    changes: dict[str, Any] = {}
+    for field, name in _EDIT_FIELDS.items():
+        value = getattr(body, field)
+        if value is not msgspec.UNSET:
+            changes[name] = value
+    if "cron" in changes and "interval_s" in changes:
+        raise ScheduleInvalid("cron", "give either cron or intervalSeconds, not both")
+    if "cron" in changes:
+        changes["interval_s"] = None
+    elif "interval_s" in changes:
+        changes["cron"] = None
+    if "payload" in changes:
+        changes["payload"] = capped_json(changes["payload"], "payload")
+    schedule = current_runtime().schedules.edit(schedule_id, changes)
+    return json_response(schedule_out(schedule))
 
 
 @blueprint.delete("/<schedule_id>")

@@ -121,6 +121,27 @@ class CreateSchedule(_Request):
     max_attempts: Annotated[int, msgspec.Meta(ge=1, le=MAX_ATTEMPTS_LIMIT)] | None = None
 
 
+class EditSchedule(_Request):
+    """Change a schedule: only the fields given change (JSON merge-patch style; `payload`
+    and `maxAttempts` may be null to clear them). Giving `cron` switches an interval
+    schedule to cron and `intervalSeconds` the other way; giving both is a 400. A change
+    of `cron`, `intervalSeconds` or `timezone` moves the next fire to the first one after
+    now (no missed fire runs because of an edit); a paused schedule stays paused."""
+
+    type: JobType | msgspec.UnsetType = msgspec.UNSET
+    name: Name | msgspec.UnsetType = msgspec.UNSET
+    payload: Annotated[Any, msgspec.Meta(description="Any JSON value, size-capped.")] = (
+        msgspec.UNSET
+    )
+    cron: Cron | msgspec.UnsetType = msgspec.UNSET
+    interval_seconds: IntervalSeconds | msgspec.UnsetType = msgspec.UNSET
+    timezone: TimeZone | msgspec.UnsetType = msgspec.UNSET
+    misfire: Misfire | msgspec.UnsetType = msgspec.UNSET
+    max_attempts: (
+        Annotated[int, msgspec.Meta(ge=1, le=MAX_ATTEMPTS_LIMIT)] | msgspec.UnsetType | None
+    ) = msgspec.UNSET
+
+
 class ScheduleFires(msgspec.Struct, rename="camel"):
     """Fires so far, by result."""
 

@@ -26,7 +26,7 @@ import logging
 import math
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -271,12 +271,28 @@ def plan(schedule: Schedule, timing: Timing, now_ms: float, grace_ms: float) -> 
 # --- transitions ---------------------------------------------------------------------
 
 
-def after_fire(instant_ms: float, result: str, next_ms: float | None, job_id: str):
-    """The schedule after one of its scheduled fires created job `job_id`."""
+def definition(schedule: Schedule) -> tuple[Any, ...]:
+    """What an edit may change: a fire planned from one definition is not made under
+    another."""
+    return tuple(getattr(schedule, name) for name in EDITABLE)
+
+
+def after_fire(
+    instant_ms: float,
+    result: str,
+    next_ms: float | None,
+    job_id: str,
+    planned: tuple[Any, ...] | None = None,
+):
+    """The schedule after one of its scheduled fires created job `job_id`. `planned` is the
+    definition the fire was planned from: an edit since then refuses the fire (FireTaken,
+    nothing written), and the next sweep plans again from the edited schedule."""
 
     def transition(schedule: Schedule) -> Schedule:
         if schedule.paused:
             raise FireTaken(f"schedule {schedule.id} was paused meanwhile")
+        if planned is not None and definition(schedule) != planned:
+            raise FireTaken(f"schedule {schedule.id} was edited meanwhile")
         counts: dict[str, Any] = {
             "fires_on_time": schedule.fires_on_time + (result == FireResult.ON_TIME),
             "fires_late": schedule.fires_late + (result == FireResult.LATE),
@@ -313,6 +329,50 @@ def skip(expected_next_ms: float, advance_to_ms: float, skipped: int):
             next_fire_ms=advance_to_ms,
             fires_skipped=schedule.fires_skipped + skipped,
         )
+
+    return transition
+
+
+# The fields of a schedule an edit may change (ScheduleSpec's, as Schedule names them).
+EDITABLE = ("type", "name", "payload", "max_attempts", "cron", "interval_s", "timezone", "misfire")
+TIMING = ("cron", "interval_s", "timezone")
+
+
+def check_timing(schedule: Schedule) -> Timing:
+    """The schedule's timing, or ScheduleInvalid naming the field that is wrong."""
+    if (schedule.cron is None) == (schedule.interval_s is None):
+        raise ScheduleInvalid("cron", "give exactly one of cron and intervalSeconds")
+    interval = schedule.interval_s
+    if interval is not None and not MIN_INTERVAL_S <= interval <= MAX_INTERVAL_S:
+        raise ScheduleInvalid(
+            "intervalSeconds", f"must be between {MIN_INTERVAL_S:g} and {MAX_INTERVAL_S:g}"
+        )
+    return Timing.of(schedule)
+
+
+def edited(changes: dict[str, Any], now_for: Callable[[str | None], float]):
+    """The schedule with `changes` (EDITABLE names) applied, checked as a create is.
+
+    Changing the timing (cron, interval, time zone) moves the next fire to the first one
+    after now, and after the latest fire made, so an edit never runs missed fires and never
+    repeats a fire (its key `at:<instant>` would be taken). An interval stays anchored at
+    the schedule's creation: the next fire is the first creation + k * interval after now.
+    Everything else keeps: pause, counts, last fire and success.
+    """
+    unknown = set(changes) - set(EDITABLE)
+    if unknown:
+        raise ValueError(f"not editable: {sorted(unknown)}")
+
+    def transition(schedule: Schedule) -> Schedule:
+        new = replace(schedule, **changes)
+        timing = check_timing(new)
+        if all(getattr(new, name) == getattr(schedule, name) for name in TIMING):
+            return new
+        after = max(now_for(new.cron), schedule.last_fire_ms or -math.inf)
+        first = timing.next_after(after)
+        if first is None:
+            raise ScheduleInvalid("cron", f"cron expression {new.cron!r} never fires")
+        return replace(new, next_fire_ms=first)
 
     return transition
 
@@ -420,6 +480,11 @@ class Scheduler:
         next_ms = Timing.of(schedule).next_after(self._now_for(schedule.cron))
         return self._update(schedule_id, set_paused(False, next_ms if next_ms else math.inf))
 
+    def edit(self, schedule_id: str, changes: dict[str, Any]) -> Schedule:
+        """Change the EDITABLE fields in `changes`, in one transaction over the locked row:
+        all of them or, when one is invalid (ScheduleInvalid naming it), none."""
+        return self._update(schedule_id, edited(changes, self._now_for))
+
     def delete(self, schedule_id: str) -> None:
         if not self.store.schedule_delete(schedule_id):
             raise UnknownSchedule(schedule_id)
@@ -464,8 +529,9 @@ class Scheduler:
                 return 0  # another replica is handling this schedule's backlog
             log.info("schedule %s: %d missed fire(s) skipped", schedule.id, todo.skipped)
         created = 0
+        planned = definition(schedule)
         for instant, result, next_ms in todo.fires:
-            transition = partial(after_fire, instant, result, next_ms)
+            transition = partial(after_fire, instant, result, next_ms, planned=planned)
             try:
                 self._create(schedule, f"at:{instant:.0f}", transition)
             except FireTaken:

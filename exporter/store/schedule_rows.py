@@ -19,7 +19,9 @@ from exporter.model.schedules import (
 
 NAMES = tuple(f.name for f in fields(Schedule))
 COLUMNS = ", ".join(NAMES)
-UPDATED = tuple(name for name in NAMES if name not in ("id", "type", "name", "created_ms"))
+# An edit may change type and name too (PATCH /api/v1/schedules/<id>); the id and the
+# creation instant (an interval's anchor) never change.
+UPDATED = tuple(name for name in NAMES if name not in ("id", "created_ms"))
 
 
 SELECT = f"SELECT {COLUMNS} FROM schedules"
