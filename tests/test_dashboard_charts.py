@@ -29,7 +29,8 @@ def wait_for_percentiles(page: Page, charts: int, timeout_ms: float = 60_000) ->
 
 
 def spans(page: Page) -> set[int]:
-    return set(page.evaluate("[...document.querySelectorAll('[data-chart]')].map(c => Number(c.dataset.span))"))
+    script = "[...document.querySelectorAll('[data-chart]')].map(c => Number(c.dataset.span))"
+    return set(page.evaluate(script))
 
 
 @pytest.mark.parametrize(("view", "charts"), [("summary", 1), ("types", 3), ("name", 1)])
@@ -132,8 +133,9 @@ def test_the_new_parts_fit_a_phone_in_both_themes(demo, screens: Screens):
             expect(page.locator("table.failing tbody tr").first).to_be_visible(timeout=60_000)
         for theme in ("light", "dark"):
             page.evaluate(
-                "(t) => { const s = JSON.parse(localStorage.getItem('job-exporter.settings'));"
-                " localStorage.setItem('job-exporter.settings', JSON.stringify({...s, theme: t})); }",
+                "(t) => { const key = 'job-exporter.settings';"
+                " const s = JSON.parse(localStorage.getItem(key));"
+                " localStorage.setItem(key, JSON.stringify({...s, theme: t})); }",
                 theme,
             )
             page.reload()
