@@ -18,7 +18,7 @@ from exporter.clock import ManualClock
 from exporter.model.counts import Buckets, CountKind
 from exporter.stats.history import SUMMARY, HistoryLimits, HistorySampler, totals_of
 from exporter.stats.quantiles import quantile
-from exporter.stats.ring import FIELDS, Tier, Window
+from exporter.stats.ring import FIELDS, Field, Tier, Window
 from exporter.store import Snapshot, StoreError
 from exporter.store.base import RunningStats
 from tests.helpers.data import START_MS
@@ -487,3 +487,28 @@ def test_failing_ranks_functions_by_failed_and_lost_runs_in_the_window(sampler, 
         ("resize_image", 3),
     ]
     assert sampler.failing(3600, 1) == hour[:1]
+
+
+def test_a_window_growth_is_the_difference_of_the_totals_at_its_two_ends(sampler, store, clock):
+    store.add(HOOK, CountKind.STARTED)
+    failed_at: dict[float, float] = {}
+    for minute in range(40):
+        store.add(EMAIL, CountKind.FINISHED, "failed", minute % 3 + 1)
+        sampler.sample()
+        failed_at[clock.now_ms()] = store.counts[EMAIL][(CountKind.FINISHED, "failed")]
+        clock.advance(30)
+    series = sampler.series(sampler.names, EMAIL, Window(15 * 60, 2000))
+    first, last = series["t"][0], series["t"][-1]
+    growth = sampler.names.window_growth(EMAIL, 15 * 60)
+    assert growth[Field.FAILED] == failed_at[last] - failed_at[first]
+
+
+def test_a_histogram_going_down_gives_no_percentile(sampler, store, clock):
+    store.add(EMAIL, CountKind.DURATION_BUCKET, "1.0", 10)
+    sampler.sample()
+    clock.advance(5)
+    store.counts[EMAIL][(CountKind.DURATION_BUCKET, "1.0")] = 2  # another store in place
+    store.add(EMAIL, CountKind.DURATION_BUCKET, "5.0", 3)
+    sampler.sample()
+    series = sampler.series(sampler.summary, SUMMARY, HOUR)
+    assert series["p50"] == [None, None] and series["p99"] == [None, None]

@@ -29,9 +29,9 @@ function topFailing(root, context) {
     h("thead", {}, h("tr", {},
       h("th", { scope: "col" }, "Job function"),
       h("th", { scope: "col", class: "wide" }, "Source"),
-      h("th", { scope: "col", class: "num" }, "Failed and lost"),
+      h("th", { scope: "col", class: "num", title: "Failed and lost runs" }, "Failures"),
       h("th", { scope: "col", class: "num" }, "Finished"),
-      h("th", { scope: "col", class: "num" }, "Failure ratio"))),
+      h("th", { scope: "col", class: "num", title: "Failures over runs finished" }, "Ratio"))),
     body);
   const empty = h("p", { class: "empty-note", hidden: true });
   const panel = h("section", { class: "panel", dataset: { panel: "failing" } },
