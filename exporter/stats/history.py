@@ -176,9 +176,13 @@ class HistorySampler:
         most first (then the highest failure ratio, then by name), none without one."""
         tier = self.tier("names", seconds)
         rows: list[dict[str, object]] = []
+        outcomes = (Field.COMPLETED, Field.FAILED, Field.LOST)
         with self._lock:
             for key in cast(list[NameKey], tier.tracked()):
-                growth = tier.window_growth(key, seconds)
+                latest = tier.latest(key)
+                if latest is not None and not latest[Field.FAILED] and not latest[Field.LOST]:
+                    continue  # never failed at all (a NaN total is looked at)
+                growth = tier.window_growth(key, seconds, outcomes)
                 if growth is None:
                     continue
                 failed, lost = max(growth[Field.FAILED], 0.0), max(growth[Field.LOST], 0.0)
