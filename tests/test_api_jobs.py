@@ -477,6 +477,7 @@ def test_openapi_describes_every_endpoint_of_the_contract(server):
         ("get", "/api/v1/stats/name"),
         # issue 22: the usual run time of each job function
         ("get", "/api/v1/stats/durations"),
+        ("get", "/api/v1/stats/failing"),  # issue 22: top failing
     }
     described = {(method, path) for path, ops in doc["paths"].items() for method in ops}
     assert described == expected

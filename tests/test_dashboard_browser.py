@@ -127,7 +127,13 @@ def test_settings_are_checked_and_kept_in_the_browser(demo, screens: Screens):
     expect(page.locator("#settings")).not_to_be_visible()
     page.reload()
     saved = page.evaluate("JSON.parse(localStorage.getItem('job-exporter.settings'))")
-    assert saved == {"pollSeconds": 2, "maxPoints": 20, "slowMinutes": 60, "theme": "dark"}
+    assert saved == {
+        "pollSeconds": 2,
+        "maxPoints": 20,
+        "slowMinutes": 60,
+        "theme": "dark",
+        "range": "1h",
+    }
     expect(page.locator("html")).to_have_attribute("data-theme", "dark")
     charts = charts_with_data(page, 3)
     assert all(chart["points"] <= 20 for chart in charts)

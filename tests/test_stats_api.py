@@ -63,6 +63,10 @@ def test_summary_has_totals_and_moving_series(exporter: Exporter, job_source: Jo
     assert series["completed"] == [None, 0.0, 12.0]
     # 4 s sent by "a"; "b" sent no finishTimestamp: 10 s from its start to being seen finished
     assert series["avgDuration"] == [None, None, 7.0]
+    # One run in the 2.5-5 s bucket, one in the 5-10 s bucket, as histogram_quantile reads them
+    assert series["p50"] == [None, None, 5.0]
+    assert series["p95"] == [None, None, 9.5]
+    assert series["p99"] == [None, None, 9.9]
 
 
 def test_types_give_one_series_per_type(exporter: Exporter, job_source: JobSource):
@@ -106,6 +110,18 @@ def test_names_list_and_one_function(exporter: Exporter, job_source: JobSource):
         ("/api/v1/stats/summary", {"points": "1"}, "points"),
         ("/api/v1/stats/summary", {"window": "nan"}, "window"),
         ("/api/v1/stats/summary", {"window": "99999999"}, "window"),
+        ("/api/v1/stats/summary", {"window": "86401"}, "window"),
+        ("/api/v1/stats/types", {"window": "0"}, "window"),
+        (
+            "/api/v1/stats/name",
+            {"source": "app", "type": "T", "name": "n", "window": "x"},
+            "window",
+        ),
+        ("/api/v1/stats/failing", {"window": "-1"}, "window"),
+        ("/api/v1/stats/failing", {"window": "90000"}, "window"),
+        ("/api/v1/stats/failing", {"limit": "0"}, "limit"),
+        ("/api/v1/stats/failing", {"limit": "101"}, "limit"),
+        ("/api/v1/stats/failing", {"limit": "ten"}, "limit"),
         ("/api/v1/stats/types", {"limit": "0"}, "limit"),
         ("/api/v1/stats/names", {"q": "x" * 201}, "q"),
         ("/api/v1/stats/name", {"type": "TASK", "name": "send_email"}, "source"),
@@ -117,6 +133,49 @@ def test_bad_parameters_get_a_400_naming_the_field(exporter: Exporter, path, par
     assert response.status_code == 400
     body = response.json()
     assert body["errors"][0]["field"] == field and body["error"]
+
+
+def test_every_window_up_to_a_day_is_answered_from_the_tier_that_covers_it(
+    exporter: Exporter, job_source: JobSource
+):
+    run_a_minute(exporter, job_source)
+    young = get(exporter, "/api/v1/stats/summary", window=86400).json()
+    assert young["step"] == 5 and len(young["series"]["t"]) == 3  # all there is, finest
+    for _ in range(725):  # an hour more of 5 s samples fills the fine tiers
+        exporter.clock.advance(5)
+        exporter.runtime.history.sample()
+    for path in ("/api/v1/stats/summary", "/api/v1/stats/types"):
+        for window, step in ((900, 5), (3600, 5), (6 * 3600, 60), (24 * 3600, 60)):
+            answer = get(exporter, path, window=window, points=300)
+            assert answer.status_code == 200, (path, window)
+            assert answer.json()["step"] == step and answer.json()["span"] >= 24 * 3600
+    one = {"source": "app", "type": "HTTP", "name": "POST /hook"}
+    assert get(exporter, "/api/v1/stats/name", window=3600, **one).json()["step"] == 30
+    day = get(exporter, "/api/v1/stats/name", window=86400, **one).json()
+    assert day["step"] == 600 and day["series"]["failed"][-1] is not None
+
+
+def test_failing_lists_the_functions_with_failed_runs(exporter: Exporter, job_source: JobSource):
+    run_a_minute(exporter, job_source)
+    answer = get(exporter, "/api/v1/stats/failing", window=900).json()
+    assert answer["window"] == 900 and answer["step"] == 30
+    assert answer["failing"] == [
+        {
+            "source": "app",
+            "type": "HTTP",
+            "name": "POST /hook",
+            "failures": 1,
+            "failed": 1,
+            "lost": 0,
+            "finished": 1,
+            "ratio": 1.0,
+        }
+    ]
+    assert (
+        get(exporter, "/api/v1/stats/failing", window=86400).json()["failing"]
+        == (answer["failing"])
+    )
+    assert get(exporter, "/api/v1/stats/failing").json()["window"] == 3600  # the default
 
 
 def test_an_unknown_function_is_a_json_404(exporter: Exporter):
@@ -154,6 +213,7 @@ def test_answers_match_the_shapes_the_openapi_document_gives(
         "/api/v1/stats/summary": stats_schemas.SummaryStats,
         "/api/v1/stats/types": stats_schemas.TypesStats,
         "/api/v1/stats/names": stats_schemas.NameList,
+        "/api/v1/stats/failing": stats_schemas.FailingStats,
     }
     for path, shape in shapes.items():
         msgspec.json.decode(get(exporter, path).content, type=shape, strict=True)
@@ -161,3 +221,6 @@ def test_answers_match_the_shapes_the_openapi_document_gives(
     msgspec.json.decode(one.content, type=stats_schemas.NameStats, strict=True)
     described = get(exporter, "/api/openapi.json").json()["paths"]
     assert {"/api/v1/stats/summary", "/api/v1/stats/name"} <= described.keys()
+    failing = described["/api/v1/stats/failing"]["get"]
+    assert {p["name"] for p in failing["parameters"]} == {"window", "limit"}
+    assert "400" in failing["responses"]

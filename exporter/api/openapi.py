@@ -58,7 +58,9 @@ _BAD_SCHEDULE = (
     "Error",
 )
 _WINDOW = _query(
-    "window", "seconds back from the newest sample (default: all kept)", {"type": "number"}
+    "window",
+    "seconds back from the newest sample, up to a day (default: the last hour)",
+    {"type": "number", "maximum": stats.MAX_WINDOW_S},
 )
 _POINTS = _query(
     "points",
@@ -67,6 +69,7 @@ _POINTS = _query(
 )
 _TYPES_LIMIT = {"type": "integer", "minimum": 1, "maximum": stats.MAX_TYPES}
 _NAMES_LIMIT = {"type": "integer", "minimum": 1, "maximum": stats.MAX_NAMES}
+_FAILING_LIMIT = {"type": "integer", "minimum": 1, "maximum": stats.MAX_FAILING}
 
 
 def _required(name: str) -> dict[str, Any]:
@@ -374,6 +377,17 @@ OPERATIONS: tuple[Operation, ...] = (
         ),
         write=False,
     ),
+    Operation(
+        "get",
+        "/api/v1/stats/failing",
+        "Job functions with the most failed and lost runs in the window",
+        responses={"200": ("the functions, most failures first", "FailingStats"), "400": _BAD},
+        parameters=(
+            _WINDOW,
+            _query("limit", f"functions at most (default {stats.DEFAULT_FAILING})", _FAILING_LIMIT),
+        ),
+        write=False,
+    ),
 )
 
 _SCHEMA_TYPES: dict[str, Any] = {
@@ -496,6 +510,7 @@ _OPERATION_IDS = {
     ("get", "/api/v1/stats/names"): "statsNames",
     ("get", "/api/v1/stats/name"): "statsByName",
     ("get", "/api/v1/stats/durations"): "statsDurations",
+    ("get", "/api/v1/stats/failing"): "statsFailing",
 }
 
 

@@ -26,6 +26,10 @@ DEFAULT_TYPES = 12
 MAX_TYPES = 100
 DEFAULT_NAMES = 100
 MAX_NAMES = 2000
+DEFAULT_FAILING = 10
+MAX_FAILING = 100
+DEFAULT_FAILING_WINDOW = 3600.0
+MAX_WINDOW_S = 24 * 3600.0  # the page's longest range; the coarse tiers keep a day
 
 
 class BadParameter(ValueError):
@@ -68,37 +72,44 @@ def _text(field: str, required: bool = False, longest: int = 200) -> str:
     return value
 
 
-def _window(tier: Tier) -> Window:
-    span = tier.span_s
-    seconds = _number("window", span, tier.step_ms / 1000, span)
+def _window(view: str, default: float | None = None) -> tuple[Tier, Window]:
+    """The `window` and `points` asked for, and the finest tier of `view` that covers them.
+
+    A window from the finest step up to 24 h is good; without one, the fine tier's whole
+    span (an hour)."""
+    sampler = _sampler()
+    fine = sampler.views[view][0]
+    default = fine.span_s if default is None else default
+    seconds = _number("window", default, fine.step_ms / 1000, MAX_WINDOW_S)
     points = int(_number("points", DEFAULT_POINTS, 2, MAX_POINTS, integer=True))
-    return Window(seconds, points)
+    return sampler.tier(view, seconds), Window(seconds, points)
 
 
-def _meta(tier: Tier) -> dict[str, Any]:
-    return {"step": tier.step_ms / 1000, "span": tier.span_s}
+def _meta(tier: Tier, view: str) -> dict[str, Any]:
+    return {"step": tier.step_ms / 1000, "span": _sampler().longest(view)}
 
 
 @blueprint.get("/summary")
 def summary():
     """All jobs: running, pending, started and finished per minute, mean duration."""
     sampler = _sampler()
-    series = sampler.series(sampler.summary, SUMMARY, _window(sampler.summary)) or empty_series()
+    tier, window = _window("summary")
+    series = sampler.series(tier, SUMMARY, window) or empty_series()
     totals = sampler.latest_totals()
-    return jsonify({**_meta(sampler.summary), "totals": totals, "series": series})
+    return jsonify({**_meta(tier, "summary"), "totals": totals, "series": series})
 
 
 @blueprint.get("/types")
 def types():
     """One series per job type, the busiest `limit` types, sorted by name."""
     sampler = _sampler()
-    window = _window(sampler.types)
+    tier, window = _window("types")
     limit = int(_number("limit", DEFAULT_TYPES, 1, MAX_TYPES, integer=True))
     return jsonify(
         {
-            **_meta(sampler.types),
-            "types": sampler.type_series(window, limit),
-            "untracked": sampler.types.untracked,
+            **_meta(tier, "types"),
+            "types": sampler.type_series(window, limit, tier),
+            "untracked": tier.untracked,
         }
     )
 
@@ -121,8 +132,8 @@ def name():
         _text("type", required=True, longest=100),
         _text("name", required=True),
     )
-    window = _window(sampler.names)
-    series = sampler.series(sampler.names, key, window)
+    tier, window = _window("names")
+    series = sampler.series(tier, key, window)
     if series is None:
         return error_response(
             404,
@@ -130,5 +141,22 @@ def name():
             [{"field": "name", "message": f"no history for {key[2]!r} ({key[1]}, {key[0]})"}],
         )
     return jsonify(
-        {**_meta(sampler.names), "source": key[0], "type": key[1], "name": key[2], "series": series}
+        {**_meta(tier, "names"), "source": key[0], "type": key[1], "name": key[2], "series": series}
+    )
+
+
+@blueprint.get("/failing")
+def failing():
+    """The job functions with the most failed and lost runs over `window` (default an hour),
+    at most `limit`, with their runs finished and failure ratio."""
+    sampler = _sampler()
+    tier, window = _window("names", DEFAULT_FAILING_WINDOW)
+    limit = int(_number("limit", DEFAULT_FAILING, 1, MAX_FAILING, integer=True))
+    return jsonify(
+        {
+            "window": window.seconds,
+            "step": tier.step_ms / 1000,
+            "failing": sampler.failing(window.seconds, limit),
+            "untracked": tier.untracked,
+        }
     )

@@ -14,6 +14,15 @@ PerMinute = Annotated[
     list[float | None], msgspec.Meta(description="per minute since the previous point")
 ]
 
+Percentile = Annotated[
+    list[float | None],
+    msgspec.Meta(
+        description="seconds: this percentile of the runs finished since the previous point,"
+        " from the duration histogram's buckets (as histogram_quantile over their growth);"
+        " null where none finished"
+    ),
+]
+
 
 class Series(msgspec.Struct, rename="camel"):
     """Chart columns: one entry per sample, null where unknown."""
@@ -29,6 +38,9 @@ class Series(msgspec.Struct, rename="camel"):
         list[float | None],
         msgspec.Meta(description="mean seconds of the runs finished since the previous point"),
     ]
+    p50: Percentile
+    p95: Percentile
+    p99: Percentile
 
 
 class Totals(msgspec.Struct):
@@ -84,9 +96,28 @@ class NameStats(msgspec.Struct):
     series: Series
 
 
+class FailingRow(msgspec.Struct):
+    source: str
+    type: str
+    name: str
+    failures: Annotated[int, msgspec.Meta(description="failed and lost runs in the window")]
+    failed: int
+    lost: int
+    finished: Annotated[int, msgspec.Meta(description="runs finished in the window, any outcome")]
+    ratio: Annotated[float, msgspec.Meta(description="failures over runs finished, 0 to 1")]
+
+
+class FailingStats(msgspec.Struct):
+    window: Annotated[float, msgspec.Meta(description="seconds back from the newest sample")]
+    step: Annotated[float, msgspec.Meta(description="seconds between the samples used")]
+    failing: list[FailingRow]
+    untracked: int
+
+
 SCHEMAS = {
     "SummaryStats": SummaryStats,
     "TypesStats": TypesStats,
     "NameList": NameList,
     "NameStats": NameStats,
+    "FailingStats": FailingStats,
 }

@@ -133,7 +133,7 @@ class Runtime:
             schedules=self.schedules,
         )
         self.demo_crew: DemoCrew | None = None
-        self.history = HistorySampler(self.store, self.clock)
+        self.history = HistorySampler(self.store, self.clock, buckets=buckets)
         self.clock_watch = ClockWatch(self.clock)
         self._timers: Timers | None = None  # scrapes and sweeps, once started
 

@@ -2,8 +2,10 @@
 //
 // Each chart knows which columns it draws; `update` swaps its data in place, so polling never
 // rebuilds a chart. A theme change rebuilds them, because uPlot bakes colours in at creation.
-// The chart's element carries `data-points`, `data-last-t` and `data-values` after each
+// The chart's element carries `data-points`, `data-last-t`, `data-values`, `data-lines`
+// (non-null values per column) and `data-span` (seconds the x axis spans) after each
 // update: what the page shows, readable by people debugging and by the browser tests.
+// Given the chosen range, the x axis spans it whole, ending at the newest point.
 
 import uPlot from "./vendor/uPlot.esm.js";
 
@@ -14,7 +16,10 @@ const COLORS = {
   completed: "#22c55e",
   failed: "#ef4444",
   lost: "#f59e0b",
-  avgDuration: "#14b8a6",
+  avgDuration: "#94a3b8",
+  p50: "#14b8a6",
+  p95: "#8b5cf6",
+  p99: "#ec4899",
 };
 
 /** The three charts every view draws, from the same columns. */
@@ -34,9 +39,9 @@ export const CHART_SPECS = [
   },
   {
     id: "duration",
-    title: "Mean duration",
+    title: "Run time percentiles",
     unit: "s",
-    lines: [["avgDuration", "Mean duration (s)"]],
+    lines: [["p50", "p50"], ["p95", "p95"], ["p99", "p99"], ["avgDuration", "Mean"]],
   },
 ];
 
@@ -94,7 +99,7 @@ export class Chart {
       height: this.height,
       legend: { live: true },
       cursor: { points: { size: 6 } },
-      scales: { x: { time: true }, y: { range: (u, min, max) => [0, Math.max(max ?? 1, 1) * 1.1] } },
+      scales: { x: { time: true, range: (u, min, max) => this.xRange || [min, max] }, y: { range: (u, min, max) => [0, Math.max(max ?? 1, 1) * 1.1] } },
       axes: [{ ...axis, space: 80, values: timeTicks }, { ...axis, size: 48, values: (u, ticks) => ticks.map(formatTick) }],
       series: [
         {},
@@ -117,18 +122,27 @@ export class Chart {
     }
   }
 
-  /** Show `series` (columns `t` and one per line); thins to `maxPoints` newest points. */
-  update(series, maxPoints) {
+  /**
+   * Show `series` (columns `t` and one per line); thins to `maxPoints` newest points. With
+   * `windowSeconds`, the x axis spans that range back from the newest point.
+   */
+  update(series, maxPoints, windowSeconds) {
     let times = series?.t || [];
     const start = Math.max(0, times.length - maxPoints);
     times = times.slice(start);
     const columns = this.spec.lines.map(([column]) => (series?.[column] || []).slice(start));
     this.data = [times.map((t) => t / 1000), ...columns];
+    const last = this.data[0].at(-1);
+    this.xRange = windowSeconds && last !== undefined ? [last - windowSeconds, last] : null;
     this.plot.setData(this.data);
-    const values = columns.reduce((n, column) => n + column.filter((v) => v !== null).length, 0);
+    const counts = columns.map((column) => column.filter((v) => v !== null && v !== undefined).length);
+    const lines = Object.fromEntries(this.spec.lines.map(([column], n) => [column, counts[n]]));
+    const x = this.plot.scales.x;
     this.element.dataset.points = String(times.length);
     this.element.dataset.lastT = String(times.at(-1) ?? "");
-    this.element.dataset.values = String(values);
+    this.element.dataset.values = String(counts.reduce((a, b) => a + b, 0));
+    this.element.dataset.lines = JSON.stringify(lines);
+    this.element.dataset.span = String(Math.round((x.max ?? 0) - (x.min ?? 0)));
     this.emptyElement.hidden = times.length > 0;
   }
 
@@ -152,8 +166,8 @@ export class ChartGroup {
     this.charts = CHART_SPECS.map((spec) => new Chart(this.element, spec, options));
   }
 
-  update(series, maxPoints) {
-    for (const chart of this.charts) chart.update(series, maxPoints);
+  update(series, maxPoints, windowSeconds) {
+    for (const chart of this.charts) chart.update(series, maxPoints, windowSeconds);
   }
 
   restyle() {

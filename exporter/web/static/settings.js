@@ -1,6 +1,7 @@
 // The settings the seed dashboard offers, kept in localStorage: polling interval, maximum
-// points per chart, the theme, and after how many minutes a running job is marked slow
-// (0: only when it runs longer than its function's p95). Stored values are checked on read, so a hand-edited or
+// points per chart, the theme, after how many minutes a running job is marked slow
+// (0: only when it runs longer than its function's p95), and the charts' time range
+// (chosen in the views, ranges.js). Stored values are checked on read, so a hand-edited or
 // older entry falls back to the defaults instead of breaking the page.
 
 const KEY = "job-exporter.settings";
@@ -11,7 +12,15 @@ export const LIMITS = {
   slowMinutes: { min: 0, max: 10080 }, // a week
 };
 
-const DEFAULTS = { pollSeconds: 5, maxPoints: 300, slowMinutes: 60, theme: null };
+/** The charts' time ranges, in seconds (the stats endpoints take a `window` up to a day). */
+export const RANGES = [
+  { id: "15m", seconds: 900, label: "15 min", phrase: "the last 15 minutes" },
+  { id: "1h", seconds: 3600, label: "1 h", phrase: "the last hour" },
+  { id: "6h", seconds: 21600, label: "6 h", phrase: "the last 6 hours" },
+  { id: "24h", seconds: 86400, label: "24 h", phrase: "the last 24 hours" },
+];
+
+const DEFAULTS = { pollSeconds: 5, maxPoints: 300, slowMinutes: 60, theme: null, range: "1h" };
 
 const listeners = new Set();
 let current = load();
@@ -31,6 +40,7 @@ function load() {
     }
   }
   if (saved.theme === "dark" || saved.theme === "light") settings.theme = saved.theme;
+  if (RANGES.some((range) => range.id === saved.range)) settings.range = saved.range;
   return settings;
 }
 

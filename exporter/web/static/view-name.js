@@ -4,6 +4,7 @@
 
 import { request } from "./api.js";
 import { ChartGroup } from "./charts.js";
+import { currentRange, rangeControl } from "./ranges.js";
 import { formatCount, h, RequestState } from "./ui.js";
 
 const keyOf = (row) => JSON.stringify([row.source, row.type, row.name]);
@@ -19,8 +20,9 @@ export function mount(root, context) {
   const select = h("select", { "aria-label": "Job function" });
   const picker = h("div", { class: "picker" }, search, select);
   const title = h("h3", { class: "name-title" });
+  const ranges = rangeControl();
   const panel = h("section", { class: "panel", dataset: { panel: "name" } },
-    h("h2", {}, "By job function"), picker);
+    h("div", { class: "panel-head" }, h("h2", {}, "By job function"), ranges.element), picker);
   root.append(panel);
   const listState = new RequestState(panel, "the job functions", () => loadNames());
   const seriesPanel = h("section", { class: "panel" }, title);
@@ -70,11 +72,13 @@ export function mount(root, context) {
       }
       title.replaceChildren(h("span", { class: "type-badge" }, chosen.type), " ", chosen.name,
         h("span", { class: "muted" }, ` from ${chosen.source}`));
+      const range = currentRange();
+      const points = context.settings().maxPoints;
       const answer = await seriesState.run(() => request("/api/v1/stats/name",
-        { query: { ...chosen, points: context.settings().maxPoints } }));
-      if (answer) charts.update(answer.series, context.settings().maxPoints);
+        { query: { ...chosen, points, window: range.seconds } }));
+      if (answer) charts.update(answer.series, points, range.seconds);
     },
     restyle() { charts.restyle(); },
-    destroy() { clearTimeout(debounce); charts.destroy(); },
+    destroy() { clearTimeout(debounce); ranges.destroy(); charts.destroy(); },
   };
 }

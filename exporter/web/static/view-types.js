@@ -4,10 +4,13 @@
 
 import { request } from "./api.js";
 import { ChartGroup } from "./charts.js";
+import { currentRange, rangeControl } from "./ranges.js";
 import { h, RequestState } from "./ui.js";
 
 export function mount(root, context) {
-  const header = h("section", { class: "panel panel-plain" }, h("h2", {}, "By job type"));
+  const ranges = rangeControl();
+  const header = h("section", { class: "panel panel-plain" },
+    h("div", { class: "panel-head" }, h("h2", {}, "By job type"), ranges.element));
   const grid = h("div", { class: "type-grid" });
   root.append(header, grid);
   const state = new RequestState(header, "the job types", () => context.refreshNow());
@@ -29,13 +32,15 @@ export function mount(root, context) {
 
   return {
     async refresh() {
+      const range = currentRange();
+      const points = context.settings().maxPoints;
       const answer = await state.run(() => request("/api/v1/stats/types",
-        { query: { points: context.settings().maxPoints } }));
+        { query: { points, window: range.seconds } }));
       if (!answer) return;
       const seen = new Set();
       for (const series of answer.types) {
         seen.add(series.type);
-        panelFor(series.type).charts.update(series, context.settings().maxPoints);
+        panelFor(series.type).charts.update(series, points, range.seconds);
       }
       for (const [type, panel] of panels) {
         if (!seen.has(type)) {
@@ -47,6 +52,9 @@ export function mount(root, context) {
       empty.hidden = panels.size > 0;
     },
     restyle() { for (const panel of panels.values()) panel.charts.restyle(); },
-    destroy() { for (const panel of panels.values()) panel.charts.destroy(); },
+    destroy() {
+      ranges.destroy();
+      for (const panel of panels.values()) panel.charts.destroy();
+    },
   };
 }
