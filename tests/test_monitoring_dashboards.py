@@ -287,14 +287,14 @@ def test_duration_and_queue_wait_queries_ask_for_exemplars() -> None:
 
 def test_exemplars_link_to_the_tracked_job() -> None:
     """The provisioned datasource turns an exemplar's `job_id` into a link to that job in the
-    exporter's tracked-jobs route, by source and id, both percent-encoded (`$$` is Grafana's
+    exporter page's Tracked view, by source and id, both percent-encoded (`$$` is Grafana's
     escape for a literal `$` in provisioning files)."""
     path = queries.ROOT / "grafana" / "provisioning" / "datasources" / "prometheus.yml"
     (datasource,) = yaml.safe_load(path.read_text(encoding="utf-8"))["datasources"]
     (destination,) = datasource["jsonData"]["exemplarTraceIdDestinations"]
     assert destination["name"] == "job_id"
     assert destination["url"] == (
-        f"{DEFAULT.exporter_url}/api/v1/tracked?source=$${{__data.fields.source:percentencode}}"
+        f"{DEFAULT.exporter_url}/#/tracked?source=$${{__data.fields.source:percentencode}}"
         "&q=$${__value.raw:percentencode}"
     )
 
