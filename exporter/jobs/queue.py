@@ -454,16 +454,9 @@ class JobQueue:
         """
         room = self.policy.max_pending - self.store.queue_pending()
         now_ms = self.clock.now_ms()
-        retried = 0
-        after_seq = 0
-        while room > retried:
-            limit = min(BULK_BATCH, room - retried)
-            batch = QueueBatch(JobStatus.FAILED, job_type, name, after_seq, limit)
-            jobs = self.store.queue_batch(batch, lambda job: manual_retry(job, now_ms))
-            retried += len(jobs)
-            if len(jobs) < limit:
-                return retried
-            after_seq = jobs[-1].seq
+        retried = self._in_batches(
+            JobStatus.FAILED, job_type, name, lambda job: manual_retry(job, now_ms), room
+        )
         if retried == 0 and self.store.queue_batch(
             QueueBatch(JobStatus.FAILED, job_type, name, limit=1), lambda job: QueueChange(job)
         ):
@@ -478,15 +471,31 @@ class JobQueue:
         does each, `BULK_BATCH` jobs per transaction; jobs a lease holds at that moment
         are passed over (they are running). Returns how many."""
         now_ms = self.clock.now_ms()
-        cancelled = 0
+        return self._in_batches(
+            JobStatus.PENDING, job_type, name, lambda job: cancel_pending(job, now_ms)
+        )
+
+    def _in_batches(
+        self,
+        status: str,
+        job_type: str | None,
+        name: str | None,
+        transition: Transition,
+        most: float = math.inf,
+    ) -> int:
+        """Apply `transition` to at most `most` jobs of `status` (and `job_type`, `name`),
+        oldest first, `BULK_BATCH` a transaction; returns how many it changed."""
+        done = 0
         after_seq = 0
-        while True:
-            batch = QueueBatch(JobStatus.PENDING, job_type, name, after_seq, BULK_BATCH)
-            jobs = self.store.queue_batch(batch, lambda job: cancel_pending(job, now_ms))
-            cancelled += len(jobs)
-            if len(jobs) < BULK_BATCH:
-                return cancelled
+        while done < most:
+            limit = int(min(BULK_BATCH, most - done))
+            batch = QueueBatch(status, job_type, name, after_seq, limit)
+            jobs = self.store.queue_batch(batch, transition)
+            done += len(jobs)
+            if len(jobs) < limit:
+                break
             after_seq = jobs[-1].seq
+        return done
 
     def expire_leases(self) -> int:
         """End every run whose lease ran out as `lost`; returns how many. Never raises for
