@@ -151,6 +151,11 @@ def test_a_phone_sized_screen_shows_everything_without_sideways_scrolling(demo, 
         assert widths and max(widths) <= 390
         for tab in page.locator(".tabs a").all():
             assert tab.is_visible()
+        # Every tab whole on screen: none cut off at the edge of a bar that scrolls.
+        rights = page.evaluate(
+            "[...document.querySelectorAll('.tabs a')].map(e => e.getBoundingClientRect().right)"
+        )
+        assert len(rights) == 6 and max(rights) <= 390, rights
         screens.shot(page, view)
     page.click("#theme-toggle")
     screens.shot(page, "name-other-theme")
