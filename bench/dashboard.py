@@ -20,13 +20,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,6 +33,7 @@ import requests
 from playwright.sync_api import sync_playwright
 
 from bench.harness import Result
+from bench.servers import serve
 
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -61,30 +59,7 @@ TABLE_READY = "() => document.querySelectorAll('table.jobs tbody tr').length > 0
 
 
 def start_exporter(folder: Path) -> tuple[subprocess.Popen, str]:
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "exporter",
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--store",
-            f"sqlite:///{folder / 'bench.db'}",
-            "--max-series-per-source",
-            "5000",
-        ],
-        stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        text=True,
-    )
-    assert process.stderr is not None
-    for line in process.stderr:
-        if match := re.search(r"listening on (http://\S+)", line):
-            # Keep reading its log, so a full pipe never stalls the exporter.
-            threading.Thread(target=process.stderr.read, daemon=True).start()
-            return process, match.group(1)
-    raise SystemExit("the exporter exited before listening")
+    return serve(f"sqlite:///{folder / 'bench.db'}", "--max-series-per-source", "5000")
 
 
 def fill(url: str, jobs: int, functions: int, api_jobs: int) -> float:

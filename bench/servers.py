@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import subprocess
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -41,6 +43,25 @@ class StaticSource:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def serve(store_url: str, *options: str) -> tuple[subprocess.Popen, str]:
+    """`python -m exporter serve` on a free port of 127.0.0.1 with `options`, and its URL
+    once it says it listens."""
+    command = [sys.executable, "-m", "exporter", "serve", "--listen", "127.0.0.1:0"]
+    process = subprocess.Popen(
+        [*command, "--store", store_url, *options],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )
+    assert process.stderr is not None
+    for line in process.stderr:
+        if match := re.search(r"listening on (http://\S+)", line):
+            # Keep reading its log, so a full pipe never stalls the exporter.
+            threading.Thread(target=process.stderr.read, daemon=True).start()
+            return process, match.group(1)
+    raise SystemExit("the exporter exited before listening")
 
 
 def free_port() -> int:

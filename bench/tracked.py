@@ -24,9 +24,7 @@ import argparse
 import re
 import sqlite3
 import subprocess
-import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +33,7 @@ import msgspec
 import requests
 
 from bench.harness import Result
+from bench.servers import serve
 from exporter.store.tables import TRACKED_INDEXES
 
 SOURCES = ("billing", "mailer", "etl", "search", "media")
@@ -52,29 +51,7 @@ ERROR = "Traceback (most recent call last):\n  File 'tasks.py', line 9\nValueErr
 
 
 def start_exporter(store: Path) -> tuple[subprocess.Popen, str]:
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "exporter",
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--store",
-            f"sqlite:///{store}",
-            "--push-lost-after-for",
-            f"{LOST_SOURCE}=5",
-        ],
-        stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        text=True,
-    )
-    assert process.stderr is not None
-    for line in process.stderr:
-        if match := re.search(r"listening on (http://\S+)", line):
-            threading.Thread(target=process.stderr.read, daemon=True).start()
-            return process, match.group(1)
-    raise SystemExit("the exporter exited before listening")
+    return serve(f"sqlite:///{store}", "--push-lost-after-for", f"{LOST_SOURCE}=5")
 
 
 def drop_indexes(store: Path) -> None:
