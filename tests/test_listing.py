@@ -69,6 +69,10 @@ class Pair:
             invalid_by_field=whole.invalid_by_field(),
         )
 
+    def prune(self, now_ms: float) -> list[int]:
+        """The retention timer's run on both sides; how many jobs each pruned."""
+        return [side.prune(SOURCE, now_ms, listed=True) for side in (self.by_listing, self.whole)]
+
     def assert_same(self) -> None:
         listed, whole = (store.snapshot() for store in self.stores)
         assert listed.series == whole.series
@@ -223,10 +227,14 @@ def test_the_retention_prune_keeps_finished_jobs_whose_unchanged_items_are_liste
     try:
         items = [item("done", "completed"), item("busy"), item("gone", "completed")]
         pair.scrape(encode(items), NOW)
-        for n in range(1, 4):  # a minute apart, so each scrape prunes what is past retention
+        pruned = []
+        for n in range(1, 4):  # each a minute on, past the retention of what came before
             items[1] = item("busy", name=f"step-{n}")
             pair.scrape(encode(items[:2]), NOW + n * 61_000)
+            pruned.append(pair.prune(NOW + n * 61_000))
             pair.assert_same()
+        assert pruned == [[1, 1], [0, 0], [0, 0]]  # "gone" only: "done" is still listed
+        # The prune left the listing's memo standing: the next scrapes decoded one item each.
         assert pair.decoded_items == [3, 1, 1, 1]
         kept = {row.id for row in pair.stores[0].tracked_jobs(SOURCE)}
         assert kept == {"done", "busy"}

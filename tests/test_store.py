@@ -29,7 +29,7 @@ def plan_for(index, *jobs: JobInfo, store=None):
     """A scrape's plan; with `store`, jobs it keeps as finished are known as such."""
     finished: dict[str, int] = {}
     if store is not None:
-        finished = store.finished_among(index.source, {job.id for job in jobs})
+        finished = store.finished_among(index.source, {job.id for job in jobs}, index.finished)
     return plan_changes(
         index,
         list(jobs),
@@ -57,7 +57,7 @@ def test_counts_and_jobs_survive_reopening(store_url: str):
     reopened = open_store(store_url)
     index = reopened.load_index("app")
     assert set(index.open) == {"a"} and index.finished == 1
-    assert reopened.finished_among("app", {"a", "b", "c"}) == {"b": 1}
+    assert reopened.finished_among("app", {"a", "b", "c"}, index.finished) == {"b": 1}
     assert index.series == {("TASK", "send_email")}
     counts = reopened.snapshot().series[("app", "TASK", "send_email")]
     assert counts[(CountKind.STARTED, "")] == 2 and counts[(CountKind.FINISHED, "completed")] == 1
@@ -124,10 +124,12 @@ def test_many_inserts_and_their_counts(store):
     store.apply(index, plan_for(index, *(info(f"job-{n}", n % 2 == 0) for n in range(2000))))
     reloaded = store.load_index("app")
     assert len(reloaded.open) == 1000 and reloaded.finished == 1000
-    asked = {f"job-{n}" for n in range(0, 2000, 7)}  # by id, and past ASK_BY_ID_UP_TO
-    assert store.finished_among("app", asked) == {i: 1 for i in asked if int(i[4:]) % 2 == 0}
-    everyone = {f"job-{n}" for n in range(2500)}
-    assert store.finished_among("app", everyone) == {f"job-{n}": 1 for n in range(0, 2000, 2)}
+    asked = {f"job-{n}" for n in range(0, 2000, 7)}  # fewer than kept: asked by id
+    found = store.finished_among("app", asked, reloaded.finished)
+    assert found == {i: 1 for i in asked if int(i[4:]) % 2 == 0}
+    everyone = {f"job-{n}" for n in range(2500)}  # more than kept: every finished one read
+    found = store.finished_among("app", everyone, reloaded.finished)
+    assert found == {f"job-{n}": 1 for n in range(0, 2000, 2)}
     counts = store.snapshot().series[("app", "TASK", "send_email")]
     assert (
         counts[(CountKind.STARTED, "")] == 2000
@@ -143,15 +145,15 @@ def test_prune_spares_listed_and_recent_jobs(store):
     write_plan(
         store, index, plan_for(index, info("old", True), info("listed", True), info("running"))
     )
-    pruned = write_plan(
-        store,
-        index,
-        plan_for(index, info("listed", True), info("running"), store=store),
-        Prune(before_ms=NOW + 1, still_listed={"listed", "running"}),
-    )
-    assert pruned == ["old"]
+    prune = Prune(before_ms=NOW + 1, still_listed={"listed", "running"})
+    done = store.prune_batch(index, prune, None, 10)
+    assert done.ids == ["old"] and done.after is None
     assert store.snapshot().tracked == {"app": 2}
-    assert index.finished == 1 and store.finished_among("app", {"old", "listed"}) == {"listed": 1}
+    index = store.load_index("app")
+    found = store.finished_among("app", {"old", "listed"}, index.finished)
+    assert index.finished == 1 and found == {"listed": 1}
+    # Nothing is counted before an earlier cutoff: nothing goes, and the source stays put.
+    assert store.prune_batch(index, Prune(before_ms=NOW), None, 10).generation == index.generation
 
 
 def test_health_counts_add_up(store):

@@ -15,6 +15,7 @@ from exporter.model.counts import Buckets
 from exporter.model.jobinfo import JobInfo
 from exporter.model.queue import API_SOURCE
 from exporter.store import Prune, open_store
+from exporter.store.base import PruneCursor
 from exporter.tracking.ingest import write_plan
 from exporter.tracking.plan import LabelGuard, plan_changes
 from tests.helpers.data import START_MS
@@ -50,9 +51,9 @@ def _job(rng: random.Random, job_id: int) -> JobInfo:
     )
 
 
-def _write(store, source: str, jobs: list[JobInfo], complete: bool, prune: Prune | None) -> None:
+def _write(store, source: str, jobs: list[JobInfo], complete: bool) -> None:
     index = store.load_index(source)
-    finished = store.finished_among(source, {job.id for job in jobs})
+    finished = store.finished_among(source, {job.id for job in jobs}, index.finished)
     plan = plan_changes(
         index,
         jobs,
@@ -62,7 +63,25 @@ def _write(store, source: str, jobs: list[JobInfo], complete: bool, prune: Prune
         buckets=Buckets(),
         finished=finished,
     )
-    write_plan(store, index, plan, prune)
+    write_plan(store, index, plan)
+
+
+def _prune(store, source: str, prune: Prune, limit: int = 40) -> tuple[list[str], int]:
+    """The whole retention prune of `source`, batch by batch: the ids gone, and how many
+    batches it took. The counts must be exact after every batch."""
+    index = store.load_index(source)
+    after: PruneCursor | None = None
+    pruned: list[str] = []
+    for batches in range(1, 1000):
+        done = store.prune_batch(index, prune, after, limit)
+        index.forget(done.ids)
+        index.generation = done.generation
+        pruned += done.ids
+        assert store.snapshot().tracked == _counted(store), batches
+        if done.after is None:
+            return pruned, batches
+        after = done.after
+    raise AssertionError("the prune never ended")
 
 
 def test_kept_counts_equal_the_rows_after_a_mixed_workload(store_url: str):
@@ -73,14 +92,14 @@ def test_kept_counts_equal_the_rows_after_a_mixed_workload(store_url: str):
     try:
         for step in range(40):
             listed = [_job(rng, rng.randint(0, 60)) for _ in range(rng.randint(0, 25))]
-            prune = None
+            _write(store, "scraped", listed, True)
             if step % 7 == 6:  # retention: finished before now, unless still listed
-                prune = Prune(before_ms=NOW + 10**9, still_listed={job.id for job in listed})
-            _write(store, "scraped", listed, True, prune)
+                listed_ids = {job.id for job in listed}
+                _prune(store, "scraped", Prune(before_ms=NOW + 10**9, still_listed=listed_ids))
             pushed = [_job(rng, rng.randint(0, 60)) for _ in range(rng.randint(1, 10))]
-            _write(store, "pushed", pushed, False, None)
+            _write(store, "pushed", pushed, False)
             if step % 5 == 4:
-                _write(store, "pushed", [], False, Prune(before_ms=NOW + 10**9))
+                _prune(store, "pushed", Prune(before_ms=NOW + 10**9))
             for _ in range(rng.randint(0, 3)):
                 queue.create("TASK", "charge", None)
             leased = queue.lease("w", ["TASK"], 30)
@@ -155,18 +174,9 @@ def test_a_batched_prune_keeps_listed_jobs_and_exact_counts(store_url: str):
             JobInfo(f"j{i:03d}", "a", NOW - 1_000, "TASK", True, status="completed")
             for i in range(250)
         ]
-        _write(store, "scraped", jobs, True, None)
+        _write(store, "scraped", jobs, True)
         listed = {f"j{i:03d}" for i in range(0, 250, 7)}
-        index = store.load_index("scraped")
-        prune = Prune(before_ms=NOW + 10**9, still_listed=listed)
-        after, batches, pruned = "", 0, []
-        while after is not None:
-            applied, after = store.prune_batch(index, prune, after, limit=40)
-            index.forget(applied.pruned)
-            index.generation = applied.generation
-            pruned += applied.pruned
-            batches += 1
-            assert store.snapshot().tracked == _counted(store)
+        pruned, batches = _prune(store, "scraped", Prune(NOW + 10**9, still_listed=listed))
         assert batches >= 6  # 250 candidates, 40 a transaction
         assert not listed & set(pruned) and len(pruned) == 250 - len(listed)
         assert {row.id for row in store.tracked_jobs("scraped")} == listed

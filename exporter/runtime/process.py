@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 EXTENSION = "job_exporter"
 
 
-PUSH_SWEEP_MAX_INTERVAL_S = 60.0  # the pace of pruning finished API jobs
+RETENTION_SWEEP_S = 60.0  # the pace of pruning finished jobs past the retention period
 # How often pushed jobs not reported in time are looked for: a push that asks for lostAfter
 # 45 s (the client's heartbeats) has its dead jobs counted lost within a minute.
 PUSH_LOST_SWEEP_S = 5.0
@@ -168,11 +168,14 @@ class Runtime:
             ),
             self.sweeper.pushed,
         )
+        # First at start-up: a week of jobs that aged out while stopped goes at once.
+        timers.every("retention sweep", RETENTION_SWEEP_S, self.sweeper.tracked_jobs, True)
         if self.settings.job_api:
             timers.every(
                 "retention sweep of API jobs",
-                PUSH_SWEEP_MAX_INTERVAL_S,
+                RETENTION_SWEEP_S,
                 self.sweeper.finished_api_jobs,
+                True,
             )
         timers.every("clock watch", CLOCK_WATCH_S, self._watch_clock)
         timers.every("store probe", STORE_PROBE_S, self._probe_store)

@@ -1,5 +1,5 @@
 """Periodic work the runtime's timers run: expired job-API leases, overdue pushed jobs, finished
-job-API jobs past retention, and due schedules.
+jobs past retention (tracked and job-API ones), and due schedules.
 
 Both only finish runs that nobody will finish any more, each in its own transaction; a store
 failure is counted and logged by the store's health (once per change), and the next sweep
@@ -69,6 +69,21 @@ class Sweeper:
         if created:
             log.debug("schedules created %d job(s)", created)
         return created
+
+    def tracked_jobs(self) -> int:
+        """Forget scraped and pushed jobs finished longer ago than the retention period,
+        source by source, in short batches (Ingestor.prune)."""
+        now_ms = self.clock.now_ms()
+        pruned = 0
+        try:
+            known = set(self.ingestor.store.snapshot().tracked) | set(self.ingestor.push_sources())
+            for source in sorted(known - {API_SOURCE}):
+                pruned += self.ingestor.prune(source, now_ms, listed=source in self.scraped)
+        except StoreError as error:
+            log.debug("could not prune finished jobs: %s", error)
+        if pruned:
+            log.info("pruned %d finished job(s) past retention", pruned)
+        return pruned
 
     def finished_api_jobs(self) -> int:
         """Forget job-API jobs finished longer ago than the retention period."""

@@ -55,12 +55,17 @@ class Prune:
     still_listed: Container[str] = frozenset()
 
 
+# Where a prune goes on: the position in Outcome.ALL, then the last (start_ms, id) read.
+PruneCursor = tuple[int, float, str]
+
+
 @dataclass(frozen=True)
-class Applied:
-    """What a written plan leaves for its caller to bring its index up to date with."""
+class Pruned:
+    """What one batch of the prune wrote, for its caller to bring its index up to date."""
 
     generation: int  # the source's generation now
-    pruned: list[str]  # ids of the finished jobs the prune deleted
+    ids: list[str]  # the finished jobs deleted
+    after: PruneCursor | None  # where the next batch starts; None when this one ended it
 
 
 @dataclass(frozen=True)
@@ -81,11 +86,6 @@ class Snapshot:
     schedules: tuple[Schedule, ...] = ()
 
 
-# Past this many ids, finished_among reads every finished id of the source once instead of
-# asking by id (a first scrape after a restart names every listed job).
-ASK_BY_ID_UP_TO = 2000
-
-
 class Store(Protocol):
     health: StoreHealth  # what every operation found, said once per change
 
@@ -93,19 +93,30 @@ class Store(Protocol):
         """What the store knows of one source's jobs, for the tracker to plan against."""
         ...
 
-    def finished_among(self, source: str, job_ids: Collection[str]) -> dict[str, int]:
+    def finished_among(self, source: str, job_ids: Collection[str], kept: int) -> dict[str, int]:
         """Which of `job_ids` the store keeps as finished jobs of `source`, with the attempt
-        each one's last run had (a higher one starts a new run). Read before a plan is
-        written, so a writer that changed the source since shows as StaleIndex."""
+        each one's last run had (a higher one starts a new run). `kept` is how many finished
+        jobs the source has (the index's count): the cost follows the smaller of the two.
+        Read before a plan is written, so a writer that changed the source since shows as
+        StaleIndex."""
         ...
 
-    def apply(self, index: SourceIndex, plan: Plan, prune: Prune | None = None) -> Applied:
-        """Write `plan` in one transaction if the source is still at `index.generation`.
+    def apply(self, index: SourceIndex, plan: Plan) -> int:
+        """Write `plan` in one transaction if the source is still at `index.generation`;
+        returns the source's new generation.
 
         Reads only the index's source and generation, and leaves the index as it was: the
-        caller brings it up to date from what is returned (the new generation, the ids of
-        pruned jobs). Raises StaleIndex (nothing written) when another writer got there first.
+        caller brings it up to date. Raises StaleIndex (nothing written) when another
+        writer got there first.
         """
+        ...
+
+    def prune_batch(
+        self, index: SourceIndex, prune: Prune, after: PruneCursor | None, limit: int
+    ) -> Pruned:
+        """Delete up to `limit` of the source's finished jobs counted before
+        `prune.before_ms` and not still listed, from the cursor `after` on, in one short
+        transaction, if the source is still at `index.generation` (else StaleIndex)."""
         ...
 
     def add_counts(self, source: str, deltas: CountDeltas) -> None:

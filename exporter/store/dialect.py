@@ -48,6 +48,11 @@ class Dialect(ABC, Generic[C]):
     for_update: str  # appended to a SELECT of rows about to change: lock them till commit
     skip_locked: str  # ... or lock them and pass over rows another transaction holds
     max_in: int  # the most values one `in_clause` may bind
+    # A read of one source's jobs along jobs_status (its open jobs, a batch of the prune):
+    # the table as FROM names it, and the source as WHERE compares it. Not along the
+    # primary key, which passes every job the source retains on the way.
+    jobs_by_status: str
+    source_by_status: str
     errors: tuple[type[Exception], ...]  # what the driver raises when the database fails
     where: str  # the database, for messages (no password)
     migrations: tuple[str, ...]  # the scripts of each schema step, in order

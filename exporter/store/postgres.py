@@ -57,7 +57,7 @@ TYPES = ColumnTypes(
 )
 # Schema step 4 (SQLite's does the same by rebuilding the table): `last_seen_ms` was written
 # and never read, and the index on finished jobs cost every insert and finish to speed up a
-# prune that runs once a minute (which now reads the source's rows instead).
+# prune that runs once a minute (which walks jobs_status, schema step 8, since issue 23).
 JOBS_SLIMMED = """
     ALTER TABLE jobs DROP COLUMN last_seen_ms;
     DROP INDEX IF EXISTS jobs_finished_at
@@ -106,6 +106,8 @@ class PostgresDialect(Dialect[Connection]):
     for_update = " FOR UPDATE"
     skip_locked = " FOR UPDATE SKIP LOCKED"
     max_in = sys.maxsize  # one array binds any number of values
+    jobs_by_status = "jobs"  # autovacuum's statistics lead the planner to jobs_status
+    source_by_status = "source"
     errors = (psycopg.Error, PoolTimeout)
     migrations = MIGRATIONS
 

@@ -103,8 +103,9 @@ class QueueSql:
         self._batch_end = f" ORDER BY seq LIMIT {p}{dialect.skip_locked}"
         self._delete = f"DELETE FROM queue_jobs WHERE seq = {p}"
         self._prune = (
-            "DELETE FROM queue_jobs WHERE status IN ('completed', 'failed', 'cancelled')"
-            f" AND finished_ms < {p}"
+            "DELETE FROM queue_jobs WHERE seq IN (SELECT seq FROM queue_jobs"
+            " WHERE status IN ('completed', 'failed', 'cancelled')"
+            f" AND finished_ms < {p} LIMIT {p})"
         )
         self._counted_series = (
             f"SELECT DISTINCT type, name FROM counts WHERE source = {p} AND type != ''"
@@ -170,19 +171,12 @@ class QueueSql:
     def delete(self, db: Connection, job: QueueJob) -> None:
         db.execute(self._delete, (job.seq,))
 
-    def prune(self, db: Connection, finished_before_ms: float) -> int:
-        return db.execute(self._prune, (finished_before_ms,)).rowcount
+    def prune(self, db: Connection, finished_before_ms: float, limit: int) -> int:
+        """Up to `limit` of the jobs finished before the cutoff, through queue_jobs_finished."""
+        return db.execute(self._prune, (finished_before_ms, limit)).rowcount
 
     def series(self, db: Connection, source: str) -> set[tuple[str, str]]:
-        """Every (type, name) series the guard admitted: from jobs, and from counts that
-        outlive them."""
-        pairs = {
-            (job_type, name)
-            for job_type, name in db.execute(
-                "SELECT DISTINCT label_type, label_name FROM queue_jobs"
-            )
-        }
-        pairs.update(
-            (job_type, name) for job_type, name in db.execute(self._counted_series, (source,))
-        )
-        return pairs
+        """Every (type, name) series the guard admitted. A create counts its job pending
+        under its series, and count rows stay, so the counts name every series a job has:
+        reading the jobs too scanned every retained one (issue 23)."""
+        return {(job_type, name) for job_type, name in db.execute(self._counted_series, (source,))}

@@ -51,7 +51,10 @@ class Statements:
         )
         self.delete_fires = f"DELETE FROM schedule_fires WHERE schedule_id = {p}"
         self.delete = f"DELETE FROM schedules WHERE id = {p}"
-        self.prune_fires = f"DELETE FROM schedule_fires WHERE fired_ms < {p}"
+        self.prune_fires = (
+            "DELETE FROM schedule_fires WHERE (schedule_id, fire_key) IN (SELECT schedule_id,"
+            f" fire_key FROM schedule_fires WHERE fired_ms < {p} LIMIT {p})"
+        )
 
 
 def row_to_schedule(row: Sequence[Any]) -> Schedule:

@@ -10,13 +10,14 @@ deadlock. What a job's state means is decided by tracking/ and jobs/; this only 
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Callable, Collection, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from functools import partial
 from typing import Any, Generic
 
-from exporter.model.counts import CountDeltas, CountKind
+from exporter.model.counts import CountDeltas, CountKind, Outcome
 from exporter.model.queue import (
     API_SOURCE,
     CreateKey,
@@ -32,9 +33,9 @@ from exporter.model.schedules import Schedule, ScheduleFire, ScheduleTransition
 from exporter.model.tracked import JobRow, Plan, SourceIndex, TrackedQuery
 from exporter.store import schedule_rows
 from exporter.store.base import (
-    ASK_BY_ID_UP_TO,
-    Applied,
     Prune,
+    PruneCursor,
+    Pruned,
     Snapshot,
     StaleIndex,
     StoreError,
@@ -44,6 +45,8 @@ from exporter.store.health import StoreHealth
 from exporter.store.queue_sql import QueueSql
 from exporter.store.tables import JOB_COLUMNS
 
+# Rows one prune transaction deletes at most (the tracked jobs' prune takes its own size).
+PRUNE_BATCH = 1000
 # Keys of Dialect.lock: one replica migrates at a time, and one creates a schedule at a time
 # (the count limit).
 MIGRATION_LOCK = 7_317_001
@@ -76,15 +79,14 @@ class SqlStore(Generic[C]):
             f"INSERT INTO sources VALUES ({p}, {p})"
             " ON CONFLICT (source) DO UPDATE SET generation = excluded.generation"
         )
+        by_status, source_by_status = dialect.jobs_by_status, dialect.source_by_status
         self._open_rows = (
             "SELECT id, label_type, label_name, start_ms, missing, outcome, attempt, waiting,"
-            f" enqueue_ms, reported_ms FROM jobs WHERE source = {p} AND outcome IS NULL"
+            f" enqueue_ms, reported_ms FROM {by_status}"
+            f" WHERE {source_by_status} = {p} AND outcome IS NULL"
         )
-        self._finished_count = (
-            f"SELECT COUNT(*) FROM jobs WHERE source = {p} AND outcome IS NOT NULL"
-        )
+        self._kept = f"SELECT jobs FROM tracked_counts WHERE source = {p}"
         self._started_series = f"SELECT type, name FROM counts WHERE source = {p} AND family = {p}"
-        self._finished_ids = f"SELECT id FROM jobs WHERE source = {p} AND outcome IS NOT NULL"
         self._finished_attempts = (
             f"SELECT id, attempt FROM jobs WHERE source = {p} AND outcome IS NOT NULL"
         )
@@ -100,7 +102,15 @@ class SqlStore(Generic[C]):
             f" reported_ms = {p} WHERE source = {p} AND id = {p}"
         )
         self._touch = f"UPDATE jobs SET reported_ms = {p} WHERE source = {p} AND id = {p}"
-        self._prunable = f"{self._finished_ids} AND finished_at_ms < {p}"
+        # One outcome's finished jobs started before the cutoff, walked along jobs_status
+        # (schema step 8) from a cursor: a batch reads the rows it prunes, not the source.
+        # A job finishes after it starts, so every job counted before the cutoff is among
+        # them (one the app's clock dates later than ours goes once its start is past too).
+        self._prunable = (
+            f"SELECT start_ms, id FROM {by_status} WHERE outcome = {p} AND start_ms < {p}"
+            f" AND (start_ms, source, id) > ({p}, {p}, {p}) AND {source_by_status} = {p}"
+            f" AND finished_at_ms < {p} ORDER BY start_ms, source, id LIMIT {p}"
+        )
         # A lease on a source: taken when free or expired, renewed by its owner, atomically.
         self._claim = (
             f"INSERT INTO source_owners VALUES ({p}, {p}, {p}) ON CONFLICT (source) DO UPDATE"
@@ -200,14 +210,17 @@ class SqlStore(Generic[C]):
             row = db.execute(self._generation, (source,)).fetchone()
             index = SourceIndex(source, generation=row[0] if row else 0)
             index.load(db.execute(self._open_rows, (source,)))
-            (index.finished,) = db.execute(self._finished_count, (source,)).fetchone()
+            # Every row is open or finished: the kept count less the open ones, where
+            # counting the finished ones read every job the source retains.
+            kept = db.execute(self._kept, (source,)).fetchone()
+            index.finished = max(0, (kept[0] if kept else 0) - len(index.open))
             index.admit(db.execute(self._started_series, (source, CountKind.STARTED)).fetchall())
         return index
 
-    def finished_among(self, source: str, job_ids: Collection[str]) -> dict[str, int]:
+    def finished_among(self, source: str, job_ids: Collection[str], kept: int) -> dict[str, int]:
         if not job_ids:
             return {}
-        if len(job_ids) > ASK_BY_ID_UP_TO:
+        if len(job_ids) > kept:  # fewer rows to read than ids to ask about
             with self._read("reading finished jobs") as db:
                 rows = db.execute(self._finished_attempts, (source,))
                 return {job_id: attempt for job_id, attempt in rows if job_id in job_ids}
@@ -221,14 +234,11 @@ class SqlStore(Generic[C]):
                 found.update(rows)
         return found
 
-    def apply(self, index: SourceIndex, plan: Plan, prune: Prune | None = None) -> Applied:
+    def apply(self, index: SourceIndex, plan: Plan) -> int:
         source = index.source
         dialect = self._dialect
         with self._write(f"writing source {source!r}") as db:
-            dialect.lock_source(db, source)
-            row = db.execute(self._locked_generation, (source,)).fetchone()
-            if (row[0] if row else 0) != index.generation:
-                raise StaleIndex(f"source {source!r} changed since its index was loaded")
+            self._check_generation(db, index)
             dialect.insert_jobs(db, plan)
             if plan.finishes:
                 dialect.execute_many(db, self._finish_job, plan.finishes)
@@ -242,46 +252,51 @@ class SqlStore(Generic[C]):
             if plan.deletes:
                 added -= dialect.delete_jobs(db, source, plan.deletes)
             dialect.add_counts(db, count_rows(source, plan.counts))
-            pruned = self._prune(db, source, prune) if prune else []
-            dialect.add_tracked(db, source, added - len(pruned))
+            dialect.add_tracked(db, source, added)
             generation = index.generation + 1
             db.execute(self._set_generation, (source, generation))
-        return Applied(generation, pruned)
+        return generation
 
-    def _prune(self, db: C, source: str, prune: Prune) -> list[str]:
-        candidates = db.execute(self._prunable, (source, prune.before_ms)).fetchall()
-        doomed = [job_id for (job_id,) in candidates if job_id not in prune.still_listed]
-        if doomed:
-            self._dialect.delete_jobs(db, source, doomed)
-        return doomed
+    def _check_generation(self, db: C, index: SourceIndex) -> None:
+        """Lock the source; StaleIndex unless it is still at the index's generation."""
+        source = index.source
+        self._dialect.lock_source(db, source)
+        row = db.execute(self._locked_generation, (source,)).fetchone()
+        if (row[0] if row else 0) != index.generation:
+            raise StaleIndex(f"source {source!r} changed since its index was loaded")
 
     def prune_batch(
-        self, index: SourceIndex, prune: Prune, after_id: str, limit: int
-    ) -> tuple[Applied, str | None]:
+        self, index: SourceIndex, prune: Prune, after: PruneCursor | None, limit: int
+    ) -> Pruned:
         """One batch of the retention prune, in its own short write transaction: the next
-        `limit` finished jobs (by id, after `after_id`) counted before `prune.before_ms`,
+        `limit` finished jobs counted before `prune.before_ms` (after the cursor `after`),
         less those still listed, are deleted if the source is still at `index.generation`
         (else StaleIndex, nothing written: `still_listed` is of the listing that index
-        reflects). Returns what was written and the id to go on after, None when done."""
+        reflects). The generation moves on only when jobs were deleted."""
         source = index.source
-        p = self._dialect.placeholder
+        outcome, start_ms, job_id = after or (0, -math.inf, "")
+        generation = index.generation
         with self._write(f"pruning source {source!r}") as db:
-            self._dialect.lock_source(db, source)
-            row = db.execute(self._locked_generation, (source,)).fetchone()
-            if (row[0] if row else 0) != index.generation:
-                raise StaleIndex(f"source {source!r} changed since its index was loaded")
-            candidates = db.execute(
-                f"{self._prunable} AND id > {p} ORDER BY id LIMIT {p}",
-                (source, prune.before_ms, after_id, limit),
-            ).fetchall()
-            doomed = [job_id for (job_id,) in candidates if job_id not in prune.still_listed]
+            self._check_generation(db, index)
+            found: list[str] = []
+            while outcome < len(Outcome.ALL) and len(found) < limit:
+                wanted = limit - len(found)
+                cutoff = prune.before_ms
+                params = (Outcome.ALL[outcome], cutoff, start_ms, source, job_id, source)
+                rows = db.execute(self._prunable, (*params, cutoff, wanted)).fetchall()
+                found.extend(row[1] for row in rows)
+                if len(rows) < wanted:  # this outcome is done: the next one from its start
+                    outcome, start_ms, job_id = outcome + 1, -math.inf, ""
+                else:
+                    start_ms, job_id = rows[-1]
+            doomed = [one for one in found if one not in prune.still_listed]
             if doomed:
                 deleted = self._dialect.delete_jobs(db, source, doomed)
                 self._dialect.add_tracked(db, source, -deleted)
-            generation = index.generation + 1
-            db.execute(self._set_generation, (source, generation))
-        going_on = candidates[-1][0] if len(candidates) == limit else None
-        return Applied(generation, doomed), going_on
+                generation += 1
+                db.execute(self._set_generation, (source, generation))
+        going_on = (outcome, start_ms, job_id) if outcome < len(Outcome.ALL) else None
+        return Pruned(generation, doomed, going_on)
 
     def add_counts(self, source: str, deltas: CountDeltas) -> None:
         if deltas:
@@ -463,15 +478,37 @@ class SqlStore(Generic[C]):
 
     def queue_prune(self, finished_before_ms: float, keys_before_ms: float | None = None) -> int:
         p = self._dialect.placeholder
-        with self._write("pruning finished jobs") as db:
-            db.execute(self._schedules.prune_fires, (finished_before_ms,))
-            if keys_before_ms is not None:
-                db.execute(
-                    f"DELETE FROM idempotency_keys WHERE created_ms < {p}", (keys_before_ms,)
-                )
-            pruned = self._queue.prune(db, finished_before_ms)
-            self._dialect.add_tracked(db, API_SOURCE, -pruned)
-            return pruned
+        fires = partial(self._delete_batch, self._schedules.prune_fires, finished_before_ms)
+        self._in_batches("pruning schedule fires", fires)
+        if keys_before_ms is not None:
+            delete_keys = (
+                "DELETE FROM idempotency_keys WHERE key IN"
+                f" (SELECT key FROM idempotency_keys WHERE created_ms < {p} LIMIT {p})"
+            )
+            keys = partial(self._delete_batch, delete_keys, keys_before_ms)
+            self._in_batches("pruning Idempotency-Keys", keys)
+        jobs = partial(self._prune_jobs, finished_before_ms)
+        return self._in_batches("pruning finished jobs", jobs)
+
+    def _in_batches(self, what: str, batch: Callable[[C, int], int]) -> int:
+        """Run `batch` (which deletes at most the limit it is given) in one short write
+        transaction after another until one deletes fewer: a week of rows never holds the
+        store's writer for longer than one batch. Returns how many rows went."""
+        deleted = 0
+        while True:
+            with self._write(what) as db:
+                went = batch(db, PRUNE_BATCH)
+            deleted += went
+            if went < PRUNE_BATCH:
+                return deleted
+
+    def _delete_batch(self, sql: str, cutoff: float, db: C, limit: int) -> int:
+        return int(db.execute(sql, (cutoff, limit)).rowcount)
+
+    def _prune_jobs(self, finished_before_ms: float, db: C, limit: int) -> int:
+        pruned = self._queue.prune(db, finished_before_ms, limit)
+        self._dialect.add_tracked(db, API_SOURCE, -pruned)
+        return pruned
 
     def _change(self, db: C, change: QueueChange) -> QueueJob:
         """Write a job's new state, its counts and, if the change names one, its schedule's

@@ -266,6 +266,10 @@ class SqliteDialect(Dialect[sqlite3.Connection]):
     for_update = ""  # BEGIN IMMEDIATE has excluded every other writer already
     skip_locked = ""
     max_in = 900  # under SQLite's 999 values a statement before 3.32
+    # No statistics guide SQLite (nothing runs ANALYZE): the index is named, and `+source`
+    # (the same value, but no index column) leaves the rows in the index's order, unsorted.
+    jobs_by_status = "jobs INDEXED BY jobs_status"
+    source_by_status = "+source"
     errors = (sqlite3.Error,)
     migrations = MIGRATIONS
 

@@ -20,13 +20,16 @@ from exporter.model.exemplars import ExemplarBoard
 from exporter.model.jobinfo import JobInfo
 from exporter.model.tracked import Plan, SourceIndex
 from exporter.store import Prune, StaleIndex, Store, StoreError
+from exporter.store.base import PruneCursor
 from exporter.tracking.compaction import COMPACT_FROM_JOBS, compact
 from exporter.tracking.decode import Decoded
 from exporter.tracking.listing import Changes, Listing, ListingMemo, mostly_new, relists_unchanged
 from exporter.tracking.plan import LabelGuard, plan_changes, plan_timeouts
 
-PRUNE_EVERY_MS = 60_000
 WRITE_ATTEMPTS = 3
+# Jobs one prune transaction deletes at most: short enough that a scrape or push waiting for
+# the source's lock or the store's writer waits milliseconds (docs/benchmarks.md).
+PRUNE_BATCH = 1000
 
 
 @dataclass(frozen=True)
@@ -46,7 +49,7 @@ class SourceState:
     lock: threading.Lock = field(default_factory=threading.Lock)
     index: SourceIndex | None = None  # None until loaded, or after another writer moved on
     memo: ListingMemo | None = None  # the last listing applied, while it fits the index
-    last_prune_ms: float = 0.0
+    listed: _Listed | None = None  # the ids the last complete list named, for the prune
     lost_after_ms: float | None = None  # asked for by the source's latest push
     # The pass of a large decode left to compact, held until then so the copies are made
     # while its items still fill their memory.
@@ -132,16 +135,11 @@ class Ingestor:
             plan.counts.update(invalid)
             return plan
 
-        def prune_for(plan: Plan) -> Prune | None:
-            if now_ms - state.last_prune_ms < PRUNE_EVERY_MS:
-                return None
-            still_listed = _ListedIds(lambda: {job.id for job in jobs}) if complete_list else ()
-            return Prune(before_ms=now_ms - self.rules.retention_ms, still_listed=still_listed)
-
         with state.lock:
-            plan, pruned = self._write(state, planner, prune_for)
-            if pruned:
-                state.last_prune_ms = now_ms
+            plan = self._write(state, planner)
+            if complete_list:  # what the prune must keep; a listing's memo says it itself
+                ids = {job.id for job in jobs}
+                state.listed = _Listed(self._index_of(state).generation, ids, None)
             return plan
 
     def ingest_listing(self, source: str, listing: Listing, now_ms: float) -> Decoded:
@@ -170,15 +168,7 @@ class Ingestor:
                 plan.counts.update(_invalid_counts(decoded.invalid_by_field()))
                 return plan
 
-            def prune_for(plan: Plan) -> Prune | None:
-                if now_ms - state.last_prune_ms < PRUNE_EVERY_MS:
-                    return None
-                before_ms = now_ms - self.rules.retention_ms
-                return Prune(before_ms=before_ms, still_listed=_ListedIds(attempt.listed_ids))
-
-            plan, pruned = self._write(state, planner, prune_for)
-            if pruned:
-                state.last_prune_ms = now_ms
+            plan = self._write(state, planner)
             if not plan.deduplicated:  # see ListingMemo on jobs listed twice
                 state.memo = attempt.memo_after(self._index_of(state), plan)
             if len(attempt.decoded.jobs) >= COMPACT_FROM_JOBS:
@@ -206,12 +196,52 @@ class Ingestor:
         ones count as lost (plan.py's plan_timeouts)."""
         state = self._state_of(source)
         with state.lock:
-            plan, _ = self._write(
-                state,
-                lambda index: plan_timeouts(index, lost_after_ms, now_ms),
-                lambda plan: None,
-            )
-            return plan
+            return self._write(state, lambda index: plan_timeouts(index, lost_after_ms, now_ms))
+
+    def prune(self, source: str, now_ms: float, *, listed: bool, batch: int = PRUNE_BATCH) -> int:
+        """Delete the source's finished jobs counted longer ago than the retention period,
+        `batch` at a time, each batch its own transaction under the source's lock, so
+        scrapes and pushes go on in between (the retention timer's work, off their path).
+        A scraped (`listed`) source keeps the jobs its last listing still names: pruned,
+        they would come back as new jobs and be counted twice. Without a listing that fits
+        its index (none yet in this process, or another writer's since), nothing is pruned
+        until a scrape leaves one. Returns how many jobs went."""
+        state = self._state_of(source)
+        prune = Prune(before_ms=now_ms - self.rules.retention_ms)
+        after: PruneCursor | None = None
+        pruned = stale = 0
+        while True:
+            with state.lock:
+                index = self._index_of(state)
+                memo = state.memo
+                fits = memo is not None and memo.fits(index)
+                if listed:
+                    still_listed = _still_listed(state, index)
+                    if still_listed is None:
+                        return pruned
+                    prune = Prune(prune.before_ms, still_listed)
+                try:
+                    done = self.store.prune_batch(index, prune, after, batch)
+                except StaleIndex:
+                    state.index = None  # another writer moved on: reload, go on from here
+                    stale += 1
+                    if stale >= WRITE_ATTEMPTS:
+                        message = f"source {source!r} kept changing under the prune"
+                        raise StoreError(message) from None
+                    continue
+                stale = 0
+                index.forget(done.ids)
+                # Neither the memo nor the list names a pruned job: both still describe
+                # the index once it has moved on.
+                if memo is not None and fits:
+                    memo.generation = done.generation
+                if state.listed is not None and state.listed.generation == index.generation:
+                    state.listed.generation = done.generation
+                index.generation = done.generation
+            pruned += len(done.ids)
+            if done.after is None:
+                return pruned
+            after = done.after
 
     def forget(self, source: str) -> None:
         """Drop what this process keeps of `source` (its index and last listing), so that
@@ -232,28 +262,22 @@ class Ingestor:
         with self._sources_guard:
             return sorted(self._sources)
 
-    def _write(
-        self,
-        state: SourceState,
-        planner: Callable[[SourceIndex], Plan],
-        prune_for: Callable[[Plan], Prune | None],
-    ) -> tuple[Plan, bool]:
+    def _write(self, state: SourceState, planner: Callable[[SourceIndex], Plan]) -> Plan:
         """Plan against the index and write; replan when another writer moved the source
-        on. Returns the plan and whether it pruned. The caller holds the source's lock."""
+        on. The caller holds the source's lock."""
         for _ in range(WRITE_ATTEMPTS):
             index = self._index_of(state)
             plan = planner(index)
-            prune = prune_for(plan)
-            if plan.empty and prune is None:
-                return plan, False
+            if plan.empty:
+                return plan
             try:
-                write_plan(self.store, index, plan, prune)
+                write_plan(self.store, index, plan)
             except StaleIndex:
                 state.index = None  # another writer moved on: reload, plan again
                 continue
             # Only once committed: an exemplar must name a job whose counts are stored.
             self.exemplars.record(state.name, plan.exemplars)
-            return plan, prune is not None
+            return plan
         raise StoreError(f"source {state.name!r} kept changing under this write")
 
     def _finished_among(self, index: SourceIndex, jobs: Sequence[JobInfo]) -> Mapping[str, int]:
@@ -264,7 +288,7 @@ class Ingestor:
             return {}
         open_jobs = index.open
         return self.store.finished_among(
-            index.source, {job.id for job in jobs if job.id not in open_jobs}
+            index.source, {job.id for job in jobs if job.id not in open_jobs}, index.finished
         )
 
     def _index_of(self, state: SourceState) -> SourceIndex:
@@ -282,15 +306,10 @@ class Ingestor:
             return state
 
 
-def write_plan(
-    store: Store, index: SourceIndex, plan: Plan, prune: Prune | None = None
-) -> list[str]:
-    """Write `plan` and bring `index` up to date with it: the store only writes. Returns the
-    ids of the jobs pruned; when the write raises, the index is left as it was."""
-    applied = store.apply(index, plan, prune)
-    index.apply(plan, applied.generation)
-    index.forget(applied.pruned)
-    return applied.pruned
+def write_plan(store: Store, index: SourceIndex, plan: Plan) -> None:
+    """Write `plan` and bring `index` up to date with it: the store only writes. When the
+    write raises, the index is left as it was."""
+    index.apply(plan, store.apply(index, plan))
 
 
 def _stored_sources(store: Store) -> set[str]:
@@ -303,19 +322,30 @@ def _invalid_counts(invalid_by_field: Mapping[str, int]) -> Counter:
     return Counter({("", "", CountKind.INVALID_JOBS, f): n for f, n in invalid_by_field.items()})
 
 
-class _ListedIds(Container[str]):
-    """The ids a complete list names, gathered on the first question: only a prune that
-    finds a job old enough to go asks, and a first scrape into a fresh store has none
-    (docs/benchmarks.md says what gathering them costs)."""
+@dataclass(slots=True)
+class _Listed:
+    """The job ids a source's last complete list named, as of `generation`; for a listing,
+    made once from its memo's ids (`made_from`) when the prune first asks, since the
+    prune asks about every job it would delete, batch after batch."""
 
-    def __init__(self, gather: Callable[[], Collection[str]]) -> None:
-        self._gather = gather
-        self._ids: Collection[str] | None = None
+    generation: int
+    ids: set[str]
+    made_from: list[str | None] | None
 
-    def __contains__(self, job_id: object) -> bool:
-        if self._ids is None:
-            self._ids = self._gather()
-        return job_id in self._ids
+
+def _still_listed(state: SourceState, index: SourceIndex) -> Container[str] | None:
+    """The ids the source's last complete list named, if they describe `index`: from the
+    memo of its last listing, or from the last complete list ingested whole."""
+    memo = state.memo
+    if memo is not None and memo.fits(index):
+        if state.listed is None or state.listed.made_from is not memo.ids:
+            ids = set(filter(None, memo.ids))
+            state.listed = _Listed(index.generation, ids, memo.ids)
+        return state.listed.ids
+    listed = state.listed
+    if listed is not None and listed.made_from is None and listed.generation == index.generation:
+        return listed.ids
+    return None
 
 
 class _ListingPass:
@@ -350,13 +380,6 @@ class _ListingPass:
             self._all = self.listing.decode_all(self.now_ms)
         self.changes, self.decoded = None, self._all
         return self._all, None
-
-    def listed_ids(self) -> set[str]:
-        """Every job id the listing names (for the retention prune, once a minute)."""
-        listed = {job.id for job in self.decoded.jobs}
-        if self.changes is not None:
-            listed.update(filter(None, self.changes.kept))
-        return listed
 
     def memo_after(self, index: SourceIndex, plan: Plan) -> ListingMemo:
         """The memo once `plan` stands and `index` shows it."""

@@ -89,6 +89,10 @@ class Exporter(_ExporterApp):
     def scrape(self, source: str = "app") -> ScrapeResult:
         return self.runtime.scraper.scrape(source)
 
+    def prune(self) -> int:
+        """One run of the retention sweep of tracked jobs (its timer's work)."""
+        return self.runtime.sweeper.tracked_jobs()
+
     def metrics(self) -> Metrics:
         return read_metrics(self.url)
 
