@@ -475,7 +475,7 @@ class Exporter:
             self.record_scrapes(text)
         for n in range(4 if quick else 6):
             f.push_one.append(self.push(self.new_jobs(1, finished=n % 2 == 1)))
-        for _ in range(1 if quick else 2):
+        for _ in range(2):
             body = self.new_jobs(BATCH, finished=True)
             f.push_batch.append(self.push(body))
         pairs = 4 if quick else 6
@@ -514,7 +514,7 @@ def measure_store(
             exporters.append(Exporter(store, url, size, per_source))
         for exporter in exporters:
             exporter.seed()
-        rounds = 5 if quick else 9
+        rounds = 8 if quick else 12
         for n in range(rounds):
             order = exporters if n % 2 == 0 else exporters[::-1]
             for exporter in order:
