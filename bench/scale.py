@@ -253,12 +253,17 @@ class ChangingListing:
         self.count = LISTED
         self.body = msgspec.json.encode(self.jobs)
         self.served = 0
+        # The second answer waits for this (30 s at most), so the first scrape's own
+        # duration stays on /metrics long enough to be read (see Exporter.first_scrape).
+        self.first_read = threading.Event()
         listing = self
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
             def do_GET(self) -> None:
+                if listing.served == 1:
+                    listing.first_read.wait(30)
                 body = listing.body
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
@@ -432,23 +437,29 @@ class Exporter:
         return took
 
     def first_scrape(self, limit_s: float = 300) -> None:
-        """Wait for the first scrape and keep its own duration if caught (by reading
-        /metrics every 0.1 s): 10,000 listed jobs, none known yet, while the store keeps
-        finished ones, so all are asked of the store. Reported, not a goal."""
+        """Wait for the first scrape, check its count and keep its own duration (the
+        listing holds its second answer until then): 10,000 listed jobs, none known yet,
+        while the store keeps finished ones, so all are asked of the store. Reported, no
+        goal."""
         deadline = time.monotonic() + limit_s
-        while True:
-            found = samples(self.metrics())
-            if found.get(("job_exporter_source_up", SCRAPED)) == 1:
-                if (
-                    found.get(("job_exporter_tracked_jobs", SCRAPED))
-                    == self.expected[SCRAPED] + LISTED
-                ):
+        try:
+            while True:
+                found = samples(self.metrics())
+                if found.get(("job_exporter_source_up", SCRAPED)) == 1:
+                    tracked = found.get(("job_exporter_tracked_jobs", SCRAPED))
+                    if tracked != self.expected[SCRAPED] + LISTED:
+                        raise RuntimeError(
+                            f"{self.figures.store} {self.figures.size:,}: first scrape left"
+                            f" {tracked} {SCRAPED} jobs, not {self.expected[SCRAPED] + LISTED}"
+                        )
                     took = found.get(("job_exporter_source_scrape_duration_seconds", SCRAPED))
                     self.figures.first_scrape = took
-                return
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{self.figures.store}: no first scrape in {limit_s:.0f} s")
-            time.sleep(0.1)
+                    return
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{self.figures.store}: no first scrape in {limit_s:.0f} s")
+                time.sleep(0.05)
+        finally:
+            self.listing.first_read.set()
 
     def seed(self) -> None:
         """Every series' counts through the real routes: a running and a finished job
