@@ -26,6 +26,7 @@ BENCHMARKS = (
     "dashboard",
     "tracked",
     "celery",
+    "scale",
 )
 
 CHANGES = """
