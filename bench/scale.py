@@ -316,12 +316,12 @@ class ChangingListing:
 # ---------------------------------------------------------------- one exporter
 
 
-_SAMPLE = re.compile(r'^(job_exporter_[a-z_]+)\{source="([^"]+)"\} (\S+)$', re.M)
+_SAMPLE = re.compile(r'^(job_exporter_[a-z_]+)(?:\{source="([^"]+)"\})? (\S+)$', re.M)
 
 
 def samples(text: str) -> dict[tuple[str, str], float]:
-    """The exporter's own per-source gauges of a /metrics page."""
-    return {(m[1], m[2]): float(m[3]) for m in _SAMPLE.finditer(text)}
+    """The exporter's own gauges of a /metrics page, per source ("" for those of none)."""
+    return {(m[1], m[2] or ""): float(m[3]) for m in _SAMPLE.finditer(text)}
 
 
 @dataclass
@@ -445,7 +445,10 @@ class Exporter:
         try:
             while True:
                 found = samples(self.metrics())
-                if found.get(("job_exporter_source_up", SCRAPED)) == 1:
+                # store_up 0: the counts shown are the last ones read (the store did not
+                # answer within /metrics' budget, as just after a large fill), not this scrape's.
+                fresh = found.get(("job_exporter_store_up", "")) == 1
+                if fresh and found.get(("job_exporter_source_up", SCRAPED)) == 1:
                     tracked = found.get(("job_exporter_tracked_jobs", SCRAPED))
                     if tracked != self.expected[SCRAPED] + LISTED:
                         raise RuntimeError(
@@ -486,7 +489,9 @@ class Exporter:
         while True:
             found = samples(self.metrics())
             tracked = {s: found.get(("job_exporter_tracked_jobs", s)) for s in (PUSHED, API)}
-            if found.get(("job_exporter_source_up", SCRAPED)) == 1:
+            if found.get(("job_exporter_store_up", "")) == 1 and (
+                found.get(("job_exporter_source_up", SCRAPED)) == 1
+            ):
                 break
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{self.figures.store} {self.figures.size}: no scrape in 120 s")
