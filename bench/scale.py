@@ -31,7 +31,6 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +39,7 @@ import requests
 
 from bench.harness import Result
 from bench.memory import resident_mb
-from bench.servers import serve, stop
+from bench.servers import StaticSource, serve, stop
 from exporter.store import open_store
 
 DAY_MS = 86_400_000.0
@@ -236,7 +235,7 @@ def fill_postgres(url: str, per_source: dict[str, int], *, old: int = 0) -> None
 # ---------------------------------------------------------------- the scraped source
 
 
-class ChangingListing:
+class ChangingListing(StaticSource):
     """A scraped app's jobs endpoint: 10,000 jobs, about 2,000 running; after each answer
     (off its path) 1% of them change for the next: 50 running jobs finish, 50 new ones
     start, and the 50 finished longest ago leave the list."""
@@ -251,35 +250,18 @@ class ChangingListing:
                 self._finish(item, now_ms - 600_000 + n * 55)
             self.jobs.append(item)
         self.count = LISTED
-        self.body = msgspec.json.encode(self.jobs)
         self.served = 0
         # The second answer waits for this (30 s at most), so the first scrape's own
         # duration stays on /metrics long enough to be read (see Exporter.first_scrape).
         self.first_read = threading.Event()
-        listing = self
+        super().__init__(msgspec.json.encode(self.jobs))
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
+    def before_answer(self) -> None:
+        if self.served == 1:
+            self.first_read.wait(30)
 
-            def do_GET(self) -> None:
-                if listing.served == 1:
-                    listing.first_read.wait(30)
-                body = listing.body
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-                self.wfile.flush()
-                listing.advance()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/jobs"
-        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+    def answered(self) -> None:
+        self.advance()
 
     def _job(self, n: int, start_ms: float) -> dict[str, Any]:
         job_type, name = SERIES[n % len(SERIES)]
@@ -307,10 +289,6 @@ class ChangingListing:
         self.jobs = kept
         self.body = msgspec.json.encode(kept)
         self.served += 1
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 # ---------------------------------------------------------------- one exporter

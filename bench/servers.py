@@ -15,7 +15,8 @@ import requests
 
 
 class StaticSource:
-    """Serves whatever bytes `body` holds, as an app's jobs endpoint would."""
+    """Serves whatever bytes `body` holds, as an app's jobs endpoint would. A subclass
+    that changes its jobs between answers overrides `before_answer` and `answered`."""
 
     def __init__(self, body: bytes = b"[]") -> None:
         self.body = body
@@ -25,12 +26,15 @@ class StaticSource:
             protocol_version = "HTTP/1.1"
 
             def do_GET(self) -> None:
+                source.before_answer()
                 body = source.body
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
+                self.wfile.flush()
+                source.answered()
 
             def log_message(self, *args: Any) -> None:
                 pass
@@ -39,6 +43,12 @@ class StaticSource:
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/jobs"
         threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+
+    def before_answer(self) -> None:
+        """Called before each answer is read from `body`."""
+
+    def answered(self) -> None:
+        """Called once each answer is sent."""
 
     def close(self) -> None:
         self.server.shutdown()
