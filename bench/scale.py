@@ -110,9 +110,11 @@ def fill_sqlite(path: Path, per_source: dict[str, int], *, old: int = 0) -> None
         db.execute("BEGIN")
         for name, _ in indexes:
             db.execute(f"DROP INDEX {name}")
+        # Settled (schema step 11), as a running store's rows are but its newest.
         jobs = (
             "INSERT INTO jobs (source, id, type, name, label_type, label_name, start_ms,"
-            " finish_ms, finished_at_ms, outcome, missing) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)"
+            " finish_ms, finished_at_ms, outcome, missing, settled)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 1)"
         )
         plan = [(source, count, False) for source, count in per_source.items() if source != API]
         if old:

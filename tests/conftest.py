@@ -24,6 +24,7 @@ from tests.helpers.postgres import PostgresCluster
 from tests.helpers.processes import ExporterProcess
 from tests.helpers.redis import RedisServer
 from tests.helpers.served import Exporter, sqlite_url
+from tests.helpers.settled import settle_after_every_write
 from tests.helpers.sources import JobSource
 from tests.helpers.waiting import wait_until
 
@@ -77,10 +78,17 @@ def postgres_cluster() -> Iterator[PostgresCluster]:
     cluster.stop()
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A fresh store of each kind: a SQLite file, and a database on a real PostgreSQL."""
-    if request.param == "sqlite":
+@pytest.fixture(
+    params=["sqlite", "sqlite-settled", pytest.param("postgresql", marks=pytest.mark.slow)]
+)
+def store_url(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> str:
+    """A fresh store of each kind: a SQLite file (as new rows are, and with every row
+    settled after each write), and a database on a real PostgreSQL."""
+    if request.param == "sqlite-settled":
+        settle_after_every_write(monkeypatch)
+    if request.param.startswith("sqlite"):
         return sqlite_url(tmp_path / "store.db")
     return request.getfixturevalue("postgres_cluster").new_database()
 

@@ -53,6 +53,9 @@ class Dialect(ABC, Generic[C]):
     # primary key, which passes every job the source retains on the way.
     jobs_by_status: str
     source_by_status: str
+    # What comes before `source = ? AND id = ?` to find one job by its key: in SQLite the
+    # key is (settled, source, id) (schema step 11), and a job is in either part.
+    by_key: str
     errors: tuple[type[Exception], ...]  # what the driver raises when the database fails
     where: str  # the database, for messages (no password)
     migrations: tuple[str, ...]  # the scripts of each schema step, in order

@@ -108,6 +108,7 @@ class PostgresDialect(Dialect[Connection]):
     max_in = sys.maxsize  # one array binds any number of values
     jobs_by_status = "jobs"  # autovacuum's statistics lead the planner to jobs_status
     source_by_status = "source"
+    by_key = ""  # the heap keeps rows in arrival order already; the key is (source, id)
     errors = (psycopg.Error, PoolTimeout)
     migrations = MIGRATIONS
 

@@ -80,6 +80,7 @@ class SqlStore(Generic[C]):
             " ON CONFLICT (source) DO UPDATE SET generation = excluded.generation"
         )
         by_status, source_by_status = dialect.jobs_by_status, dialect.source_by_status
+        key = f"{dialect.by_key}source = {p} AND id = {p}"
         self._open_rows = (
             "SELECT id, label_type, label_name, start_ms, missing, outcome, attempt, waiting,"
             f" enqueue_ms, reported_ms FROM {by_status}"
@@ -90,18 +91,19 @@ class SqlStore(Generic[C]):
         self._finished_attempts = (
             f"SELECT id, attempt FROM jobs WHERE source = {p} AND outcome IS NOT NULL"
         )
+        self._finished_attempts_among = f"{self._finished_attempts} AND {dialect.by_key}"
         self._finish_job = (
             f"UPDATE jobs SET outcome = {p}, finish_ms = {p}, finished_at_ms = {p}, missing = 0"
-            f" WHERE source = {p} AND id = {p}"
+            f" WHERE {key}"
         )
-        self._set_missing = f"UPDATE jobs SET missing = {p} WHERE source = {p} AND id = {p}"
+        self._set_missing = f"UPDATE jobs SET missing = {p} WHERE {key}"
         self._update_job = (
             f"UPDATE jobs SET start_ms = {p}, finish_ms = {p}, finished_at_ms = {p},"
             f" outcome = {p}, missing = {p}, attempt = {p}, waiting = {p},"
             f" enqueue_ms = COALESCE({p}, enqueue_ms), error = NULLIF(COALESCE({p}, error), ''),"
-            f" reported_ms = {p} WHERE source = {p} AND id = {p}"
+            f" reported_ms = {p} WHERE {key}"
         )
-        self._touch = f"UPDATE jobs SET reported_ms = {p} WHERE source = {p} AND id = {p}"
+        self._touch = f"UPDATE jobs SET reported_ms = {p} WHERE {key}"
         # One outcome's finished jobs started before the cutoff, walked along jobs_status
         # (schema step 8) from a cursor: a batch reads the rows it prunes, not the source.
         # A job finishes after it starts, so every job counted before the cutoff is among
@@ -230,7 +232,7 @@ class SqlStore(Generic[C]):
         with self._read("reading finished jobs", consistent=len(asked) > step) as db:
             for start in range(0, len(asked), step):
                 clause, values = self._dialect.in_clause("id", asked[start : start + step])
-                rows = db.execute(f"{self._finished_attempts} AND {clause}", (source, *values))
+                rows = db.execute(f"{self._finished_attempts_among}{clause}", (source, *values))
                 found.update(rows)
         return found
 

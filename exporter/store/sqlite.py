@@ -35,12 +35,15 @@ from exporter.store.base import Snapshot, StoreError
 from exporter.store.checkpointer import Checkpointer
 from exporter.store.dialect import Dialect
 from exporter.store.health import StoreFault, StoreHealth
+from exporter.store.settler import Settler
 from exporter.store.snapshot_sql import read_snapshot
 from exporter.store.sql import SqlStore
 from exporter.store.tables import (
     ADD_TO_COUNT,
     HEAD_COLUMNS,
+    JOB_COLUMNS,
     JOBS_RUNNING_INDEX,
+    RUNNING,
     ColumnTypes,
     cancelled_step,
     first_steps,
@@ -55,6 +58,46 @@ from exporter.store.tables import (
 TYPES = ColumnTypes(
     "REAL", "BLOB", "INTEGER", "INTEGER PRIMARY KEY AUTOINCREMENT", " WITHOUT ROWID"
 )
+
+
+def settled_step() -> str:
+    """Schema step 11 (SQLite's alone): jobs in arrival order, found by id through
+    `jobs_key` (settled, source, id). A new row has `settled` 0, so its key goes into the
+    small part of the index where the other recent rows are, a few pages in the cache;
+    `Settler` later sets it to 1 off the request path. Keyed by (source, id), each of a
+    push's random ids (uuid4s) wrote a page of its own once the store held about 1M jobs
+    (docs/benchmarks.md, issue 23). Rows already kept are settled, in start order."""
+    columns = ", ".join(f"{name} {kind}" for name, kind in _JOB_COLUMN_TYPES)
+    return f"""
+    CREATE TABLE jobs_arrived (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT, {columns}, settled INTEGER NOT NULL DEFAULT 0
+    );
+    INSERT INTO jobs_arrived ({JOB_COLUMNS}, settled)
+        SELECT {JOB_COLUMNS}, 1 FROM jobs ORDER BY start_ms;
+    DROP TABLE jobs;
+    ALTER TABLE jobs_arrived RENAME TO jobs;
+    CREATE UNIQUE INDEX jobs_key ON jobs (settled, source, id);
+    CREATE INDEX jobs_running ON jobs (source, label_type, label_name, start_ms)
+        WHERE {RUNNING};
+    {tracked_step()}
+    """
+
+
+_JOB_COLUMN_TYPES = (
+    *((name, "TEXT NOT NULL") for name in ("source", "id", "type", "name")),
+    *((name, "TEXT NOT NULL") for name in ("label_type", "label_name")),
+    ("start_ms", "REAL NOT NULL"),
+    ("finish_ms", "REAL"),
+    ("finished_at_ms", "REAL"),
+    ("outcome", "TEXT"),
+    ("missing", "INTEGER NOT NULL DEFAULT 0"),
+    ("attempt", "INTEGER NOT NULL DEFAULT 1"),
+    ("waiting", "INTEGER NOT NULL DEFAULT 0"),
+    ("enqueue_ms", "REAL"),
+    ("error", "TEXT"),
+    ("reported_ms", "REAL"),
+)
+
 # Each entry migrates the schema from version N to N + 1; PRAGMA user_version holds N.
 MIGRATIONS: tuple[str, ...] = (
     *first_steps(TYPES),
@@ -73,6 +116,7 @@ MIGRATIONS: tuple[str, ...] = (
     tracked_step(),
     cancelled_step(),
     tracked_counts_step(TYPES, API_SOURCE),
+    settled_step(),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -89,6 +133,7 @@ STEP_TABLES: tuple[tuple[str, ...], ...] = (
     (),
     (),
     ("tracked_counts",),
+    (),
 )
 
 # SQLite's limit on the values one statement binds before 3.32 raised it to 32,766.
@@ -270,6 +315,7 @@ class SqliteDialect(Dialect[sqlite3.Connection]):
     # (the same value, but no index column) leaves the rows in the index's order, unsorted.
     jobs_by_status = "jobs INDEXED BY jobs_status"
     source_by_status = "+source"
+    by_key = "settled IN (0, 1) AND "
     errors = (sqlite3.Error,)
     migrations = MIGRATIONS
 
@@ -280,6 +326,7 @@ class SqliteDialect(Dialect[sqlite3.Connection]):
         self._write_lock = threading.Lock()
         self._read_lock = threading.Lock()
         self.checkpointer: Checkpointer | None = None
+        self.settler = Settler(self.write)
         self._file: StoreFile | None = None
         self._broken: StoreError | None = None  # a fatal fault: writes refused till restart
         self._full: StoreError | None = (
@@ -410,8 +457,8 @@ class SqliteDialect(Dialect[sqlite3.Connection]):
 
     def _tick(self, connection: sqlite3.Connection) -> bool:
         """Once a second on the checkpointer's thread: report a file changed under the
-        process (no write may come to find it), and try to empty the log after a full
-        disk. Returns whether a passive checkpoint may run."""
+        process (no write may come to find it), settle new job rows (settler.py), and try
+        to empty the log after a full disk. Returns whether a passive checkpoint may run."""
         if self._broken is not None:
             return False
         try:
@@ -421,6 +468,7 @@ class SqliteDialect(Dialect[sqlite3.Connection]):
                 self.health.failed(error.fault, str(error), write=True)
             return False
         if self._full is None:
+            self.settler.run(connection)
             return True
         if self._recover(connection):
             log.info("the write-ahead log of %s is emptied: writes go on", self.path)
@@ -592,7 +640,8 @@ class SqliteDialect(Dialect[sqlite3.Connection]):
 
     def delete_jobs(self, db: sqlite3.Connection, source: str, job_ids: list[str]) -> int:
         return db.executemany(
-            "DELETE FROM jobs WHERE source = ? AND id = ?", [(source, i) for i in job_ids]
+            f"DELETE FROM jobs WHERE {self.by_key}source = ? AND id = ?",
+            [(source, i) for i in job_ids],
         ).rowcount
 
     def in_clause(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
@@ -623,6 +672,12 @@ class SqliteStore(SqlStore[sqlite3.Connection]):
     @property
     def _checkpointer(self) -> Checkpointer | None:
         return self._sqlite.checkpointer
+
+    def settle(self, recent: int | None = None) -> int:
+        """Settle all but the `recent` newest job rows now, as the checkpointer's thread
+        does each second (up to its batches); returns how many were settled."""
+        with self._sqlite.read() as db:
+            return self._sqlite.settler.run(db, recent)
 
 
 def _abandon(connection: sqlite3.Connection) -> None:
