@@ -40,6 +40,8 @@ def test_a_clean_response_decodes_whole():
         (job("a", finishTimestamp=START_MS - 1), "finishTimestamp"),
         (job("a", finishTimestamp="soon"), "finishTimestamp"),
         (job("a", status="done"), "status"),
+        (job("a", attempt=0), "attempt"),
+        (job("a", attempt=2**31), "attempt"),  # past what a store's column holds
         ({"name": "n", "startTimestamp": 1, "backgroundJobType": "T", "isFinished": False}, "id"),
         ([1, 2], "item"),
         (None, "item"),

@@ -10,7 +10,7 @@ import hypothesis.strategies as st
 import pytest
 
 from exporter.model.counts import Buckets, CountKind
-from exporter.model.jobinfo import JobInfo
+from exporter.model.jobinfo import MAX_ATTEMPT, JobInfo
 from exporter.model.tracked import PENDING, TrackedQuery
 from exporter.store import Prune, StaleIndex, StoreError, open_store
 from exporter.tracking.ingest import Ingestor, TrackingRules, write_plan
@@ -62,6 +62,13 @@ def test_counts_and_jobs_survive_reopening(store_url: str):
     counts = reopened.snapshot().series[("app", "TASK", "send_email")]
     assert counts[(CountKind.STARTED, "")] == 2 and counts[(CountKind.FINISHED, "completed")] == 1
     reopened.close()
+
+
+def test_the_highest_attempt_a_push_may_give_is_stored(store):
+    index = store.load_index("app")
+    highest = JobInfo("a", "send_email", NOW, "TASK", False, attempt=MAX_ATTEMPT)
+    store.apply(index, plan_for(index, highest))
+    assert [row.attempt for row in store.tracked_jobs("app")] == [MAX_ATTEMPT]
 
 
 def test_a_stale_index_writes_nothing(store_url: str):

@@ -11,12 +11,15 @@ MAX_NAME_LENGTH = 200
 MAX_TYPE_LENGTH = 100
 MAX_FUTURE_MS = 24 * 3600 * 1000  # startTimestamp may lie at most this far ahead of now
 MAX_ERROR_LENGTH = 4000
+# The largest run number a store column holds (PostgreSQL's INTEGER): beyond it a push met
+# the database's "out of range" as a 503, where the field was wrong, not the store.
+MAX_ATTEMPT = 2**31 - 1
 
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_LENGTH)]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_NAME_LENGTH)]
 JobType = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_TYPE_LENGTH)]
 EpochMillis = Annotated[float, msgspec.Meta(ge=0)]
-Attempt = Annotated[int, msgspec.Meta(ge=1)]
+Attempt = Annotated[int, msgspec.Meta(ge=1, le=MAX_ATTEMPT)]
 ErrorText = Annotated[str, msgspec.Meta(max_length=MAX_ERROR_LENGTH)]
 Status = Literal["pending", "running", "retrying", "completed", "failed"]
 WAITING_STATUSES = frozenset({"pending", "retrying"})
