@@ -250,7 +250,10 @@ class SqlStore(Generic[C]):
                 dialect.execute_many(db, self._update_job, plan.updates)
             if plan.touches:
                 dialect.execute_many(db, self._touch, plan.touches)
-            added = plan.insert_count  # plain inserts: a row already there fails the write
+            # Plain inserts: the plan asked the store which ids it keeps, under this
+            # generation, and a recent row already there fails the write (on SQLite a
+            # settled twin would not, and would stop the settler loudly).
+            added = plan.insert_count
             if plan.deletes:
                 added -= dialect.delete_jobs(db, source, plan.deletes)
             dialect.add_counts(db, count_rows(source, plan.counts))
